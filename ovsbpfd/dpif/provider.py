@@ -1,0 +1,133 @@
+"""The datapath provider interface (OVS's ``dpif``), in Python.
+
+ofproto talks to the datapath only through this class.  One instance is one
+datapath (like OVS's single ``ovs-system`` datapath shared by all bridges):
+datapath port numbers are global to it and distinct from OpenFlow port
+numbers, which belong to ofproto.
+
+Providers: ``dummy`` (pure Python, for unit tests and hosts without BPF) and
+``bpf`` (TC programs through libbpf).  Both must pass the same conformance
+tests (tests/dpif/).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from ovsbpfd.dpif.types import (
+    DpAction,
+    DpFlow,
+    DpPort,
+    DpStats,
+    FlowKey,
+    FlowStats,
+    PortStats,
+    Upcall,
+)
+
+
+class DpifError(Exception):
+    """A datapath operation failed; ``errno`` says why, as in OVS."""
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class Dpif(abc.ABC):
+    """A datapath: ports, megaflows, packet execution and upcalls."""
+
+    #: provider type, as shown by ``dpctl/show`` (``bpf@ovs-system``)
+    type: str = ""
+    name: str = "ovs-system"
+
+    # ------------------------------------------------------------ ports
+    @abc.abstractmethod
+    def port_add(self, name: str, ifindex: int, port_no: int | None = None) -> int:
+        """Attach the netdev ``name`` (``ifindex``) and return its port number.
+
+        Packets received on the device enter the datapath with that in_port;
+        ``Output(port_no)`` transmits on it.  ``port_no`` requests a number
+        (EEXIST if taken); otherwise the lowest free number >= 1 is used.
+        """
+
+    @abc.abstractmethod
+    def port_del(self, port_no: int) -> None:
+        """Detach the port (only what this datapath attached).  ENOENT if unknown."""
+
+    @abc.abstractmethod
+    def port_list(self) -> list[DpPort]:
+        ...
+
+    @abc.abstractmethod
+    def port_stats(self, port_no: int) -> PortStats:
+        ...
+
+    # ------------------------------------------------------------ flows
+    @abc.abstractmethod
+    def flow_put(
+        self,
+        key: FlowKey,
+        mask: FlowKey,
+        actions: Sequence[DpAction],
+        *,
+        create: bool = True,
+        modify: bool = True,
+        reset_stats: bool = False,
+    ) -> None:
+        """Install or change the megaflow (key & mask) -> actions.
+
+        ``key`` need not be pre-masked.  EEXIST if it exists and not
+        ``modify``; ENOENT if missing and not ``create``; EFBIG/E2BIG if the
+        mask or action table is full or the actions are too long.
+        """
+
+    @abc.abstractmethod
+    def flow_get(self, key: FlowKey, mask: FlowKey) -> DpFlow | None:
+        ...
+
+    @abc.abstractmethod
+    def flow_del(self, key: FlowKey, mask: FlowKey) -> FlowStats | None:
+        """Remove the megaflow; return its final stats, None if it was absent."""
+
+    @abc.abstractmethod
+    def flow_dump(self) -> list[DpFlow]:
+        ...
+
+    @abc.abstractmethod
+    def flow_flush(self) -> None:
+        ...
+
+    # ------------------------------------------------------------ packets
+    @abc.abstractmethod
+    def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
+        """Apply ``actions`` to ``packet`` (e.g. the packet of a miss upcall)."""
+
+    @abc.abstractmethod
+    def recv(self, max_batch: int = 64) -> list[Upcall]:
+        """Drain up to ``max_batch`` pending upcalls without blocking."""
+
+    @abc.abstractmethod
+    def upcall_fd(self) -> int:
+        """A file descriptor that polls readable when ``recv`` has work."""
+
+    @abc.abstractmethod
+    def stats(self) -> DpStats:
+        ...
+
+    def now_ns(self) -> int:
+        """The datapath clock that ``FlowStats.used_ns`` is measured on."""
+        import time
+
+        return time.monotonic_ns()
+
+    def close(self) -> None:
+        """Release this process's handles.  Pinned state stays (restart)."""
+
+    def destroy(self) -> None:
+        """Detach every port and remove all state this datapath created."""
+        for port in self.port_list():
+            self.port_del(port.port_no)
+        self.flow_flush()
+        self.close()

@@ -1,0 +1,151 @@
+"""OpenFlow 1.3 matches: the OXM field table and the ``Match`` value type.
+
+Shared by the wire codec (which turns OXM TLVs into ``Match``) and the
+classifier/xlate (which test packets against it).  Values are integers of the
+field's width (MAC addresses as 48-bit ints, IPv6 as 128-bit ints); a mask of
+``None`` means exact match.  Field names are the OXM names ovs-ofctl prints
+(``eth_src``, ``ipv4_dst``, ``tcp_dst`` ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+OFPXMC_OPENFLOW_BASIC = 0x8000
+OFPVID_PRESENT = 0x1000
+
+
+@dataclass(frozen=True)
+class OxmField:
+    name: str
+    code: int  # oxm_field number within OFPXMC_OPENFLOW_BASIC
+    nbytes: int
+    maskable: bool
+    # ((field, allowed values), ...): all must hold (eth_type in {..} etc.)
+    prereqs: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    @property
+    def nbits(self) -> int:
+        return 13 if self.name == "vlan_vid" else self.nbytes * 8
+
+    @property
+    def full_mask(self) -> int:
+        return (1 << self.nbits) - 1
+
+
+_IP = ("eth_type", (0x0800, 0x86DD))
+_IPV4 = ("eth_type", (0x0800,))
+_IPV6 = ("eth_type", (0x86DD,))
+_ARP = ("eth_type", (0x0806,))
+
+FIELDS: tuple[OxmField, ...] = (
+    OxmField("in_port", 0, 4, False),
+    OxmField("in_phy_port", 1, 4, False, (("in_port", ()),)),
+    OxmField("metadata", 2, 8, True),
+    OxmField("eth_dst", 3, 6, True),
+    OxmField("eth_src", 4, 6, True),
+    OxmField("eth_type", 5, 2, False),
+    OxmField("vlan_vid", 6, 2, True),
+    OxmField("vlan_pcp", 7, 1, False, (("vlan_vid", ()),)),
+    OxmField("ip_dscp", 8, 1, False, (_IP,)),
+    OxmField("ip_ecn", 9, 1, False, (_IP,)),
+    OxmField("ip_proto", 10, 1, False, (_IP,)),
+    OxmField("ipv4_src", 11, 4, True, (_IPV4,)),
+    OxmField("ipv4_dst", 12, 4, True, (_IPV4,)),
+    OxmField("tcp_src", 13, 2, False, (_IP, ("ip_proto", (6,)))),
+    OxmField("tcp_dst", 14, 2, False, (_IP, ("ip_proto", (6,)))),
+    OxmField("udp_src", 15, 2, False, (_IP, ("ip_proto", (17,)))),
+    OxmField("udp_dst", 16, 2, False, (_IP, ("ip_proto", (17,)))),
+    OxmField("sctp_src", 17, 2, False, (_IP, ("ip_proto", (132,)))),
+    OxmField("sctp_dst", 18, 2, False, (_IP, ("ip_proto", (132,)))),
+    OxmField("icmpv4_type", 19, 1, False, (_IPV4, ("ip_proto", (1,)))),
+    OxmField("icmpv4_code", 20, 1, False, (_IPV4, ("ip_proto", (1,)))),
+    OxmField("arp_op", 21, 2, False, (_ARP,)),
+    OxmField("arp_spa", 22, 4, True, (_ARP,)),
+    OxmField("arp_tpa", 23, 4, True, (_ARP,)),
+    OxmField("arp_sha", 24, 6, True, (_ARP,)),
+    OxmField("arp_tha", 25, 6, True, (_ARP,)),
+    OxmField("ipv6_src", 26, 16, True, (_IPV6,)),
+    OxmField("ipv6_dst", 27, 16, True, (_IPV6,)),
+    OxmField("ipv6_flabel", 28, 4, True, (_IPV6,)),
+    OxmField("icmpv6_type", 29, 1, False, (_IPV6, ("ip_proto", (58,)))),
+    OxmField("icmpv6_code", 30, 1, False, (_IPV6, ("ip_proto", (58,)))),
+    OxmField("ipv6_nd_target", 31, 16, False, (_IPV6, ("icmpv6_type", (135, 136)))),
+    OxmField("ipv6_nd_sll", 32, 6, False, (_IPV6, ("icmpv6_type", (135,)))),
+    OxmField("ipv6_nd_tll", 33, 6, False, (_IPV6, ("icmpv6_type", (136,)))),
+    OxmField("mpls_label", 34, 4, False, (("eth_type", (0x8847, 0x8848)),)),
+    OxmField("mpls_tc", 35, 1, False, (("eth_type", (0x8847, 0x8848)),)),
+    OxmField("mpls_bos", 36, 1, False, (("eth_type", (0x8847, 0x8848)),)),
+    OxmField("pbb_isid", 37, 3, True, (("eth_type", (0x88E7,)),)),
+    OxmField("tunnel_id", 38, 8, True),
+    OxmField("ipv6_exthdr", 39, 2, True, (_IPV6,)),
+)
+FIELDS_BY_NAME: dict[str, OxmField] = {f.name: f for f in FIELDS}
+FIELDS_BY_CODE: dict[int, OxmField] = {f.code: f for f in FIELDS}
+
+
+class Match(Mapping[str, tuple[int, int | None]]):
+    """An immutable set of ``field -> (value, mask or None)`` constraints.
+
+    Values are stored pre-masked so that two equal matches compare equal.
+    An empty match matches every packet.
+    """
+
+    __slots__ = ("_fields", "_hash")
+
+    def __init__(self, fields: Mapping[str, tuple[int, int | None]] | None = None,
+                 **kw: int | tuple[int, int | None]) -> None:
+        items: dict[str, tuple[int, int | None]] = {}
+        for name, spec in list((fields or {}).items()) + list(kw.items()):
+            value, mask = spec if isinstance(spec, tuple) else (spec, None)
+            field = FIELDS_BY_NAME[name]
+            if mask is not None:
+                mask &= field.full_mask
+                if mask == field.full_mask:
+                    mask = None
+                else:
+                    value &= mask
+            items[name] = (value & field.full_mask, mask)
+        self._fields = dict(sorted(items.items(),
+                                   key=lambda kv: FIELDS_BY_NAME[kv[0]].code))
+        self._hash: int | None = None
+
+    def __getitem__(self, name: str) -> tuple[int, int | None]:
+        return self._fields[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(self._fields.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Match) and self._fields == other._fields
+
+    def __repr__(self) -> str:
+        return f"Match({self._fields!r})"
+
+    def mask_of(self, name: str) -> int:
+        """The effective mask of ``name`` (0 when not matched)."""
+        if name not in self._fields:
+            return 0
+        mask = self._fields[name][1]
+        return FIELDS_BY_NAME[name].full_mask if mask is None else mask
+
+    def missing_prereqs(self) -> list[str]:
+        """Field names whose OpenFlow prerequisites this match does not meet."""
+        bad = []
+        for name in self._fields:
+            for pre_name, allowed in FIELDS_BY_NAME[name].prereqs:
+                pre = self._fields.get(pre_name)
+                if pre is None or (allowed and (pre[1] is not None
+                                                or pre[0] not in allowed)):
+                    bad.append(name)
+                    break
+        return bad

@@ -1,0 +1,67 @@
+"""The seam between the OpenFlow front end and the switch core.
+
+``SwitchCore`` is what a connection handler may call on a bridge;
+``SwitchListener`` is what the core calls back for asynchronous messages.
+The connection manager implements the listener and fans events out to every
+connection whose role and async config want them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ovsbpfd.ofproto.actions import Action
+from ovsbpfd.ofproto.types import (
+    FlowMod,
+    FlowRemoved,
+    FlowStatsEntry,
+    FlowStatsRequest,
+    OfPort,
+    OfPortStats,
+    PacketIn,
+    TableStats,
+)
+
+
+class SwitchListener(Protocol):
+    def packet_in(self, msg: PacketIn) -> None: ...
+
+    def flow_removed(self, msg: FlowRemoved) -> None: ...
+
+    def port_status(self, reason: int, port: OfPort) -> None: ...
+
+
+class SwitchCore(Protocol):
+    name: str
+    datapath_id: int
+    n_tables: int
+
+    def ports(self) -> list[OfPort]:
+        """Every port including LOCAL (OFPP_LOCAL), sorted by number."""
+        ...
+
+    def port_stats(self, port_no: int) -> list[OfPortStats]:
+        """Stats of one port, or of all when ``port_no`` is OFPP_ANY.
+
+        Raises OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_PORT) if unknown."""
+        ...
+
+    def flow_mod(self, fm: FlowMod) -> None:
+        """Apply a FLOW_MOD (raises OfpError on rejection, changing nothing)."""
+        ...
+
+    def flow_stats(self, req: FlowStatsRequest) -> list[FlowStatsEntry]: ...
+
+    def table_stats(self) -> list[TableStats]: ...
+
+    def packet_out(self, in_port: int, actions: tuple[Action, ...], data: bytes) -> None:
+        """Run ``data`` through ``actions`` as if received on ``in_port``."""
+        ...
+
+    async def barrier(self) -> None:
+        """Return once every earlier change has reached the datapath."""
+        ...
+
+    def add_listener(self, listener: SwitchListener) -> None: ...
+
+    def remove_listener(self, listener: SwitchListener) -> None: ...
