@@ -122,7 +122,7 @@ class Dpif(abc.ABC):
 
         return time.monotonic_ns()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional for providers without handles
         """Release this process's handles.  Pinned state stays (restart)."""
 
     def destroy(self) -> None:

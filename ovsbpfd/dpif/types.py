@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import struct
 from dataclasses import dataclass, field
-from typing import Union
 
 # in_port is host order (it is an index the BPF program uses directly); every
 # other field is in network order, exactly as it sits in the packet.
@@ -172,7 +171,7 @@ class Userspace:
     cookie: int = 0
 
 
-DpAction = Union[Output, PushVlan, PopVlan, Userspace]
+DpAction = Output | PushVlan | PopVlan | Userspace
 MAX_ACTIONS = 32  # fixed action array length in the BPF flow value
 
 

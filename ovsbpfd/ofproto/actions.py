@@ -8,7 +8,6 @@ codec.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 # Reserved port numbers (OF 1.3 ofp_port_no).
 OFPP_MAX = 0xFFFFFF00
@@ -120,11 +119,11 @@ class ActPopPbb:
     pass
 
 
-Action = Union[
-    ActOutput, ActGroup, ActSetQueue, ActSetField, ActPushVlan, ActPopVlan,
-    ActSetNwTtl, ActDecNwTtl, ActCopyTtlOut, ActCopyTtlIn, ActPushMpls,
-    ActPopMpls, ActSetMplsTtl, ActDecMplsTtl, ActPushPbb, ActPopPbb,
-]
+Action = (
+    ActOutput | ActGroup | ActSetQueue | ActSetField | ActPushVlan | ActPopVlan
+    | ActSetNwTtl | ActDecNwTtl | ActCopyTtlOut | ActCopyTtlIn | ActPushMpls
+    | ActPopMpls | ActSetMplsTtl | ActDecMplsTtl | ActPushPbb | ActPopPbb
+)
 
 
 # ---------------------------------------------------------------- instructions
@@ -159,7 +158,7 @@ class InstMeter:
     meter_id: int
 
 
-Instruction = Union[
-    InstGotoTable, InstWriteMetadata, InstWriteActions, InstApplyActions,
-    InstClearActions, InstMeter,
-]
+Instruction = (
+    InstGotoTable | InstWriteMetadata | InstWriteActions | InstApplyActions
+    | InstClearActions | InstMeter
+)
