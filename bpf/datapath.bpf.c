@@ -1,0 +1,458 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The ovsbpfd datapath: a TC clsact-ingress program attached to every port.
+ *
+ * parse -> megaflow lookup (exact-match cache, then tuple-space search over
+ * the mask table) -> run the flow's action array.  A miss becomes an upcall
+ * on the "upcalls" ring buffer and the packet is dropped: userspace decides,
+ * installs a flow and re-executes the packet itself.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "datapath.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_ARP 0x0806
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define ETH_P_IPV6 0x86DD
+#define ETH_HLEN 14
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ICMPV6 58
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* ---------------------------------------------------------------- maps */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OVSBPF_MAX_PORTS);
+	__type(key, __u32);   /* ifindex */
+	__type(value, __u32); /* datapath port number */
+} port_by_ifindex SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, OVSBPF_MAX_PORTS);
+	__type(key, __u32); /* datapath port number */
+	__type(value, struct ovsbpf_port);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OVSBPF_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct ovsbpf_port_stats);
+} port_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, OVSBPF_MAX_MASKS);
+	__type(key, __u32);
+	__type(value, struct ovsbpf_mask);
+} masks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OVSBPF_MAX_FLOWS);
+	__type(key, struct ovsbpf_flow_map_key);
+	__type(value, struct ovsbpf_flow);
+} flows SEC(".maps");
+
+/* Exact-match cache: full key -> mask slot that matched it last time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, OVSBPF_EMC_ENTRIES);
+	__type(key, struct ovsbpf_flow_key);
+	__type(value, __u32);
+} emc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ovsbpf_config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ovsbpf_dp_stats);
+} dp_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, OVSBPF_RINGBUF_BYTES);
+} upcalls SEC(".maps");
+
+/* Staging area for one upcall record (too big for the BPF stack). */
+struct upcall_buf {
+	struct ovsbpf_upcall hdr;
+	__u8 data[OVSBPF_UPCALL_DATA_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct upcall_buf);
+} upcall_scratch SEC(".maps");
+
+/* ---------------------------------------------------------------- counters */
+
+static __always_inline struct ovsbpf_dp_stats *dp_counters(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&dp_stats, &zero);
+}
+
+static __always_inline struct ovsbpf_port_stats *port_counters(__u32 port_no)
+{
+	return bpf_map_lookup_elem(&port_stats, &port_no);
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+static __always_inline void put_be16(__u8 *dst, __u16 host)
+{
+	dst[0] = host >> 8;
+	dst[1] = host & 0xff;
+}
+
+static __always_inline void parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto,
+				     struct ovsbpf_flow_key *key, __u16 *tcp_flags)
+{
+	__u8 l4[14];
+
+	if (proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, off, l4, 14) < 0)
+			return;
+		__builtin_memcpy(key->tp_src, &l4[0], 2);
+		__builtin_memcpy(key->tp_dst, &l4[2], 2);
+		*tcp_flags = ((l4[12] << 8) | l4[13]) & 0x0fff;
+	} else if (proto == IPPROTO_UDP) {
+		if (bpf_skb_load_bytes(skb, off, l4, 4) < 0)
+			return;
+		__builtin_memcpy(key->tp_src, &l4[0], 2);
+		__builtin_memcpy(key->tp_dst, &l4[2], 2);
+	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		if (bpf_skb_load_bytes(skb, off, l4, 2) < 0)
+			return;
+		key->tp_src[1] = l4[0];
+		key->tp_dst[1] = l4[1];
+	}
+}
+
+static __always_inline void parse_ipv4(struct __sk_buff *skb, __u32 off,
+				       struct ovsbpf_flow_key *key, __u16 *tcp_flags)
+{
+	__u8 ip[20];
+	__u32 ihl;
+	__u16 frag;
+
+	if (bpf_skb_load_bytes(skb, off, ip, 20) < 0)
+		return;
+	ihl = ip[0] & 0x0f;
+	if ((ip[0] >> 4) != 4 || ihl < 5)
+		return;
+	key->nw_tos = ip[1];
+	key->nw_ttl = ip[8];
+	key->nw_proto = ip[9];
+	__builtin_memcpy(key->ip_src, &ip[12], 4);
+	__builtin_memcpy(key->ip_dst, &ip[16], 4);
+	frag = ((ip[6] << 8) | ip[7]) & 0x3fff;
+	if (frag) {
+		key->nw_frag = (frag & 0x1fff) ? OVSBPF_FRAG_LATER : OVSBPF_FRAG_FIRST;
+		if (key->nw_frag == OVSBPF_FRAG_LATER)
+			return;
+	}
+	parse_l4(skb, off + ihl * 4, ip[9], key, tcp_flags);
+}
+
+static __always_inline void parse_ipv6(struct __sk_buff *skb, __u32 off,
+				       struct ovsbpf_flow_key *key, __u16 *tcp_flags)
+{
+	__u8 ip[40];
+
+	if (bpf_skb_load_bytes(skb, off, ip, 40) < 0)
+		return;
+	if ((ip[0] >> 4) != 6)
+		return;
+	key->nw_tos = ((ip[0] & 0x0f) << 4) | (ip[1] >> 4);
+	key->nw_proto = ip[6];
+	key->nw_ttl = ip[7];
+	__builtin_memcpy(key->ip_src, &ip[8], 16);
+	__builtin_memcpy(key->ip_dst, &ip[24], 16);
+	parse_l4(skb, off + 40, ip[6], key, tcp_flags);
+}
+
+static __always_inline void parse_arp(struct __sk_buff *skb, __u32 off,
+				      struct ovsbpf_flow_key *key)
+{
+	__u8 arp[28];
+
+	if (bpf_skb_load_bytes(skb, off, arp, 28) < 0)
+		return;
+	/* Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4. */
+	if (arp[0] != 0 || arp[1] != 1 || arp[2] != 0x08 || arp[3] != 0 ||
+	    arp[4] != 6 || arp[5] != 4)
+		return;
+	if (arp[6] == 0)
+		key->nw_proto = arp[7];
+	__builtin_memcpy(key->arp_sha, &arp[8], 6);
+	__builtin_memcpy(key->ip_src, &arp[14], 4);
+	__builtin_memcpy(key->arp_tha, &arp[18], 6);
+	__builtin_memcpy(key->ip_dst, &arp[24], 4);
+}
+
+/* Fill key (in_port already set, rest zero).  Ingress has usually moved
+ * the outer VLAN tag into skb metadata; an in-band tag is parsed too. */
+static __always_inline int parse_packet(struct __sk_buff *skb, struct ovsbpf_flow_key *key,
+					__u16 *tcp_flags)
+{
+	__u8 eth[ETH_HLEN];
+	__u8 tag[4];
+	__u32 off = ETH_HLEN;
+	__u16 proto;
+
+	if (bpf_skb_load_bytes(skb, 0, eth, ETH_HLEN) < 0)
+		return -1;
+	__builtin_memcpy(key->eth_dst, &eth[0], 6);
+	__builtin_memcpy(key->eth_src, &eth[6], 6);
+	proto = (eth[12] << 8) | eth[13];
+	if (skb->vlan_present) {
+		put_be16(key->vlan_tci, (skb->vlan_tci & 0xffff) | OVSBPF_VLAN_TAG_PRESENT);
+	} else if (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
+		if (bpf_skb_load_bytes(skb, off, tag, 4) < 0)
+			return -1;
+		put_be16(key->vlan_tci, ((tag[0] << 8) | tag[1]) | OVSBPF_VLAN_TAG_PRESENT);
+		proto = (tag[2] << 8) | tag[3];
+		off += 4;
+	}
+	put_be16(key->eth_type, proto);
+
+	if (proto == ETH_P_IP)
+		parse_ipv4(skb, off, key, tcp_flags);
+	else if (proto == ETH_P_IPV6)
+		parse_ipv6(skb, off, key, tcp_flags);
+	else if (proto == ETH_P_ARP)
+		parse_arp(skb, off, key);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- lookup */
+
+static __always_inline struct ovsbpf_flow *
+lookup_in_slot(__u32 mask_id, const struct ovsbpf_flow_key *key, struct ovsbpf_flow_map_key *fk)
+{
+	struct ovsbpf_mask *slot = bpf_map_lookup_elem(&masks, &mask_id);
+	const __u32 *k = (const __u32 *)key;
+	__u32 *out = (__u32 *)&fk->key;
+	const __u32 *m;
+
+	if (!slot || !slot->in_use)
+		return 0;
+	m = (const __u32 *)&slot->mask;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*key) / 4); i++)
+		out[i] = k[i] & m[i];
+	fk->mask_id = mask_id;
+	return bpf_map_lookup_elem(&flows, fk);
+}
+
+static __always_inline struct ovsbpf_flow *lookup_flow(const struct ovsbpf_flow_key *key,
+						       struct ovsbpf_flow_map_key *fk)
+{
+	struct ovsbpf_flow *flow;
+	__u32 zero = 0, n_slots = OVSBPF_MAX_MASKS;
+	struct ovsbpf_config *cfg;
+	__u32 *hint;
+
+	hint = bpf_map_lookup_elem(&emc, key);
+	if (hint) {
+		flow = lookup_in_slot(*hint, key, fk);
+		if (flow)
+			return flow;
+	}
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (cfg && cfg->n_mask_slots < OVSBPF_MAX_MASKS)
+		n_slots = cfg->n_mask_slots;
+	for (__u32 id = 0; id < OVSBPF_MAX_MASKS; id++) {
+		if (id >= n_slots)
+			break;
+		flow = lookup_in_slot(id, key, fk);
+		if (flow) {
+			bpf_map_update_elem(&emc, key, &id, BPF_ANY);
+			return flow;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- upcalls */
+
+/* Copy the packet (with its metadata VLAN tag put back in band) behind an
+ * upcall header onto the ring buffer.  Returns 0 if queued. */
+static __noinline int emit_upcall(struct __sk_buff *skb, const struct ovsbpf_flow_key *key,
+				  __u32 kind, __u64 cookie)
+{
+	__u32 zero = 0, total, n, tail;
+	struct upcall_buf *buf;
+	int tagged = skb->vlan_present;
+
+	buf = bpf_map_lookup_elem(&upcall_scratch, &zero);
+	if (!buf)
+		return -1;
+	total = skb->len + (tagged ? 4 : 0);
+	n = total;
+	if (n > OVSBPF_UPCALL_DATA_MAX)
+		n = OVSBPF_UPCALL_DATA_MAX;
+	if (n < ETH_HLEN + 4)
+		return -1;
+	buf->hdr.kind = kind;
+	buf->hdr.packet_len = total;
+	buf->hdr.data_len = n;
+	buf->hdr.pad = 0;
+	buf->hdr.cookie = cookie;
+	__builtin_memcpy(&buf->hdr.key, key, sizeof(*key));
+	if (tagged) {
+		if (bpf_skb_load_bytes(skb, 0, buf->data, 12) < 0)
+			return -1;
+		put_be16(&buf->data[12], bpf_ntohs(skb->vlan_proto));
+		put_be16(&buf->data[14], skb->vlan_tci);
+		tail = n - 16;
+		if (tail > OVSBPF_UPCALL_DATA_MAX - 16 || tail < 1)
+			return -1;
+		if (bpf_skb_load_bytes(skb, 12, &buf->data[16], tail) < 0)
+			return -1;
+	} else {
+		if (n > OVSBPF_UPCALL_DATA_MAX || n < 1)
+			return -1;
+		if (bpf_skb_load_bytes(skb, 0, buf->data, n) < 0)
+			return -1;
+	}
+	n += sizeof(buf->hdr);
+	if (n > sizeof(*buf))
+		return -1;
+	return bpf_ringbuf_output(&upcalls, buf, n, 0);
+}
+
+static __always_inline void upcall(struct __sk_buff *skb, const struct ovsbpf_flow_key *key,
+				   __u32 kind, __u64 cookie, struct ovsbpf_dp_stats *dps)
+{
+	if (emit_upcall(skb, key, kind, cookie) != 0 && dps)
+		dps->n_lost++;
+}
+
+/* ---------------------------------------------------------------- actions */
+
+static __always_inline void output(struct __sk_buff *skb, __u32 port_no, int final, int *verdict)
+{
+	struct ovsbpf_port_stats *ps = port_counters(port_no);
+	struct ovsbpf_port *port = bpf_map_lookup_elem(&ports, &port_no);
+	__u32 len = skb->len;
+
+	if (!port || !port->ifindex) {
+		if (ps)
+			ps->tx_dropped++;
+		return;
+	}
+	if (final) {
+		bpf_redirect(port->ifindex, 0);
+		*verdict = TC_ACT_REDIRECT;
+	} else if (bpf_clone_redirect(skb, port->ifindex, 0) != 0) {
+		if (ps)
+			ps->tx_dropped++;
+		return;
+	}
+	if (ps) {
+		ps->tx_packets++;
+		ps->tx_bytes += len;
+	}
+}
+
+static __always_inline int run_actions(struct __sk_buff *skb, struct ovsbpf_flow *flow,
+				       const struct ovsbpf_flow_key *key,
+				       struct ovsbpf_dp_stats *dps)
+{
+	__u32 n_actions = flow->n_actions, final = flow->final_output;
+	int verdict = TC_ACT_SHOT;
+
+	for (__u32 i = 0; i < OVSBPF_MAX_ACTIONS; i++) {
+		struct ovsbpf_action *act;
+
+		if (i >= n_actions)
+			break;
+		act = &flow->actions[i];
+		switch (act->type) {
+		case OVSBPF_ACTION_OUTPUT:
+			output(skb, act->arg, i == final, &verdict);
+			break;
+		case OVSBPF_ACTION_PUSH_VLAN:
+			bpf_skb_vlan_push(skb, bpf_htons(act->tpid), act->arg & 0xffff);
+			break;
+		case OVSBPF_ACTION_POP_VLAN:
+			bpf_skb_vlan_pop(skb);
+			break;
+		case OVSBPF_ACTION_USERSPACE:
+			upcall(skb, key, OVSBPF_UPCALL_ACTION, act->cookie, dps);
+			break;
+		default:
+			break;
+		}
+	}
+	return verdict;
+}
+
+/* ---------------------------------------------------------------- entry */
+
+SEC("tc")
+int ovsbpf_ingress(struct __sk_buff *skb)
+{
+	struct ovsbpf_flow_map_key fk = {};
+	struct ovsbpf_flow_key key = {};
+	struct ovsbpf_port_stats *ps;
+	struct ovsbpf_dp_stats *dps;
+	struct ovsbpf_flow *flow;
+	__u32 ifindex = skb->ifindex;
+	__u16 tcp_flags = 0;
+	__u32 *port_no;
+
+	port_no = bpf_map_lookup_elem(&port_by_ifindex, &ifindex);
+	if (!port_no)
+		return TC_ACT_OK;
+	key.in_port = *port_no;
+	ps = port_counters(key.in_port);
+	if (ps) {
+		ps->rx_packets++;
+		ps->rx_bytes += skb->len;
+	}
+	dps = dp_counters();
+	if (parse_packet(skb, &key, &tcp_flags) < 0) {
+		if (ps)
+			ps->rx_dropped++;
+		return TC_ACT_SHOT;
+	}
+
+	flow = lookup_flow(&key, &fk);
+	if (!flow) {
+		if (dps)
+			dps->n_missed++;
+		upcall(skb, &key, OVSBPF_UPCALL_MISS, 0, dps);
+		return TC_ACT_SHOT;
+	}
+	if (dps)
+		dps->n_hit++;
+	__sync_fetch_and_add(&flow->packets, 1);
+	__sync_fetch_and_add(&flow->bytes, skb->len + (skb->vlan_present ? 4 : 0));
+	flow->used_ns = bpf_ktime_get_ns();
+	if (tcp_flags)
+		__sync_fetch_and_or(&flow->tcp_flags, tcp_flags);
+	return run_actions(skb, flow, &key, dps);
+}
