@@ -1,0 +1,315 @@
+"""The ``dummy`` datapath: the bpf datapath's semantics in pure Python.
+
+For unit tests and hosts without BPF.  Ports are names with the ifindex they
+were given (no devices are touched); packets enter through ``inject`` and
+leave into per-port queues read with ``take_output``.  Everything else —
+tuple-space megaflow lookup over at most ``MAX_MASKS`` masks, actions, stats,
+upcalls and the errno of every failure — behaves as the BPF datapath does, and
+tests/dpif/test_dpif_conformance.py holds both to that.
+
+Errors (``DpifError.errno``): EEXIST for a taken port number/name/ifindex or
+an existing flow without ``modify``; ENOENT for an unknown port or a missing
+flow without ``create``; EFBIG when a new mask would exceed ``MAX_MASKS`` or
+the flow table is full; E2BIG for more than ``MAX_ACTIONS`` actions; EINVAL
+for malformed arguments (port number out of range, unknown action, bad TPID).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ovsbpfd.dpif.packet import VLAN_TPIDS, parse_packet, pop_vlan, push_vlan, tcp_flags
+from ovsbpfd.dpif.provider import Dpif, DpifError
+from ovsbpfd.dpif.types import (
+    MAX_ACTIONS,
+    UPCALL_ACTION,
+    UPCALL_MISS,
+    DpAction,
+    DpFlow,
+    DpPort,
+    DpStats,
+    FlowKey,
+    FlowStats,
+    Output,
+    PopVlan,
+    PortStats,
+    PushVlan,
+    Upcall,
+    Userspace,
+)
+
+MAX_MASKS = 32
+DEFAULT_MAX_FLOWS = 65536
+DEFAULT_MAX_PORTS = 1024  # valid datapath port numbers are 1 .. max_ports-1
+DEFAULT_UPCALL_QUEUE = 4096
+DEFAULT_OUTPUT_QUEUE = 4096
+
+
+@dataclass
+class _Flow:
+    key: FlowKey  # masked
+    mask: FlowKey
+    actions: tuple[DpAction, ...]
+    stats: FlowStats = field(default_factory=FlowStats)
+
+    def snapshot(self) -> DpFlow:
+        return DpFlow(self.key, self.mask, self.actions, dataclasses.replace(self.stats))
+
+
+@dataclass(eq=False)
+class _MaskSlot:
+    """One tuple of the tuple space: a mask and the flows that use it."""
+
+    mask: FlowKey
+    bits: int  # the packed mask as an integer, for fast masking
+    flows: dict[int, _Flow] = field(default_factory=dict)  # masked key bits -> flow
+
+
+def _bits(key: FlowKey) -> int:
+    return int.from_bytes(key.pack(), "big")
+
+
+def validate_actions(actions: Sequence[DpAction]) -> tuple[DpAction, ...]:
+    """The actions as a tuple, or DpifError(E2BIG/EINVAL) if the datapath can't run them."""
+    actions = tuple(actions)
+    if len(actions) > MAX_ACTIONS:
+        raise DpifError(errno.E2BIG, f"{len(actions)} actions exceed the limit of {MAX_ACTIONS}")
+    for act in actions:
+        if isinstance(act, Output):
+            if not isinstance(act.port, int) or not 0 <= act.port < 1 << 32:
+                raise DpifError(errno.EINVAL, f"bad output port {act.port!r}")
+        elif isinstance(act, PushVlan):
+            if act.tpid not in VLAN_TPIDS or not 0 <= act.tci <= 0xFFFF:
+                raise DpifError(errno.EINVAL, f"bad push_vlan {act!r}")
+        elif isinstance(act, Userspace):
+            if not 0 <= act.cookie < 1 << 64:
+                raise DpifError(errno.EINVAL, f"bad userspace cookie {act.cookie!r}")
+        elif not isinstance(act, PopVlan):
+            raise DpifError(errno.EINVAL, f"unknown datapath action {act!r}")
+    return actions
+
+
+class DummyDpif(Dpif):
+    """A datapath held entirely in this process's memory."""
+
+    type = "dummy"
+
+    def __init__(
+        self,
+        *,
+        max_flows: int = DEFAULT_MAX_FLOWS,
+        max_ports: int = DEFAULT_MAX_PORTS,
+        upcall_queue_len: int = DEFAULT_UPCALL_QUEUE,
+        output_queue_len: int = DEFAULT_OUTPUT_QUEUE,
+    ) -> None:
+        self.max_flows = max_flows
+        self.max_ports = max_ports
+        self._ports: dict[int, DpPort] = {}
+        self._port_stats: dict[int, PortStats] = {}
+        self._outputs: dict[int, deque[bytes]] = {}
+        self._output_queue_len = output_queue_len
+        self._slots: list[_MaskSlot | None] = [None] * MAX_MASKS
+        self._n_flows = 0
+        self._upcalls: deque[Upcall] = deque()
+        self._upcall_queue_len = upcall_queue_len
+        self._dp_stats = DpStats()
+        self._event_fd: int | None = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    # ------------------------------------------------------------ ports
+    def port_add(self, name: str, ifindex: int, port_no: int | None = None) -> int:
+        if not name or not isinstance(name, str):
+            raise DpifError(errno.EINVAL, f"bad port name {name!r}")
+        for port in self._ports.values():
+            if port.name == name or port.ifindex == ifindex:
+                raise DpifError(errno.EEXIST, f"{name} (ifindex {ifindex}) is already a port")
+        if port_no is None:
+            port_no = next((n for n in range(1, self.max_ports) if n not in self._ports), None)
+            if port_no is None:
+                raise DpifError(errno.EFBIG, "no free datapath port number")
+        elif not 1 <= port_no < self.max_ports:
+            raise DpifError(errno.EINVAL, f"port number {port_no} out of range")
+        elif port_no in self._ports:
+            raise DpifError(errno.EEXIST, f"port number {port_no} is taken")
+        self._ports[port_no] = DpPort(port_no, name, ifindex)
+        self._port_stats[port_no] = PortStats()
+        self._outputs[port_no] = deque(maxlen=self._output_queue_len)
+        return port_no
+
+    def port_del(self, port_no: int) -> None:
+        if port_no not in self._ports:
+            raise DpifError(errno.ENOENT, f"no datapath port {port_no}")
+        del self._ports[port_no], self._port_stats[port_no], self._outputs[port_no]
+
+    def port_list(self) -> list[DpPort]:
+        return [self._ports[n] for n in sorted(self._ports)]
+
+    def port_stats(self, port_no: int) -> PortStats:
+        if port_no not in self._port_stats:
+            raise DpifError(errno.ENOENT, f"no datapath port {port_no}")
+        return dataclasses.replace(self._port_stats[port_no])
+
+    # ------------------------------------------------------------ flows
+    def _find(self, key: FlowKey, mask: FlowKey) -> tuple[_MaskSlot | None, int]:
+        mask_bits = _bits(mask)
+        slot = next((s for s in self._slots if s is not None and s.bits == mask_bits), None)
+        return slot, _bits(key) & mask_bits
+
+    def flow_put(
+        self,
+        key: FlowKey,
+        mask: FlowKey,
+        actions: Sequence[DpAction],
+        *,
+        create: bool = True,
+        modify: bool = True,
+        reset_stats: bool = False,
+    ) -> None:
+        actions = validate_actions(actions)
+        slot, masked = self._find(key, mask)
+        flow = slot.flows.get(masked) if slot else None
+        if flow is not None:
+            if not modify:
+                raise DpifError(errno.EEXIST, "flow exists")
+            flow.actions = actions
+            if reset_stats:
+                flow.stats = FlowStats()
+            return
+        if not create:
+            raise DpifError(errno.ENOENT, "no such flow")
+        if self._n_flows >= self.max_flows:
+            raise DpifError(errno.EFBIG, f"flow table full ({self.max_flows} flows)")
+        if slot is None:
+            free = next((i for i, s in enumerate(self._slots) if s is None), None)
+            if free is None:
+                raise DpifError(errno.EFBIG, f"mask table full ({MAX_MASKS} masks)")
+            slot = self._slots[free] = _MaskSlot(mask, _bits(mask))
+        slot.flows[masked] = _Flow(key.masked(mask), mask, actions)
+        self._n_flows += 1
+
+    def flow_get(self, key: FlowKey, mask: FlowKey) -> DpFlow | None:
+        slot, masked = self._find(key, mask)
+        flow = slot.flows.get(masked) if slot else None
+        return flow.snapshot() if flow else None
+
+    def flow_del(self, key: FlowKey, mask: FlowKey) -> FlowStats | None:
+        slot, masked = self._find(key, mask)
+        flow = slot.flows.pop(masked, None) if slot else None
+        if slot is None or flow is None:
+            return None
+        self._n_flows -= 1
+        if not slot.flows:
+            self._slots = [None if s is slot else s for s in self._slots]
+        return flow.stats
+
+    def flow_dump(self) -> list[DpFlow]:
+        return [f.snapshot() for s in self._slots if s is not None for f in s.flows.values()]
+
+    def flow_flush(self) -> None:
+        self._slots = [None] * MAX_MASKS
+        self._n_flows = 0
+
+    def _lookup(self, key: FlowKey) -> _Flow | None:
+        key_bits = _bits(key)
+        for slot in self._slots:
+            if slot is not None:
+                flow = slot.flows.get(key_bits & slot.bits)
+                if flow is not None:
+                    return flow
+        return None
+
+    # ------------------------------------------------------------ packets
+    def inject(self, port_no: int, frame: bytes) -> None:
+        """Receive ``frame`` on ``port_no``, as the device's ingress hook would."""
+        if port_no not in self._ports:
+            raise DpifError(errno.ENOENT, f"no datapath port {port_no}")
+        frame = bytes(frame)
+        rx = self._port_stats[port_no]
+        rx.rx_packets += 1
+        rx.rx_bytes += len(frame)
+        key = parse_packet(frame, port_no)
+        flow = self._lookup(key)
+        if flow is None:
+            self._dp_stats.n_missed += 1
+            self._queue_upcall(Upcall(UPCALL_MISS, key, frame, len(frame)))
+            return
+        self._dp_stats.n_hit += 1
+        stats = flow.stats
+        stats.packets += 1
+        stats.bytes += len(frame)
+        stats.used_ns = self.now_ns()
+        stats.tcp_flags |= tcp_flags(frame)
+        self._run_actions(frame, key, flow.actions)
+
+    def take_output(self, port_no: int) -> list[bytes]:
+        """Frames sent out of ``port_no`` since the last call ([] for unknown ports)."""
+        queue = self._outputs.get(port_no)
+        if not queue:
+            return []
+        frames = list(queue)
+        queue.clear()
+        return frames
+
+    def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
+        actions = validate_actions(actions)
+        packet = bytes(packet)
+        self._run_actions(packet, parse_packet(packet, 0), actions)
+
+    def _run_actions(self, packet: bytes, key: FlowKey, actions: tuple[DpAction, ...]) -> None:
+        for act in actions:
+            if isinstance(act, Output):
+                self._transmit(act.port, packet)
+            elif isinstance(act, PushVlan):
+                packet = push_vlan(packet, act.tci, act.tpid)
+            elif isinstance(act, PopVlan):
+                packet = pop_vlan(packet)
+            elif isinstance(act, Userspace):
+                self._queue_upcall(Upcall(UPCALL_ACTION, key, packet, len(packet), act.cookie))
+
+    def _transmit(self, port_no: int, packet: bytes) -> None:
+        queue = self._outputs.get(port_no)
+        if queue is None:
+            return  # like a redirect to a vanished ifindex: dropped, counted nowhere
+        tx = self._port_stats[port_no]
+        if len(queue) == queue.maxlen:
+            tx.tx_dropped += 1
+            return
+        queue.append(packet)
+        tx.tx_packets += 1
+        tx.tx_bytes += len(packet)
+
+    # ------------------------------------------------------------ upcalls
+    def _queue_upcall(self, upcall: Upcall) -> None:
+        if len(self._upcalls) >= self._upcall_queue_len:
+            self._dp_stats.n_lost += 1
+            return
+        self._upcalls.append(upcall)
+        if len(self._upcalls) == 1 and self._event_fd is not None:
+            os.eventfd_write(self._event_fd, 1)
+
+    def recv(self, max_batch: int = 64) -> list[Upcall]:
+        batch = [self._upcalls.popleft() for _ in range(min(max_batch, len(self._upcalls)))]
+        if batch and not self._upcalls and self._event_fd is not None:
+            try:
+                os.eventfd_read(self._event_fd)
+            except BlockingIOError:
+                pass
+        return batch
+
+    def upcall_fd(self) -> int:
+        if self._event_fd is None:
+            raise DpifError(errno.EBADF, "datapath handle is closed")
+        return self._event_fd
+
+    def stats(self) -> DpStats:
+        n_masks = sum(1 for s in self._slots if s is not None)
+        return dataclasses.replace(self._dp_stats, n_flows=self._n_flows, n_masks=n_masks)
+
+    def close(self) -> None:
+        if self._event_fd is not None:
+            os.close(self._event_fd)
+            self._event_fd = None
