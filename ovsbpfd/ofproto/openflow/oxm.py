@@ -1,0 +1,141 @@
+"""OXM TLVs and the ofp_match structure <-> ``ovsbpfd.ofproto.match.Match``.
+
+Decoding checks what OpenFlow 1.3 (and Open vSwitch) check, in the same
+order: lengths, known class/field, masks only on maskable fields, no value
+bits outside the mask, values within the field's width, no duplicates, and
+finally prerequisites.  Each failure is the spec's OFPET_BAD_MATCH code.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ovsbpfd.ofproto.match import FIELDS_BY_CODE, FIELDS_BY_NAME, OFPXMC_OPENFLOW_BASIC, Match
+from ovsbpfd.ofproto.openflow.constants import OFPMT_OXM
+from ovsbpfd.ofproto.openflow.errors import (
+    OFPBMC_BAD_FIELD,
+    OFPBMC_BAD_LEN,
+    OFPBMC_BAD_MASK,
+    OFPBMC_BAD_PREREQ,
+    OFPBMC_BAD_TYPE,
+    OFPBMC_BAD_VALUE,
+    OFPBMC_BAD_WILDCARDS,
+    OFPBMC_DUP_FIELD,
+    OFPET_BAD_MATCH,
+    OfpError,
+)
+from ovsbpfd.ofproto.openflow.header import pad8
+from ovsbpfd.ofproto.openflow.reader import Reader
+
+OXM_HEADER = struct.Struct("!I")
+MATCH_HEADER = struct.Struct("!HH")
+
+# Significant bits of fields narrower than their wire width; a value with
+# bits above these is OFPBMC_BAD_VALUE.
+VALUE_BITS = {
+    "vlan_vid": 13, "vlan_pcp": 3, "ip_dscp": 6, "ip_ecn": 2,
+    "ipv6_flabel": 20, "mpls_label": 20, "mpls_tc": 3, "mpls_bos": 1,
+    "ipv6_exthdr": 9,
+}
+
+
+def value_bits(name: str) -> int:
+    return VALUE_BITS.get(name, FIELDS_BY_NAME[name].nbytes * 8)
+
+
+def oxm_header(name: str, has_mask: bool) -> int:
+    field = FIELDS_BY_NAME[name]
+    length = field.nbytes * (2 if has_mask else 1)
+    return (OFPXMC_OPENFLOW_BASIC << 16) | (field.code << 9) | (int(has_mask) << 8) | length
+
+
+def encode_oxm(name: str, value: int, mask: int | None = None) -> bytes:
+    """One OXM TLV (exact when ``mask`` is None)."""
+    nbytes = FIELDS_BY_NAME[name].nbytes
+    out = OXM_HEADER.pack(oxm_header(name, mask is not None)) + value.to_bytes(nbytes, "big")
+    if mask is not None:
+        out += mask.to_bytes(nbytes, "big")
+    return out
+
+
+def encode_oxm_fields(match: Match) -> bytes:
+    return b"".join(encode_oxm(name, value, mask) for name, (value, mask) in match.items())
+
+
+def encode_match(match: Match) -> bytes:
+    """ofp_match (type OXM) with its trailing padding to 8 bytes."""
+    fields = encode_oxm_fields(match)
+    length = MATCH_HEADER.size + len(fields)
+    return MATCH_HEADER.pack(OFPMT_OXM, length) + fields + bytes(pad8(length))
+
+
+class OxmDecodeError(OfpError):
+    """A malformed OXM TLV; ``kind`` says what was wrong, independent of the
+    error type, so set-field decoding can map it to OFPET_BAD_ACTION codes."""
+
+    def __init__(self, kind: str, code: int, message: str) -> None:
+        super().__init__(OFPET_BAD_MATCH, code, message)
+        self.kind = kind
+
+
+def decode_oxm(reader: Reader) -> tuple[str, int, int | None]:
+    """Pull one OXM TLV: ``(field name, value, mask or None)``."""
+    if reader.remaining < OXM_HEADER.size:
+        raise OxmDecodeError("len", OFPBMC_BAD_LEN, "truncated OXM header")
+    (header,) = reader.unpack(OXM_HEADER)
+    oxm_class, code = header >> 16, (header >> 9) & 0x7F
+    has_mask, length = bool(header & 0x100), header & 0xFF
+    if reader.remaining < length:
+        raise OxmDecodeError("len", OFPBMC_BAD_LEN,
+                             f"OXM payload of {length} bytes but {reader.remaining} left")
+    payload = reader.take(length)
+    field = FIELDS_BY_CODE.get(code) if oxm_class == OFPXMC_OPENFLOW_BASIC else None
+    if field is None:
+        raise OxmDecodeError("field", OFPBMC_BAD_FIELD,
+                             f"unknown OXM class 0x{oxm_class:04x} field {code}")
+    if length != field.nbytes * (2 if has_mask else 1):
+        raise OxmDecodeError("len", OFPBMC_BAD_LEN, f"bad OXM length {length} for {field.name}")
+    value = int.from_bytes(payload[:field.nbytes], "big")
+    mask = int.from_bytes(payload[field.nbytes:], "big") if has_mask else None
+    if mask is not None:
+        if not field.maskable:
+            raise OxmDecodeError("mask", OFPBMC_BAD_MASK, f"{field.name} is not maskable")
+        if value & ~mask:
+            raise OxmDecodeError("wildcards", OFPBMC_BAD_WILDCARDS,
+                                 f"{field.name} value has bits outside its mask")
+    limit = (1 << value_bits(field.name)) - 1
+    if value > limit or (mask is not None and mask > limit):
+        raise OxmDecodeError("value", OFPBMC_BAD_VALUE, f"{field.name} value out of range")
+    return field.name, value, mask
+
+
+def decode_oxm_fields(data: bytes) -> Match:
+    """A sequence of OXM TLVs (no ofp_match header) as a checked Match."""
+    reader = Reader(data, OFPET_BAD_MATCH, OFPBMC_BAD_LEN)
+    fields: dict[str, tuple[int, int | None]] = {}
+    while reader.remaining:
+        name, value, mask = decode_oxm(reader)
+        if name in fields:
+            raise OfpError(OFPET_BAD_MATCH, OFPBMC_DUP_FIELD, f"duplicate field {name}")
+        fields[name] = (value, mask)
+    missing = Match(fields).missing_prereqs()
+    if missing:
+        raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_PREREQ,
+                       f"prerequisites not met for {', '.join(missing)}")
+    # A zero mask wildcards the whole field: it constrains nothing.
+    return Match({k: v for k, v in fields.items() if v[1] != 0})
+
+
+def decode_match(reader: Reader) -> Match:
+    """Pull an ofp_match (with its padding) from a message body."""
+    if reader.remaining < MATCH_HEADER.size:
+        raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_LEN, "truncated ofp_match")
+    match_type, length = MATCH_HEADER.unpack_from(reader.data, reader.offset)
+    if match_type != OFPMT_OXM:
+        raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_TYPE, f"match type {match_type}")
+    if length < MATCH_HEADER.size or reader.remaining < length + pad8(length):
+        raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_LEN, f"bad ofp_match length {length}")
+    reader.take(MATCH_HEADER.size)
+    body = reader.take(length - MATCH_HEADER.size)
+    reader.take(pad8(length))
+    return decode_oxm_fields(body)
