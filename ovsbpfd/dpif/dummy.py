@@ -23,7 +23,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ovsbpfd.dpif.packet import VLAN_TPIDS, parse_packet, pop_vlan, push_vlan, tcp_flags
+from ovsbpfd.dpif.packet import (
+    ETH_HEADER_LEN,
+    VLAN_TPIDS,
+    parse_packet,
+    pop_vlan,
+    push_vlan,
+    tcp_flags,
+)
 from ovsbpfd.dpif.provider import Dpif, DpifError
 from ovsbpfd.dpif.types import (
     MAX_ACTIONS,
@@ -231,6 +238,9 @@ class DummyDpif(Dpif):
         rx = self._port_stats[port_no]
         rx.rx_packets += 1
         rx.rx_bytes += len(frame)
+        if len(frame) < ETH_HEADER_LEN:
+            rx.rx_dropped += 1  # no Ethernet header: nothing to match or report
+            return
         key = parse_packet(frame, port_no)
         flow = self._lookup(key)
         if flow is None:

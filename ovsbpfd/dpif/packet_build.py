@@ -78,10 +78,12 @@ def arp(op: int, sha: Mac, spa: Addr, tha: Mac, tpa: Addr) -> bytes:
     )
 
 
-def arp_request(src_mac: Mac, src_ip: Addr, dst_ip: Addr, vlan: int | None = None) -> bytes:
-    """A broadcast "who has ``dst_ip``" frame."""
+def arp_request(
+    src_mac: Mac, src_ip: Addr, dst_ip: Addr, vlan: int | None = None, dst_mac: Mac = BROADCAST
+) -> bytes:
+    """A "who has ``dst_ip``" frame, broadcast unless ``dst_mac`` says otherwise."""
     body = arp(1, src_mac, src_ip, bytes(6), dst_ip)
-    return eth(BROADCAST, src_mac, ETH_TYPE_ARP, body, vlan)
+    return eth(dst_mac, src_mac, ETH_TYPE_ARP, body, vlan)
 
 
 def arp_reply(
