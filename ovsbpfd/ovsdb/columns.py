@@ -1,0 +1,59 @@
+"""Column lookup shared by conditions, mutations and selects, including the
+implicit _uuid and _version columns every table has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ovs.db.data import Atom, Datum
+from ovs.db.schema import ColumnSchema, TableSchema
+from ovs.db.types import BaseType, Type, UuidType
+
+from .database import Row
+from .errors import OvsdbError, syntax_error
+
+_UUID_TYPE = Type(BaseType(UuidType))
+UUID_COLUMN = ColumnSchema("_uuid", False, True, _UUID_TYPE)
+VERSION_COLUMN = ColumnSchema("_version", False, True, _UUID_TYPE)
+IMPLICIT = {"_uuid": UUID_COLUMN, "_version": VERSION_COLUMN}
+
+
+def find_column(table: TableSchema, name: Any, syntax: Any) -> ColumnSchema:
+    """Look a column up by name, with ovsdb-server's "unknown column" error."""
+    if not isinstance(name, str):
+        raise syntax_error(syntax, "Parse error in condition.")
+    col = table.columns.get(name) or IMPLICIT.get(name)
+    if col is None:
+        raise OvsdbError("unknown column", f"No column {name} in table {table.name}.",
+                         syntax, has_syntax=True)
+    return col
+
+
+def column_value(row: Row, name: str) -> Datum:
+    if name == "_uuid":
+        return Datum(_UUID_TYPE, {Atom(UuidType, row.uuid): None})
+    if name == "_version":
+        return Datum(_UUID_TYPE, {Atom(UuidType, row.version): None})
+    return row.data[name]
+
+
+def parse_column_list(table: TableSchema, columns: Any, default: list[str]) -> list[str]:
+    """Parse a "columns" member: a list of existing column names."""
+    if columns is None:
+        return default
+    if not isinstance(columns, list):
+        raise syntax_error(columns, "array expected")
+    for name in columns:
+        if not isinstance(name, str) or (name not in table.columns and name not in IMPLICIT):
+            raise syntax_error(columns, f"{name} is not a valid column name")
+    return columns
+
+
+def type_to_english(t: Type) -> str:
+    return t.toEnglish()
+
+
+def resized(t: Type, n_min: int, n_max: int) -> Type:
+    """The same key/value types with other size bounds (python-ovs's copy() breaks
+    on bases without an enum, and base types are never modified, so share them)."""
+    return Type(t.key, t.value, n_min, n_max)

@@ -1,0 +1,106 @@
+"""In-memory contents of one database: tables of rows, plus strong-reference counts.
+
+Rows are never changed in place; a transaction builds new Row objects and the
+database swaps them in at commit, so readers and monitors can keep old ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from ovs.db.data import Atom, Datum
+from ovs.db.schema import ColumnSchema, TableSchema
+from ovs.db.types import UuidType
+
+from .schema import Schema
+
+
+class Row:
+    """One row: its identity, version and a Datum per schema column."""
+
+    __slots__ = ("uuid", "version", "data")
+
+    def __init__(self, row_uuid: uuid.UUID, version: uuid.UUID, data: dict[str, Datum]):
+        self.uuid = row_uuid
+        self.version = version
+        self.data = data
+
+    def get(self, column: str) -> Datum:
+        return self.data[column]
+
+
+def uuid_datum(value: uuid.UUID) -> Datum:
+    from ovs.db.types import BaseType, Type
+
+    return Datum(Type(BaseType(UuidType)), {Atom(UuidType, value): None})
+
+
+def default_data(table: TableSchema) -> dict[str, Datum]:
+    return {name: Datum.default(col.type) for name, col in table.columns.items()}
+
+
+def strong_refs(table: TableSchema, row: Row) -> Iterator[tuple[str, uuid.UUID, str]]:
+    """Yield (column, referenced uuid, referenced table) for every strong reference."""
+    for name, col in table.columns.items():
+        yield from _refs_of(col, row.data[name], strong=True)
+
+
+def weak_ref_columns(table: TableSchema) -> list[ColumnSchema]:
+    return [c for c in table.columns.values()
+            if (c.type.key.is_weak_ref()
+                or (c.type.value is not None and c.type.value.is_weak_ref()))]
+
+
+def _refs_of(col: ColumnSchema, datum: Datum, strong: bool):
+    key, value = col.type.key, col.type.value
+    key_ref = key.is_strong_ref() if strong else key.is_weak_ref()
+    value_ref = value is not None and (value.is_strong_ref() if strong else value.is_weak_ref())
+    if not key_ref and not value_ref:
+        return
+    for k, v in datum.values.items():
+        if key_ref:
+            yield col.name, k.value, key.ref_table_name
+        if value_ref and v is not None:
+            yield col.name, v.value, value.ref_table_name
+
+
+class Database:
+    """The committed state of one database."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.tables: dict[str, dict[uuid.UUID, Row]] = {
+            name: {} for name in schema.parsed.tables
+        }
+        # uuid -> number of strong references to that row from any row.
+        self.refcount: dict[uuid.UUID, int] = {}
+
+    @property
+    def name(self) -> str:
+        return self.schema.name
+
+    def table_schema(self, name: str) -> TableSchema:
+        return self.schema.parsed.tables[name]
+
+    def apply(self, changes: dict[str, dict[uuid.UUID, tuple[Row | None, Row | None]]]) -> None:
+        """Install a checked change set: per table, uuid -> (old, new)."""
+        for table_name, rows in changes.items():
+            table = self.tables[table_name]
+            ts = self.table_schema(table_name)
+            for row_uuid, (old, new) in rows.items():
+                if old is not None:
+                    self._count_refs(ts, old, -1)
+                if new is None:
+                    table.pop(row_uuid, None)
+                else:
+                    table[row_uuid] = new
+                    self._count_refs(ts, new, +1)
+
+    def _count_refs(self, ts: TableSchema, row: Row, delta: int) -> None:
+        for _col, target, _table in strong_refs(ts, row):
+            n = self.refcount.get(target, 0) + delta
+            if n:
+                self.refcount[target] = n
+            else:
+                self.refcount.pop(target, None)

@@ -1,0 +1,320 @@
+"""The transact method: parse and run each operation of RFC 7047 section 5.2.
+
+Operations run in order against one Transaction; the first failing operation
+ends the list (its error object is its result).  When every operation succeeds
+the commit checks run, and their error, if any, is appended as one more entry.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import ovs.db.error
+from ovs.db.data import Datum
+from ovs.db.schema import TableSchema
+
+from .columns import IMPLICIT, column_value, parse_column_list
+from .condition import parse_condition
+from .database import Database, Row, default_data
+from .errors import OvsdbError, syntax_error
+from .mutation import parse_mutation
+from .transaction import ChangeSet, Transaction
+
+_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MISSING = object()
+
+
+class SymbolTable(dict):
+    """named-uuid -> uuid; truthy even when empty (python-ovs tests truthiness)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.created: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class WaitPending(Exception):
+    """A wait operation is not satisfied yet; retry the whole transaction later."""
+
+    def __init__(self, timeout_ms: float) -> None:
+        super().__init__("wait pending")
+        self.timeout_ms = timeout_ms
+
+
+@dataclass
+class TransactOutcome:
+    results: list[Any]
+    changes: ChangeSet | None = None
+    comments: list[str] = field(default_factory=list)
+    durable: bool = False
+
+
+class OpParser:
+    """Reads the members of one operation object with ovsdb-server's errors."""
+
+    def __init__(self, op: dict, index: int, total: int) -> None:
+        self.op = op
+        self.used: set[str] = {"op"}
+        self.prefix = f"Parsing ovsdb operation {index} of {total} failed: "
+
+    def fail(self, message: str) -> OvsdbError:
+        return syntax_error(self.op, self.prefix + message)
+
+    def get(self, name: str, types: tuple, optional: bool = False, ident: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.op:
+            if optional:
+                return _MISSING
+            raise self.fail(f"Required '{name}' member is missing.")
+        value = self.op[name]
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if ok and ident and not _ID.match(value):
+            ok = False
+        if not ok:
+            raise self.fail(f"Type mismatch for member '{name}'.")
+        return value
+
+    def finish(self) -> None:
+        for name in self.op:
+            if name not in self.used:
+                raise self.fail(f"Member '{name}' is present but not allowed here.")
+
+
+def row_to_json(row: Row, columns: list[str]) -> dict:
+    return {name: column_value(row, name).to_json() for name in columns}
+
+
+class Executor:
+    """Runs one transact request against a database."""
+
+    def __init__(self, db: Database, held_locks: set[str], elapsed_ms: float = 0) -> None:
+        self.db = db
+        self.txn = Transaction(db)
+        self.symtab = SymbolTable()
+        self.held_locks = held_locks
+        self.elapsed_ms = elapsed_ms
+        self.outcome = TransactOutcome([])
+
+    def run(self, ops: list[Any]) -> TransactOutcome:
+        results = self.outcome.results
+        total = len(ops)
+        for i, op in enumerate(ops, 1):
+            try:
+                results.append(self._run_one(op, i, total))
+            except OvsdbError as e:
+                results.append(e.to_json())
+                return self.outcome
+            except ovs.db.error.Error as e:
+                results.append(OvsdbError.from_ovs(e).to_json())
+                return self.outcome
+        try:
+            changes = self.txn.check()
+        except OvsdbError as e:
+            results.append(e.to_json())
+            return self.outcome
+        self.outcome.changes = changes
+        return self.outcome
+
+    def _run_one(self, op: Any, index: int, total: int) -> dict:
+        if not isinstance(op, dict):
+            raise OvsdbError("syntax error", f"Parsing ovsdb operation {index} of {total} "
+                             "failed: Object expected.")
+        p = OpParser(op, index, total)
+        name = p.get("op", (str,))
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise p.fail(f'No operation "{name}"')
+        table = None
+        if name in _TABLE_OPS:
+            table_name = p.get("table", (str,), ident=True)
+            table = self.db.schema.parsed.tables.get(table_name)
+            if table is None:
+                raise p.fail(f"No table named {table_name}.")
+        return handler(self, p, table)
+
+    # --- helpers -------------------------------------------------------------
+    def _parse_row(self, table: TableSchema, row_json: dict, op: dict, for_update: bool
+                   ) -> dict[str, Datum]:
+        data: dict[str, Datum] = {}
+        for name, value in row_json.items():
+            col = table.columns.get(name)
+            if col is None and name in IMPLICIT and not for_update:
+                ovs.db.data.Datum.from_json(IMPLICIT[name].type, value, self.symtab)
+                continue
+            if col is None:
+                raise OvsdbError("unknown column", f"No column {name} in table {table.name}.",
+                                 row_json, has_syntax=True)
+            if for_update and not col.mutable:
+                raise OvsdbError(
+                    "constraint violation",
+                    f"Cannot update immutable column {name} in table {table.name}.",
+                    op, has_syntax=True)
+            data[name] = Datum.from_json(col.type, value, self.symtab)
+        return data
+
+    def _matching(self, table: TableSchema, where: list) -> list[Row]:
+        cond = parse_condition(table, where, self.symtab)
+        if cond.is_false:
+            return []
+        pinned = cond.uuid_equality()
+        if pinned is not None:
+            row = self.txn.get(table.name, pinned)
+            return [row] if row is not None and cond.matches(row) else []
+        return [r for r in self.txn.rows(table.name) if cond.matches(r)]
+
+    # --- operations ----------------------------------------------------------
+    def op_insert(self, p: OpParser, table: TableSchema) -> dict:
+        row_json = p.get("row", (dict,), optional=True)
+        uuid_name = p.get("uuid-name", (str,), optional=True, ident=True)
+        given_uuid = p.get("uuid", (str,), optional=True)
+        p.finish()
+        if row_json is _MISSING:
+            row_json = {}
+        if given_uuid is not _MISSING:
+            try:
+                row_uuid = uuid.UUID(given_uuid)
+            except ValueError:
+                raise syntax_error(given_uuid, "bad UUID") from None
+            if self.txn.exists_anywhere(row_uuid):
+                raise OvsdbError("duplicate uuid", "This UUID would duplicate a UUID "
+                                 "already present within the table or deleted within "
+                                 "the same transaction.", given_uuid, has_syntax=True)
+        elif uuid_name is not _MISSING:
+            if uuid_name in self.symtab.created:
+                raise OvsdbError("duplicate uuid-name", 'This "uuid-name" appeared on an '
+                                 'earlier "insert" operation.', uuid_name, has_syntax=True)
+            row_uuid = self.symtab.setdefault(uuid_name, uuid.uuid4())
+        else:
+            row_uuid = uuid.uuid4()
+        if uuid_name is not _MISSING:
+            self.symtab[uuid_name] = row_uuid
+            self.symtab.created.add(uuid_name)
+        data = default_data(table)
+        data.update(self._parse_row(table, row_json, p.op, for_update=False))
+        self.txn.insert(table.name, Row(row_uuid, uuid.uuid4(), data))
+        return {"uuid": ["uuid", str(row_uuid)]}
+
+    def op_select(self, p: OpParser, table: TableSchema) -> dict:
+        where = p.get("where", (list,))
+        columns = p.get("columns", (list,), optional=True)
+        p.finish()
+        default = list(table.columns) + ["_uuid", "_version"]
+        names = parse_column_list(table, None if columns is _MISSING else columns, default)
+        rows = self._matching(table, where)
+        return {"rows": [row_to_json(r, names) for r in rows]}
+
+    def op_update(self, p: OpParser, table: TableSchema) -> dict:
+        where = p.get("where", (list,))
+        row_json = p.get("row", (dict,))
+        p.finish()
+        data = self._parse_row(table, row_json, p.op, for_update=True)
+        rows = self._matching(table, where)
+        for row in rows:
+            new = dict(row.data)
+            new.update(data)
+            self.txn.put(table.name, Row(row.uuid, uuid.uuid4(), new))
+        return {"count": len(rows)}
+
+    def op_mutate(self, p: OpParser, table: TableSchema) -> dict:
+        where = p.get("where", (list,))
+        mutations_json = p.get("mutations", (list,))
+        p.finish()
+        mutations = [parse_mutation(table, m, self.symtab) for m in mutations_json]
+        rows = self._matching(table, where)
+        for row in rows:
+            new = dict(row.data)
+            for m in mutations:
+                new[m.column.name] = m.apply(new[m.column.name])
+            self.txn.put(table.name, Row(row.uuid, uuid.uuid4(), new))
+        return {"count": len(rows)}
+
+    def op_delete(self, p: OpParser, table: TableSchema) -> dict:
+        where = p.get("where", (list,))
+        p.finish()
+        rows = self._matching(table, where)
+        for row in rows:
+            self.txn.delete(table.name, row.uuid)
+        return {"count": len(rows)}
+
+    def op_wait(self, p: OpParser, table: TableSchema) -> dict:
+        timeout = p.get("timeout", (int, float), optional=True)
+        where = p.get("where", (list,))
+        columns = p.get("columns", (list,))
+        until = p.get("until", (str,))
+        rows_json = p.get("rows", (list,))
+        p.finish()
+        names = parse_column_list(table, columns, [])
+        if until not in ("==", "!="):
+            raise syntax_error(until, '"until" must be "==" or "!="')
+        expected: Counter = Counter()
+        for r in rows_json:
+            if not isinstance(r, dict):
+                raise syntax_error(r, "object expected")
+            parsed = self._parse_row(table, r, p.op, for_update=False)
+            for name in parsed:
+                if name not in names:
+                    raise syntax_error(r, f"Column {name} is not among the wait columns.")
+            full = {n: parsed.get(n) or Datum.default(_col_type(table, n)) for n in names}
+            expected[_row_key(full)] += 1
+        actual: Counter = Counter()
+        for row in self._matching(table, where):
+            actual[_row_key({n: column_value(row, n) for n in names})] += 1
+        equal = expected == actual
+        if equal == (until == "=="):
+            return {}
+        if timeout is _MISSING or (timeout > 0 and self.elapsed_ms < timeout):
+            raise WaitPending(float("inf") if timeout is _MISSING else timeout)
+        raise OvsdbError("timed out", '"where" clause test failed')
+
+    def op_commit(self, p: OpParser, table: None) -> dict:
+        durable = p.get("durable", (bool,))
+        p.finish()
+        self.outcome.durable = self.outcome.durable or durable
+        return {}
+
+    def op_abort(self, p: OpParser, table: None) -> dict:
+        p.finish()
+        raise OvsdbError("aborted", "aborted by request")
+
+    def op_comment(self, p: OpParser, table: None) -> dict:
+        comment = p.get("comment", (str,))
+        p.finish()
+        self.outcome.comments.append(comment)
+        return {}
+
+    def op_assert(self, p: OpParser, table: None) -> dict:
+        lock = p.get("lock", (str,))
+        p.finish()
+        if lock not in self.held_locks:
+            raise OvsdbError("not owner", f"Asserted lock {lock} not held.")
+        return {}
+
+
+def _row_key(data: dict[str, Datum]) -> frozenset:
+    return frozenset((n, frozenset(d.values.items())) for n, d in data.items())
+
+
+def _col_type(table: TableSchema, name: str) -> Any:
+    col = table.columns.get(name) or IMPLICIT[name]
+    return col.type
+
+
+_HANDLERS = {
+    "insert": Executor.op_insert,
+    "select": Executor.op_select,
+    "update": Executor.op_update,
+    "mutate": Executor.op_mutate,
+    "delete": Executor.op_delete,
+    "wait": Executor.op_wait,
+    "commit": Executor.op_commit,
+    "abort": Executor.op_abort,
+    "comment": Executor.op_comment,
+    "assert": Executor.op_assert,
+}
+_TABLE_OPS = {"insert", "select", "update", "mutate", "delete", "wait"}

@@ -1,0 +1,229 @@
+"""The on-disk database: OVS's standalone format, an append-only log of records.
+
+Each record is a line `OVSDB JSON <length> <sha1>` followed by <length> bytes of
+JSON and a newline.  The first record is the schema; every later one is a
+committed transaction (or, after compaction, one snapshot of all rows).
+A record is fsync'd before the transaction that produced it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+import ovs.db.error
+from ovs.db.data import Datum
+
+from .columns import resized
+from .database import Database, Row, default_data
+from .diff import apply_diff, datum_diff
+from .errors import OvsdbError
+from .schema import Schema
+from .transaction import ChangeSet
+
+MAGIC = b"OVSDB JSON "
+
+
+def _record_bytes(obj: Any) -> bytes:
+    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    header = b"%s%d %s\n" % (MAGIC, len(body), hashlib.sha1(body).hexdigest().encode())
+    return header + body
+
+
+def read_records(path: str) -> tuple[list[Any], int]:
+    """All complete records of a log file, and the byte offset where they end.
+
+    A torn record at the end (a crash during append) is ignored, like OVS does."""
+    with open(path, "rb") as f:
+        data = f.read()
+    records: list[Any] = []
+    pos = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        if nl < 0 or not data.startswith(MAGIC, pos):
+            break
+        parts = data[pos + len(MAGIC):nl].split(b" ")
+        if len(parts) != 2 or not parts[0].isdigit():
+            break
+        length = int(parts[0])
+        body = data[nl + 1:nl + 1 + length]
+        if len(body) != length or hashlib.sha1(body).hexdigest().encode() != parts[1]:
+            break
+        try:
+            records.append(json.loads(body))
+        except ValueError:
+            break
+        pos = nl + 1 + length
+    if not records:
+        raise OvsdbError("ovsdb error", f"{path}: not an OVSDB standalone database")
+    return records, pos
+
+
+def create_db(path: str, schema_path: str) -> None:
+    """Create a database file holding just the schema, like `ovsdb-tool create`."""
+    schema = Schema.from_file(schema_path)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(_record_bytes(schema.to_json()))
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(path):
+        os.unlink(tmp)
+        raise FileExistsError(path)
+    os.rename(tmp, path)
+    _fsync_dir(path)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replay(db: Database, record: dict) -> None:
+    """Apply one transaction record to the in-memory database."""
+    is_diff = bool(record.get("_is_diff"))
+    changes: ChangeSet = {}
+    for table_name, rows in record.items():
+        if table_name.startswith("_"):
+            continue
+        ts = db.schema.parsed.tables.get(table_name)
+        if ts is None or not isinstance(rows, dict):
+            raise OvsdbError("ovsdb error", f"log record names unknown table {table_name}")
+        for uuid_str, row_json in rows.items():
+            row_uuid = uuid.UUID(uuid_str)
+            old = db.tables[table_name].get(row_uuid)
+            if row_json is None:
+                changes.setdefault(table_name, {})[row_uuid] = (old, None)
+                continue
+            data = dict(old.data) if old is not None else default_data(ts)
+            for name, value in row_json.items():
+                col = ts.columns.get(name)
+                if col is None:
+                    continue
+                try:
+                    if old is not None and is_diff:
+                        diff = Datum.from_json(resized(col.type, 0, 1 << 62), value)
+                        data[name] = apply_diff(data[name], Datum(col.type, diff.values))
+                    else:
+                        data[name] = Datum.from_json(col.type, value)
+                except ovs.db.error.Error as e:
+                    raise OvsdbError.from_ovs(e) from None
+            changes.setdefault(table_name, {})[row_uuid] = (old, Row(row_uuid, uuid.uuid4(), data))
+    db.apply(changes)
+
+
+def changes_to_record(db: Database, changes: ChangeSet, comments: list[str]) -> dict | None:
+    """The log record for a committed change set, or None if nothing persistent changed."""
+    record: dict[str, Any] = {}
+    for table_name, rows in changes.items():
+        ts = db.schema.parsed.tables[table_name]
+        persistent = [c for c in ts.columns.values() if c.persistent]
+        out: dict[str, Any] = {}
+        for row_uuid, (old, new) in rows.items():
+            if new is None:
+                out[str(row_uuid)] = None
+                continue
+            cols: dict[str, Any] = {}
+            for col in persistent:
+                datum = new.data[col.name]
+                if old is None:
+                    if not datum.is_default():
+                        cols[col.name] = datum.to_json()
+                elif old.data[col.name] != datum:
+                    cols[col.name] = datum_diff(old.data[col.name], datum).to_json()
+            if old is None or cols:
+                out[str(row_uuid)] = cols
+        if out:
+            record[table_name] = out
+    if not record:
+        return None
+    record["_date"] = int(time.time() * 1000)
+    record["_is_diff"] = True
+    if comments:
+        record["_comment"] = "\n".join(comments)
+    return record
+
+
+def snapshot_record(db: Database) -> dict:
+    record: dict[str, Any] = {}
+    for table_name, rows in db.tables.items():
+        ts = db.schema.parsed.tables[table_name]
+        persistent = [c for c in ts.columns.values() if c.persistent]
+        out = {}
+        for row in rows.values():
+            out[str(row.uuid)] = {c.name: row.data[c.name].to_json() for c in persistent
+                                  if not row.data[c.name].is_default()}
+        if out:
+            record[table_name] = out
+    record["_date"] = int(time.time() * 1000)
+    record["_comment"] = "compacting database online"
+    return record
+
+
+class Storage:
+    """An open database file: loads it, appends commits, compacts it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file: Any = None
+        self.snapshot_size = 0
+        self.log_size = 0
+        self.n_records = 0
+
+    def load(self) -> Database:
+        records, end = read_records(self.path)
+        schema = Schema.from_json(records[0])
+        db = Database(schema)
+        for record in records[1:]:
+            if isinstance(record, dict):
+                replay(db, record)
+        self.file = open(self.path, "r+b")  # noqa: SIM115 - kept open for appends
+        self.file.truncate(end)
+        self.file.seek(end)
+        self.snapshot_size = end
+        self.log_size = end
+        self.n_records = len(records)
+        return db
+
+    def append(self, record: dict) -> None:
+        data = _record_bytes(record)
+        self.file.write(data)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.log_size += len(data)
+        self.n_records += 1
+
+    def should_compact(self) -> bool:
+        """Compact when the log is 4x the last snapshot and past 10 MB or 100 records,
+        roughly ovsdb-server's rule."""
+        grown = self.log_size - self.snapshot_size
+        return self.log_size > 4 * self.snapshot_size and (
+            grown > 10 * 1024 * 1024 or self.n_records > 100)
+
+    def compact(self, db: Database) -> None:
+        """Rewrite the file as schema + one snapshot, atomically via rename."""
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(_record_bytes(db.schema.to_json()))
+            f.write(_record_bytes(snapshot_record(db)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, self.path)
+        _fsync_dir(self.path)
+        self.file.close()
+        self.file = open(self.path, "r+b")  # noqa: SIM115
+        self.file.seek(0, os.SEEK_END)
+        self.snapshot_size = self.log_size = self.file.tell()
+        self.n_records = 2
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None

@@ -1,0 +1,265 @@
+"""A transaction's working copy of the database and the checks run at commit.
+
+The order of the commit checks follows ovsdb-server, because it decides which
+error a client sees: reference integrity, garbage collection, row limits, weak
+references, then index uniqueness.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from ovs.db.data import Datum
+from ovs.db.schema import TableSchema
+
+from .database import Database, Row, strong_refs, weak_ref_columns
+from .errors import OvsdbError
+
+Change = tuple[Row | None, Row | None]
+ChangeSet = dict[str, dict[uuid.UUID, Change]]
+
+
+class Transaction:
+    """Copy-on-write view of a Database: reads fall through, writes stay local."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # table -> uuid -> new row (None = deleted), only for touched rows.
+        self.written: dict[str, dict[uuid.UUID, Row | None]] = {}
+        self.inserted: set[uuid.UUID] = set()
+
+    # --- reading ---------------------------------------------------------
+    def rows(self, table: str) -> Iterator[Row]:
+        written = self.written.get(table)
+        committed = self.db.tables[table]
+        if not written:
+            yield from list(committed.values())
+            return
+        for row_uuid, row in list(committed.items()):
+            if row_uuid in written:
+                new = written[row_uuid]
+                if new is not None:
+                    yield new
+            else:
+                yield row
+        for row_uuid, new in list(written.items()):
+            if new is not None and row_uuid not in committed:
+                yield new
+
+    def get(self, table: str, row_uuid: uuid.UUID) -> Row | None:
+        written = self.written.get(table)
+        if written is not None and row_uuid in written:
+            return written[row_uuid]
+        return self.db.tables[table].get(row_uuid)
+
+    def exists_anywhere(self, row_uuid: uuid.UUID) -> bool:
+        """True if the uuid names a row in any table, committed or deleted here."""
+        for table, rows in self.db.tables.items():
+            if row_uuid in rows or row_uuid in self.written.get(table, {}):
+                return True
+        return False
+
+    # --- writing ---------------------------------------------------------
+    def put(self, table: str, row: Row) -> None:
+        self.written.setdefault(table, {})[row.uuid] = row
+
+    def insert(self, table: str, row: Row) -> None:
+        self.inserted.add(row.uuid)
+        self.put(table, row)
+
+    def delete(self, table: str, row_uuid: uuid.UUID) -> None:
+        self.written.setdefault(table, {})[row_uuid] = None
+
+    # --- commit ----------------------------------------------------------
+    def changes(self) -> ChangeSet:
+        """Per table: uuid -> (old, new), dropping rows that did not change."""
+        out: ChangeSet = {}
+        for table, rows in self.written.items():
+            committed = self.db.tables[table]
+            for row_uuid, new in rows.items():
+                old = committed.get(row_uuid)
+                if old is None and new is None:
+                    continue
+                if old is not None and new is not None and old.data == new.data:
+                    continue
+                out.setdefault(table, {})[row_uuid] = (old, new)
+        return out
+
+    def check(self) -> ChangeSet:
+        """Run the commit-time checks, fixing up weak refs and collecting garbage."""
+        schema = self.db.schema.parsed
+        self._check_strong_refs(schema.tables)
+        self._collect_garbage(schema.tables)
+        self._check_max_rows(schema.tables)
+        self._drop_weak_refs(schema.tables)
+        changes = self.changes()
+        self._check_indexes(schema.tables, changes)
+        return changes
+
+    def _final_refcounts(self, tables: dict[str, TableSchema]) -> dict[uuid.UUID, int]:
+        """Strong reference counts after this transaction (only changed targets)."""
+        delta: dict[uuid.UUID, int] = {}
+        for table, (old, new) in self._iter_changes():
+            ts = tables[table]
+            if old is not None:
+                for _c, target, _t in strong_refs(ts, old):
+                    delta[target] = delta.get(target, 0) - 1
+            if new is not None:
+                for _c, target, _t in strong_refs(ts, new):
+                    delta[target] = delta.get(target, 0) + 1
+        return {u: self.db.refcount.get(u, 0) + d for u, d in delta.items()}
+
+    def _iter_changes(self) -> Iterator[tuple[str, Change]]:
+        for table, rows in self.written.items():
+            committed = self.db.tables[table]
+            for row_uuid, new in rows.items():
+                yield table, (committed.get(row_uuid), new)
+
+    def _check_strong_refs(self, tables: dict[str, TableSchema]) -> None:
+        for table, (_old, new) in self._iter_changes():
+            if new is None:
+                continue
+            for col, target, target_table in strong_refs(tables[table], new):
+                if self.get(target_table, target) is None:
+                    raise OvsdbError(
+                        "referential integrity violation",
+                        f"Table {table} column {col} row {new.uuid} references "
+                        f"nonexistent row {target} in table {target_table}.")
+        counts = self._final_refcounts(tables)
+        for table, rows in self.written.items():
+            for row_uuid, new in rows.items():
+                if new is None and row_uuid in self.db.tables[table]:
+                    n = counts.get(row_uuid, self.db.refcount.get(row_uuid, 0))
+                    if n > 0:
+                        raise OvsdbError(
+                            "referential integrity violation",
+                            f"cannot delete {table} row {row_uuid} because of "
+                            f"{n} remaining reference(s)")
+
+    def _collect_garbage(self, tables: dict[str, TableSchema]) -> None:
+        while True:
+            counts = self._final_refcounts(tables)
+            doomed = []
+            for table, (_old, new) in self._iter_changes():
+                if new is not None and not tables[table].is_root:
+                    if counts.get(new.uuid, self.db.refcount.get(new.uuid, 0)) <= 0:
+                        doomed.append((table, new.uuid))
+            for row_uuid, n in counts.items():
+                if n <= 0:
+                    for table, rows in self.db.tables.items():
+                        if row_uuid in rows and not tables[table].is_root:
+                            if self.get(table, row_uuid) is not None:
+                                doomed.append((table, row_uuid))
+            if not doomed:
+                return
+            for table, row_uuid in doomed:
+                self.delete(table, row_uuid)
+
+    def _check_max_rows(self, tables: dict[str, TableSchema]) -> None:
+        for table in self.written:
+            limit = tables[table].max_rows
+            if limit < (1 << 31):
+                n = sum(1 for _ in self.rows(table))
+                if n > limit:
+                    raise OvsdbError(
+                        "constraint violation",
+                        f'transaction causes "{table}" table to contain {n} rows, '
+                        f"greater than the schema-defined limit of {limit} row(s)")
+
+    def _drop_weak_refs(self, tables: dict[str, TableSchema]) -> None:
+        touched_tables = {t for t, rows in self.written.items()
+                          if any(r is None for r in rows.values())}
+        for table, ts in tables.items():
+            weak_cols = weak_ref_columns(ts)
+            if not weak_cols:
+                continue
+            candidates: list[Row] = []
+            targets = {c.type.key.ref_table_name for c in weak_cols} | {
+                c.type.value.ref_table_name for c in weak_cols if c.type.value is not None}
+            if targets & touched_tables:
+                candidates = list(self.rows(table))
+            else:
+                candidates = [r for r in self.written.get(table, {}).values() if r is not None]
+            for row in candidates:
+                fixed = self._without_dangling(ts, row, weak_cols)
+                if fixed is not None:
+                    self.put(table, fixed)
+
+    def _without_dangling(self, ts: TableSchema, row: Row, weak_cols: list) -> Row | None:
+        new_data = None
+        for col in weak_cols:
+            datum = row.data[col.name]
+            key, value = col.type.key, col.type.value
+            keep = {}
+            for k, v in datum.values.items():
+                if key.is_weak_ref() and self.get(key.ref_table_name, k.value) is None:
+                    continue
+                if (value is not None and value.is_weak_ref()
+                        and self.get(value.ref_table_name, v.value) is None):
+                    continue
+                keep[k] = v
+            if len(keep) != len(datum.values):
+                if len(keep) < col.type.n_min:
+                    raise OvsdbError(
+                        "constraint violation",
+                        f"Deletion of {len(datum.values) - len(keep)} weak reference(s) to "
+                        f"deleted (or never-existing) rows from column \"{col.name}\" in "
+                        f"\"{ts.name}\" row {row.uuid} caused this column to have "
+                        f"{len(keep)} element(s), less than the minimum of "
+                        f"{col.type.n_min}.")
+                if new_data is None:
+                    new_data = dict(row.data)
+                new_data[col.name] = Datum(datum.type, keep)
+        if new_data is None:
+            return None
+        return Row(row.uuid, row.version, new_data)
+
+    def _check_indexes(self, tables: dict[str, TableSchema], changes: ChangeSet) -> None:
+        for table, rows in changes.items():
+            ts = tables[table]
+            for index in ts.indexes:
+                names = [c.name for c in index]
+                changed = {u: new for u, (_o, new) in rows.items() if new is not None}
+                if not changed:
+                    continue
+                seen: dict[tuple, Row] = {}
+                for row in self.rows(table):
+                    key = tuple(_index_key(row.data[n]) for n in names)
+                    other = seen.get(key)
+                    if other is None:
+                        seen[key] = row
+                        continue
+                    if other.uuid not in changed and row.uuid not in changed:
+                        continue
+                    raise OvsdbError("constraint violation",
+                                     self._index_message(table, names, row, other, changed))
+
+    def _index_message(self, table: str, names: list[str], a: Row, b: Row,
+                       changed: dict) -> str:
+        values = ", ".join(a.data[n].to_string() for n in names)
+        if len(names) == 1:
+            cols = f'column "{names[0]}"'
+        else:
+            cols = "columns " + ", ".join(f'"{n}"' for n in names[:-1]) + \
+                f' and "{names[-1]}"'
+        first, second = (a, b) if a.uuid in self.inserted or b.uuid not in changed else (b, a)
+        if b.uuid in self.inserted and a.uuid in self.inserted:
+            first, second = sorted((a, b), key=lambda r: str(r.uuid), reverse=True)
+        return (f'Transaction causes multiple rows in "{table}" table to have identical '
+                f"values ({values}) for index on {cols}.  "
+                f"First row, with UUID {first.uuid}, {self._provenance(table, first)}.  "
+                f"Second row, with UUID {second.uuid}, {self._provenance(table, second)}.")
+
+    def _provenance(self, table: str, row: Row) -> str:
+        if row.uuid in self.inserted:
+            return "was inserted by this transaction"
+        old = self.db.tables[table].get(row.uuid)
+        if old is not None and old.data == row.data:
+            return "existed in the database before this transaction and was not modified " \
+                   "by the transaction"
+        return "was modified by this transaction"
+
+
+def _index_key(datum: Datum) -> frozenset:
+    return frozenset(datum.values.items())
