@@ -1,0 +1,181 @@
+"""One OpenFlow flow table: a tuple-space classifier of rules by priority.
+
+Rules that match the same set of fields under the same masks live in one
+subtable, a dict from their masked values to the rules (highest priority
+first).  A lookup visits subtables in order of their highest priority and
+stops once none left can beat the best hit; the FlowKey bits of every
+subtable visited form the megaflow mask, because the packet's values of those
+fields decided the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ovsbpfd.ofproto.flow_fields import KeyMask, match_key_mask, merge_masks
+from ovsbpfd.ofproto.match import Match
+from ovsbpfd.ofproto.rule import Rule
+
+Signature = tuple[tuple[str, int], ...]  # ((field, effective mask), ...)
+
+
+def signature_of(match: Match) -> Signature:
+    return tuple((name, match.mask_of(name)) for name in match)
+
+
+def values_of(match: Match) -> tuple[int, ...]:
+    return tuple(match[name][0] for name in match)
+
+
+def covers(outer: Match, inner: Match) -> bool:
+    """True if every packet ``inner`` matches is matched by ``outer``
+    (``inner`` is at least as specific) — OpenFlow's non-strict selection."""
+    for name in outer:
+        if name not in inner:
+            return False
+        o_mask, i_mask = outer.mask_of(name), inner.mask_of(name)
+        if o_mask & ~i_mask:
+            return False
+        if (inner[name][0] ^ outer[name][0]) & o_mask:
+            return False
+    return True
+
+
+def overlaps(a: Match, b: Match) -> bool:
+    """True if some packet could match both."""
+    for name in a:
+        if name in b:
+            common = a.mask_of(name) & b.mask_of(name)
+            if (a[name][0] ^ b[name][0]) & common:
+                return False
+    return True
+
+
+class _Subtable:
+    __slots__ = ("signature", "key_mask", "buckets", "max_priority", "count")
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+        self.key_mask: KeyMask = match_key_mask(signature)
+        self.buckets: dict[tuple[int, ...], list[Rule]] = {}
+        self.max_priority = -1
+        self.count = 0
+
+    def insert(self, rule: Rule) -> None:
+        bucket = self.buckets.setdefault(values_of(rule.match), [])
+        bucket.append(rule)
+        bucket.sort(key=lambda r: -r.priority)
+        self.count += 1
+        self.max_priority = max(self.max_priority, rule.priority)
+
+    def remove(self, rule: Rule) -> None:
+        key = values_of(rule.match)
+        bucket = self.buckets[key]
+        bucket.remove(rule)
+        if not bucket:
+            del self.buckets[key]
+        self.count -= 1
+        if rule.priority == self.max_priority:
+            self.max_priority = max((b[0].priority for b in self.buckets.values()), default=-1)
+
+    def lookup(self, values: dict[str, int]) -> Rule | None:
+        try:
+            key = tuple(values[name] & mask for name, mask in self.signature)
+        except KeyError:
+            return None  # the packet lacks a field (prerequisite not met)
+        bucket = self.buckets.get(key)
+        return bucket[0] if bucket else None
+
+
+class FlowTable:
+    """Rules of one table plus its OpenFlow table statistics."""
+
+    def __init__(self, table_id: int) -> None:
+        self.table_id = table_id
+        self._subtables: dict[Signature, _Subtable] = {}
+        self._ordered: list[_Subtable] | None = []
+        self._by_priority: dict[int, list[Rule]] = {}
+        self.lookup_count = 0
+        self.matched_count = 0
+        self.n_rules = 0
+
+    def __len__(self) -> int:
+        return self.n_rules
+
+    def __iter__(self) -> Iterator[Rule]:
+        for sub in list(self._subtables.values()):
+            for bucket in list(sub.buckets.values()):
+                yield from list(bucket)
+
+    # ------------------------------------------------------------ changes
+    def insert(self, rule: Rule) -> Rule | None:
+        """Add ``rule``; return the rule with identical match and priority it
+        replaced, if any."""
+        old = self.find_strict(rule.match, rule.priority)
+        if old is not None:
+            self.remove(old)
+        sig = signature_of(rule.match)
+        sub = self._subtables.get(sig)
+        if sub is None:
+            sub = self._subtables[sig] = _Subtable(sig)
+        sub.insert(rule)
+        self._by_priority.setdefault(rule.priority, []).append(rule)
+        self.n_rules += 1
+        self._ordered = None
+        return old
+
+    def remove(self, rule: Rule) -> None:
+        sig = signature_of(rule.match)
+        sub = self._subtables[sig]
+        sub.remove(rule)
+        if sub.count == 0:
+            del self._subtables[sig]
+        same = self._by_priority[rule.priority]
+        same.remove(rule)
+        if not same:
+            del self._by_priority[rule.priority]
+        self.n_rules -= 1
+        self._ordered = None
+
+    # ------------------------------------------------------------ queries
+    def find_strict(self, match: Match, priority: int) -> Rule | None:
+        sub = self._subtables.get(signature_of(match))
+        if sub is None:
+            return None
+        for rule in sub.buckets.get(values_of(match), ()):
+            if rule.priority == priority:
+                return rule
+        return None
+
+    def find_loose(self, match: Match) -> list[Rule]:
+        """Rules at least as specific as ``match`` (non-strict selection)."""
+        found = []
+        for sig, sub in self._subtables.items():
+            masks = dict(sig)
+            if any(name not in masks or match.mask_of(name) & ~masks[name]
+                   for name in match):
+                continue
+            for bucket in sub.buckets.values():
+                found.extend(r for r in bucket if covers(match, r.match))
+        return found
+
+    def find_overlapping(self, match: Match, priority: int) -> list[Rule]:
+        return [r for r in self._by_priority.get(priority, ()) if overlaps(r.match, match)]
+
+    def lookup(self, values: dict[str, int], consulted: KeyMask) -> Rule | None:
+        """The highest-priority rule matching ``values``; the FlowKey bits
+        the decision depended on are added to ``consulted``."""
+        best: Rule | None = None
+        for sub in self._subtables_by_priority():
+            if best is not None and sub.max_priority <= best.priority:
+                break
+            merge_masks(consulted, sub.key_mask)
+            hit = sub.lookup(values)
+            if hit is not None and (best is None or hit.priority > best.priority):
+                best = hit
+        return best
+
+    def _subtables_by_priority(self) -> list[_Subtable]:
+        if self._ordered is None:
+            self._ordered = sorted(self._subtables.values(), key=lambda s: -s.max_priority)
+        return self._ordered

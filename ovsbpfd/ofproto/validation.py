@@ -1,0 +1,173 @@
+"""FLOW_MOD / PACKET_OUT checks: refuse up front what the switch cannot do.
+
+Everything the datapath cannot carry out is rejected here with the error the
+OpenFlow 1.3 spec names, so nothing is ever silently ignored at xlate time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ovsbpfd.ofproto import error_codes as ec
+from ovsbpfd.ofproto.actions import (
+    OFPP_ALL,
+    OFPP_CONTROLLER,
+    OFPP_FLOOD,
+    OFPP_IN_PORT,
+    OFPP_LOCAL,
+    OFPP_MAX,
+    OFPP_NORMAL,
+    OFPP_TABLE,
+    ActGroup,
+    Action,
+    ActOutput,
+    ActPopVlan,
+    ActPushVlan,
+    ActSetField,
+    ActSetQueue,
+    InstApplyActions,
+    InstClearActions,
+    InstGotoTable,
+    InstMeter,
+    Instruction,
+    InstWriteActions,
+    InstWriteMetadata,
+)
+from ovsbpfd.ofproto.flow_fields import SETTABLE_FIELDS, SUPPORTED_FIELDS
+from ovsbpfd.ofproto.match import FIELDS_BY_NAME, OFPVID_PRESENT, Match
+from ovsbpfd.ofproto.types import (
+    OFPET_BAD_ACTION,
+    OFPET_BAD_INSTRUCTION,
+    OFPET_BAD_MATCH,
+    OFPET_FLOW_MOD_FAILED,
+    OFPET_METER_MOD_FAILED,
+    OFPFC_ADD,
+    OFPFC_DELETE_STRICT,
+    OFPFC_MODIFY,
+    OFPFC_MODIFY_STRICT,
+    OFPFF_CHECK_OVERLAP,
+    OFPFF_NO_BYT_COUNTS,
+    OFPFF_NO_PKT_COUNTS,
+    OFPFF_RESET_COUNTS,
+    OFPFF_SEND_FLOW_REM,
+    OFPTT_ALL,
+    FlowMod,
+    OfpError,
+)
+
+N_TABLES = 254
+_KNOWN_FLAGS = (OFPFF_SEND_FLOW_REM | OFPFF_CHECK_OVERLAP | OFPFF_RESET_COUNTS
+                | OFPFF_NO_PKT_COUNTS | OFPFF_NO_BYT_COUNTS)
+_RESERVED_OUTPUTS = frozenset({OFPP_IN_PORT, OFPP_NORMAL, OFPP_FLOOD, OFPP_ALL,
+                               OFPP_CONTROLLER, OFPP_LOCAL})
+_ETH_TYPES_VLAN_PUSH = (0x8100, 0x88A8)
+
+
+def check_flow_mod(fm: FlowMod, group_exists=lambda gid: False) -> None:
+    """Raise ``OfpError`` if ``fm`` must be refused."""
+    if not OFPFC_ADD <= fm.command <= OFPFC_DELETE_STRICT:
+        raise OfpError(OFPET_FLOW_MOD_FAILED, ec.OFPFMFC_BAD_COMMAND, "unknown command")
+    if fm.table_id >= N_TABLES and not (fm.table_id == OFPTT_ALL and fm.command != OFPFC_ADD):
+        raise OfpError(OFPET_FLOW_MOD_FAILED, ec.OFPFMFC_BAD_TABLE_ID,
+                       f"table {fm.table_id} does not exist")
+    if fm.flags & ~_KNOWN_FLAGS:
+        raise OfpError(OFPET_FLOW_MOD_FAILED, ec.OFPFMFC_BAD_FLAGS, "unknown flags")
+    check_match(fm.match)
+    if fm.command in (OFPFC_ADD, OFPFC_MODIFY, OFPFC_MODIFY_STRICT):
+        check_instructions(fm.instructions, fm.table_id, fm.match, group_exists)
+
+
+def check_match(match: Match) -> None:
+    for name in match:
+        if name not in SUPPORTED_FIELDS:
+            raise OfpError(OFPET_BAD_MATCH, ec.OFPBMC_BAD_FIELD,
+                           f"the datapath cannot match on {name}")
+    if match.missing_prereqs():
+        raise OfpError(OFPET_BAD_MATCH, ec.OFPBMC_BAD_PREREQ,
+                       f"prerequisites missing for {', '.join(match.missing_prereqs())}")
+    vid = match.get("vlan_vid")
+    if vid is not None and vid[1] is None and vid[0] & 0xFFF and not vid[0] & OFPVID_PRESENT:
+        raise OfpError(OFPET_BAD_MATCH, ec.OFPBMC_BAD_VALUE,
+                       "vlan_vid without OFPVID_PRESENT")
+
+
+def check_instructions(instructions: Iterable[Instruction], table_id: int, match: Match,
+                       group_exists=lambda gid: False) -> None:
+    seen: set[type] = set()
+    for inst in instructions:
+        if type(inst) in seen:
+            raise OfpError(OFPET_BAD_INSTRUCTION, ec.OFPBIC_UNSUP_INST,
+                           f"duplicate {type(inst).__name__}")
+        seen.add(type(inst))
+        if isinstance(inst, InstGotoTable):
+            if inst.table_id >= N_TABLES or (table_id != OFPTT_ALL
+                                             and inst.table_id <= table_id):
+                raise OfpError(OFPET_BAD_INSTRUCTION, ec.OFPBIC_BAD_TABLE_ID,
+                               f"goto_table:{inst.table_id} from table {table_id}")
+        elif isinstance(inst, InstMeter):
+            raise OfpError(OFPET_METER_MOD_FAILED, ec.OFPMMFC_UNKNOWN_METER,
+                           f"meter {inst.meter_id} does not exist")
+        elif isinstance(inst, InstApplyActions):
+            check_actions(inst.actions, match, group_exists=group_exists)
+        elif isinstance(inst, InstWriteActions):
+            check_actions(_action_set_order(inst.actions), match, group_exists=group_exists)
+        elif not isinstance(inst, (InstClearActions, InstWriteMetadata)):
+            raise OfpError(OFPET_BAD_INSTRUCTION, ec.OFPBIC_UNKNOWN_INST,
+                           f"unknown instruction {inst!r}")
+
+
+def _action_set_order(actions: Iterable[Action]) -> list[Action]:
+    """Pushes run before set-fields in an action set."""
+    return sorted(actions, key=lambda a: 0 if isinstance(a, (ActPushVlan, ActPopVlan)) else 1)
+
+
+def match_has_vlan(match: Match) -> bool:
+    vid = match.get("vlan_vid")
+    return bool(vid and vid[0] & OFPVID_PRESENT and match.mask_of("vlan_vid") & OFPVID_PRESENT)
+
+
+def check_actions(actions: Iterable[Action], match: Match, *, packet_out: bool = False,
+                  group_exists=lambda gid: False) -> None:
+    """Refuse actions the datapath cannot perform (BAD_ACTION codes)."""
+    vlan_known = match_has_vlan(match)
+    for act in actions:
+        if isinstance(act, ActOutput):
+            _check_output_port(act.port, packet_out)
+        elif isinstance(act, ActPushVlan):
+            if act.ethertype not in _ETH_TYPES_VLAN_PUSH:
+                raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_ARGUMENT,
+                               f"push_vlan ethertype {act.ethertype:#x}")
+            vlan_known = True
+        elif isinstance(act, ActPopVlan):
+            vlan_known = False
+        elif isinstance(act, ActSetField):
+            _check_set_field(act, vlan_known)
+        elif isinstance(act, ActGroup):
+            if not group_exists(act.group_id):
+                raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_OUT_GROUP,
+                               f"group {act.group_id} does not exist")
+        elif isinstance(act, ActSetQueue):
+            raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_QUEUE,
+                           f"queue {act.queue_id} does not exist")
+        else:
+            raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_TYPE,
+                           f"the datapath cannot perform {type(act).__name__}")
+
+
+def _check_output_port(port: int, packet_out: bool) -> None:
+    if port == 0 or (port > OFPP_MAX and port not in _RESERVED_OUTPUTS
+                     and not (packet_out and port == OFPP_TABLE)):
+        raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_OUT_PORT, f"output to port {port:#x}")
+
+
+def _check_set_field(act: ActSetField, vlan_known: bool) -> None:
+    if act.field not in FIELDS_BY_NAME or act.field not in SETTABLE_FIELDS:
+        raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_SET_TYPE,
+                       f"the datapath cannot set {act.field}")
+    limit = 0x1FFF if act.field == "vlan_vid" else 0x7
+    if not 0 <= act.value <= limit:
+        raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_SET_ARGUMENT,
+                       f"{act.field} value {act.value:#x}")
+    if not vlan_known:
+        raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_MATCH_INCONSISTENT,
+                       f"set_field {act.field} needs a VLAN header (match one or push_vlan)")

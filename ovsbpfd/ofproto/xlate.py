@@ -1,0 +1,403 @@
+"""Translation: run one packet through a bridge's OpenFlow pipeline.
+
+The result is what the datapath needs to handle every packet like it: the
+datapath actions, and the megaflow mask (the FlowKey bits any decision
+depended on; in_port always exact).  It also lists the rules that were hit
+(to credit their counters) and what NORMAL learned.
+
+Side effects (MAC learning) happen only when ``side_effects`` is set, so the
+revalidator can re-translate installed flows without changing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ovsbpfd.dpif.types import (
+    ETH_TYPE_VLAN,
+    VLAN_TAG_PRESENT,
+    DpAction,
+    FlowKey,
+    Output,
+    PopVlan,
+    PushVlan,
+    Userspace,
+)
+from ovsbpfd.ofproto.actions import (
+    OFPP_ALL,
+    OFPP_CONTROLLER,
+    OFPP_FLOOD,
+    OFPP_IN_PORT,
+    OFPP_LOCAL,
+    OFPP_MAX,
+    OFPP_NORMAL,
+    OFPP_TABLE,
+    PORT_NAMES,
+    ActGroup,
+    Action,
+    ActOutput,
+    ActPopVlan,
+    ActPushVlan,
+    ActSetField,
+    InstApplyActions,
+    InstClearActions,
+    InstGotoTable,
+    InstMeter,
+    InstWriteActions,
+    InstWriteMetadata,
+)
+from ovsbpfd.ofproto.flow_fields import KeyMask, add_field_mask, packet_values, to_flow_key
+from ovsbpfd.ofproto.mac_learning import MacLearning, is_multicast
+from ovsbpfd.ofproto.pipeline import Pipeline
+from ovsbpfd.ofproto.port import BridgePort
+from ovsbpfd.ofproto.rule import Rule
+from ovsbpfd.ofproto.types import (
+    OFPPC_NO_FWD,
+    OFPPC_NO_PACKET_IN,
+    OFPPC_NO_RECV,
+    OFPPC_PORT_DOWN,
+    OFPR_ACTION,
+    OFPR_NO_MATCH,
+)
+
+_RESERVED_MULTICAST_PREFIX = bytes.fromhex("0180c20000")  # 01:80:c2:00:00:0x (STP, LLDP..)
+_MAX_PIPELINE_PASSES = 4  # output:TABLE nesting bound
+
+
+@dataclass(frozen=True)
+class PacketInSpec:
+    """Everything a PACKET_IN needs besides the packet: what a datapath
+    ``userspace`` action's cookie stands for."""
+
+    bridge: str
+    in_port: int
+    reason: int
+    table_id: int
+    cookie: int
+    max_len: int
+    metadata: int = 0
+
+
+class XlateBridge(Protocol):
+    """What translation reads from a bridge."""
+
+    name: str
+    pipeline: Pipeline
+    port_map: dict[int, BridgePort]  # ofport -> port
+    mac: MacLearning
+
+    def packet_in_cookie(self, spec: PacketInSpec) -> int: ...
+
+
+@dataclass
+class XlateResult:
+    actions: list[DpAction]
+    mask: FlowKey
+    rules: list[Rule] = field(default_factory=list)
+    tables: list[int] = field(default_factory=list)  # tables looked up, in order
+    learned: list[tuple[int, bytes, int]] = field(default_factory=list)  # (vlan, mac, port)
+    mac_changed: bool = False
+    trace: list[str] = field(default_factory=list)
+
+
+def _action_set_rank(act: Action) -> int:
+    """OpenFlow 1.3 section 5.10 execution order of an action set."""
+    if isinstance(act, ActPopVlan):
+        return 1
+    if isinstance(act, ActPushVlan):
+        return 4
+    if isinstance(act, ActSetField):
+        return 7
+    if isinstance(act, ActGroup):
+        return 9
+    if isinstance(act, ActOutput):
+        return 10
+    return 8
+
+
+def _action_set_slot(act: Action) -> object:
+    return ("set_field", act.field) if isinstance(act, ActSetField) else type(act)
+
+
+_INSTRUCTION_ORDER = {InstMeter: 0, InstApplyActions: 1, InstClearActions: 2,
+                      InstWriteActions: 3, InstWriteMetadata: 4, InstGotoTable: 5}
+
+
+class Xlate:
+    """One translation.  Use ``translate`` or ``translate_actions``."""
+
+    def __init__(self, bridge: XlateBridge, key: FlowKey, in_ofport: int, *,
+                 side_effects: bool, tracing: bool = False) -> None:
+        self.bridge = bridge
+        self.key = key
+        self.in_ofport = in_ofport
+        self.side_effects = side_effects
+        self.tracing = tracing
+        self.mask: KeyMask = {}
+        self.metadata = 0
+        # VLAN stacks (outermost first) of (tci without the present bit, tpid):
+        # as the pipeline sees the packet, and as the datapath actions left it.
+        tags = [(key.vlan_tci & ~VLAN_TAG_PRESENT, ETH_TYPE_VLAN)] \
+            if key.vlan_tci & VLAN_TAG_PRESENT else []
+        self.vlans = list(tags)
+        self.dp_vlans = list(tags)
+        self.result = XlateResult([], FlowKey())
+        self.action_set: dict[object, Action] = {}
+        self.passes = 0
+
+    # ------------------------------------------------------------ entry points
+    def translate(self) -> XlateResult:
+        """The pipeline from table 0 (a datapath miss)."""
+        if self._input_blocked():
+            return self._finish()
+        self._run_pipeline(0)
+        return self._finish()
+
+    def translate_actions(self, actions: tuple[Action, ...]) -> XlateResult:
+        """A PACKET_OUT's action list (which may send the packet to TABLE)."""
+        self._do_actions(actions, None)
+        return self._finish()
+
+    def _finish(self) -> XlateResult:
+        self.result.mask = to_flow_key(self.mask)
+        return self.result
+
+    def _note(self, text: str) -> None:
+        if self.tracing:
+            self.result.trace.append(text)
+
+    def _input_blocked(self) -> bool:
+        port = self.bridge.port_map.get(self.in_ofport)
+        if port is not None and port.config & OFPPC_NO_RECV:
+            self._note(f"in_port {self.in_ofport} has no-recv set: drop")
+            return True
+        return False
+
+    # ------------------------------------------------------------ pipeline
+    def _current_key(self) -> FlowKey:
+        tci = (self.vlans[0][0] | VLAN_TAG_PRESENT) if self.vlans else 0
+        return self.key if tci == self.key.vlan_tci else self.key.replace(vlan_tci=tci)
+
+    def _run_pipeline(self, table_id: int) -> None:
+        self.passes += 1
+        if self.passes > _MAX_PIPELINE_PASSES:
+            self._note("too many pipeline passes: drop")
+            return
+        saved_set, self.action_set = self.action_set, {}
+        tables = self.bridge.pipeline.tables
+        next_table: int | None = table_id
+        while next_table is not None:
+            table = tables[next_table]
+            values = packet_values(self._current_key(), self.in_ofport, self.metadata)
+            rule = table.lookup(values, self.mask)
+            self.result.tables.append(next_table)
+            table.lookup_count += 1
+            if rule is None:
+                self._note(f"{next_table}. No match: drop")
+                break
+            table.matched_count += 1
+            self.result.rules.append(rule)
+            self._note(f"{next_table}. {_describe_rule(rule)}")
+            next_table = self._do_instructions(rule)
+        self._do_action_set()
+        self.action_set = saved_set
+
+    def _do_instructions(self, rule: Rule) -> int | None:
+        goto = None
+        for inst in sorted(rule.instructions, key=lambda i: _INSTRUCTION_ORDER.get(type(i), 9)):
+            if isinstance(inst, InstApplyActions):
+                self._do_actions(inst.actions, rule)
+            elif isinstance(inst, InstClearActions):
+                self.action_set.clear()
+            elif isinstance(inst, InstWriteActions):
+                for act in inst.actions:
+                    self.action_set[_action_set_slot(act)] = act
+            elif isinstance(inst, InstWriteMetadata):
+                self.metadata = (self.metadata & ~inst.mask) | (inst.metadata & inst.mask)
+            elif isinstance(inst, InstGotoTable):
+                goto = inst.table_id
+        return goto
+
+    def _do_action_set(self) -> None:
+        if not self.action_set:
+            return
+        acts = sorted(self.action_set.values(), key=_action_set_rank)
+        if any(isinstance(a, ActGroup) for a in acts):
+            acts = [a for a in acts if not isinstance(a, ActOutput)]
+        self._note("   action set: " + ", ".join(_describe_action(a) for a in acts))
+        self.action_set = {}
+        self._do_actions(tuple(acts), self.result.rules[-1] if self.result.rules else None)
+
+    # ------------------------------------------------------------ actions
+    def _do_actions(self, actions: tuple[Action, ...], rule: Rule | None) -> None:
+        for act in actions:
+            if isinstance(act, ActOutput):
+                self._output(act, rule)
+            elif isinstance(act, ActPushVlan):
+                tci = self.vlans[0][0] if self.vlans else 0
+                self.vlans.insert(0, (tci, act.ethertype))
+            elif isinstance(act, ActPopVlan):
+                if self.vlans:
+                    self.vlans.pop(0)
+            elif isinstance(act, ActSetField):
+                self._set_field(act)
+            else:  # refused at FLOW_MOD time; never silently reached
+                raise ValueError(f"untranslatable action {act!r}")
+
+    def _set_field(self, act: ActSetField) -> None:
+        if not self.vlans:
+            self._note(f"   set_field {act.field} on an untagged packet: ignored")
+            return
+        tci, tpid = self.vlans[0]
+        if act.field == "vlan_vid":
+            tci = (tci & ~0x0FFF) | (act.value & 0x0FFF)
+        elif act.field == "vlan_pcp":
+            tci = (tci & 0x1FFF) | ((act.value & 7) << 13)
+        self.vlans[0] = (tci & ~VLAN_TAG_PRESENT, tpid)
+
+    def _output(self, act: ActOutput, rule: Rule | None) -> None:
+        port = act.port
+        if port <= OFPP_MAX or port == OFPP_LOCAL:
+            if port == self.in_ofport:
+                self._note(f"   output:{_port_name(port)} is the input port: skipped")
+                return
+            self._emit_to(port)
+        elif port == OFPP_IN_PORT:
+            self._emit_to(self.in_ofport)
+        elif port == OFPP_NORMAL:
+            self._normal()
+        elif port in (OFPP_FLOOD, OFPP_ALL):
+            for ofport, bport in sorted(self.bridge.port_map.items()):
+                if ofport != self.in_ofport and (bport.can_forward() or port == OFPP_ALL):
+                    self._emit_to(ofport)
+        elif port == OFPP_CONTROLLER:
+            self._to_controller(act.max_len, rule)
+        elif port == OFPP_TABLE:
+            self._run_pipeline(0)
+
+    def _emit_to(self, ofport: int) -> None:
+        bport = self.bridge.port_map.get(ofport)
+        if bport is None:
+            self._note(f"   output:{_port_name(ofport)}: no such port, dropped")
+            return
+        if bport.config & (OFPPC_NO_FWD | OFPPC_PORT_DOWN):
+            self._note(f"   output:{_port_name(ofport)}: port does not forward, dropped")
+            return
+        self._commit_vlans()
+        self.result.actions.append(Output(bport.dp_port))
+        self._note(f"   output:{_port_name(ofport)} -> datapath port {bport.dp_port}")
+
+    def _to_controller(self, max_len: int, rule: Rule | None) -> None:
+        in_port = self.bridge.port_map.get(self.in_ofport)
+        if in_port is not None and in_port.config & OFPPC_NO_PACKET_IN:
+            self._note("   controller: in_port has no-packet-in set, skipped")
+            return
+        reason = OFPR_NO_MATCH if rule is not None and rule.is_table_miss() else OFPR_ACTION
+        spec = PacketInSpec(self.bridge.name, self.in_ofport, reason,
+                            rule.table_id if rule is not None else 0,
+                            rule.cookie if rule is not None else 0xFFFFFFFFFFFFFFFF,
+                            max_len, self.metadata)
+        self._commit_vlans()
+        self.result.actions.append(Userspace(self.bridge.packet_in_cookie(spec)))
+        self._note("   output:CONTROLLER")
+
+    def _commit_vlans(self) -> None:
+        """Emit the pops and pushes that bring the datapath's packet to ``vlans``."""
+        want, have = self.vlans, self.dp_vlans
+        if want == have:
+            return
+        same = 0
+        while (same < len(want) and same < len(have)
+               and want[len(want) - 1 - same] == have[len(have) - 1 - same]):
+            same += 1
+        for _ in range(len(have) - same):
+            self.result.actions.append(PopVlan())
+        for tci, tpid in reversed(want[:len(want) - same]):
+            self.result.actions.append(PushVlan(tci, tpid))
+        self.dp_vlans = list(want)
+
+    # ------------------------------------------------------------ NORMAL
+    def _normal(self) -> None:
+        """An L2 learning switch with access/trunk VLANs, as OVS's NORMAL."""
+        for name in ("eth_src", "eth_dst"):
+            add_field_mask(self.mask, name, (1 << 48) - 1)
+        self.mask["vlan_tci"] = self.mask.get("vlan_tci", 0) | 0xFFFF
+        key = self.key
+        in_port = self.bridge.port_map.get(self.in_ofport)
+        outer = self.vlans[0][0] if self.vlans else None
+        vid = outer & 0x0FFF if outer is not None else 0
+        if in_port is not None and in_port.vlan_tag is not None:
+            if vid:
+                self._note(f"   NORMAL: VLAN {vid} tagged packet on access port: drop")
+                return
+            vlan = in_port.vlan_tag
+        else:
+            vlan = vid
+            if in_port is not None and not in_port.in_vlan(vlan):
+                self._note(f"   NORMAL: VLAN {vlan} not trunked on the input port: drop")
+                return
+        if key.eth_dst[:5] == _RESERVED_MULTICAST_PREFIX and key.eth_dst[5] <= 0x0F:
+            self._note("   NORMAL: reserved multicast destination: drop")
+            return
+        if in_port is not None and not is_multicast(key.eth_src):
+            self.result.learned.append((vlan, key.eth_src, self.in_ofport))
+            if self.side_effects and self.bridge.mac.learn(vlan, key.eth_src, self.in_ofport):
+                self.result.mac_changed = True
+                self._note(f"   NORMAL: learned {_mac(key.eth_src)} on port "
+                           f"{_port_name(self.in_ofport)} in VLAN {vlan}")
+        pcp = outer >> 13 if outer is not None else 0
+        entry = None if is_multicast(key.eth_dst) else self.bridge.mac.lookup(vlan, key.eth_dst)
+        saved = self.vlans
+        base = saved[1:] if outer is not None else list(saved)
+        if entry is not None and entry.port in self.bridge.port_map:
+            if entry.port == self.in_ofport:
+                self._note("   NORMAL: destination is on the input port: drop")
+            else:
+                self._note(f"   NORMAL: forwarding to learned port {_port_name(entry.port)}")
+                self._normal_output(entry.port, vlan, pcp, base)
+        else:
+            self._note(f"   NORMAL: flooding in VLAN {vlan}")
+            for ofport, bport in sorted(self.bridge.port_map.items()):
+                if ofport != self.in_ofport and bport.can_forward() and bport.in_vlan(vlan):
+                    self._normal_output(ofport, vlan, pcp, base)
+        self.vlans = saved
+
+    def _normal_output(self, ofport: int, vlan: int, pcp: int,
+                       base: list[tuple[int, int]]) -> None:
+        """Output in ``vlan``: untagged to access ports and for VLAN 0."""
+        bport = self.bridge.port_map[ofport]
+        if bport.vlan_tag is not None or vlan == 0:
+            self.vlans = list(base)
+        else:
+            self.vlans = [((pcp << 13) | vlan, ETH_TYPE_VLAN)] + base
+        self._emit_to(ofport)
+
+
+def _mac(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def _port_name(port: int) -> str:
+    return PORT_NAMES.get(port, str(port))
+
+
+def _describe_action(act: Action) -> str:
+    if isinstance(act, ActOutput):
+        return f"output:{_port_name(act.port)}" if act.port != OFPP_NORMAL else "NORMAL"
+    if isinstance(act, ActSetField):
+        return f"set_field:{act.value}->{act.field}"
+    if isinstance(act, ActPushVlan):
+        return f"push_vlan:{act.ethertype:#06x}"
+    if isinstance(act, ActPopVlan):
+        return "pop_vlan"
+    return type(act).__name__
+
+
+def _describe_rule(rule: Rule) -> str:
+    parts = [f"{name}={value:#x}" + (f"/{mask:#x}" if mask is not None else "")
+             for name, (value, mask) in rule.match.items()]
+    head = ",".join(parts + [f"priority {rule.priority}"])
+    if rule.cookie:
+        head += f", cookie {rule.cookie:#x}"
+    return head
