@@ -1,0 +1,41 @@
+"""Fixtures: one ``harness`` per dpif provider, so each conformance test runs on both."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.dpif.harness import DatapathHarness, DummyHarness
+
+_pin_counter = itertools.count()
+
+
+def _bpf_harness(pin_root: str) -> DatapathHarness:
+    from tests.dpif.harness_bpf import BpfHarness
+
+    return BpfHarness(pin_root=pin_root)
+
+
+@pytest.fixture(params=["dummy", "bpf"])
+def harness(request: pytest.FixtureRequest) -> Iterator[DatapathHarness]:
+    if request.param == "dummy":
+        dummy = DummyHarness()
+        try:
+            yield dummy
+        finally:
+            dummy.close()
+        return
+    pin_root = f"/sys/fs/bpf/ovsbpfd-test-{os.getpid()}-{next(_pin_counter)}"
+    try:
+        bpf = _bpf_harness(pin_root)
+        try:
+            yield bpf
+        finally:
+            bpf.close()
+    finally:
+        # Pinned objects are files on bpffs: whatever the harness left, we remove.
+        shutil.rmtree(pin_root, ignore_errors=True)
