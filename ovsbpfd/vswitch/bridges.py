@@ -1,0 +1,417 @@
+"""Reconcile the wanted configuration with the live bridges (bridge.c's job).
+
+``BridgeSet.apply(config)`` makes the running switch match a ``SwitchConfig``:
+it creates and destroys OpenFlow bridges, creates the internal devices it
+needs, attaches netdevs as ports, applies VLAN settings and controllers, and
+returns what each Interface row should now say.  It removes only what it
+created: ports it attached and internal devices it made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno as errno_mod
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ovsbpfd.netdev import InternalPort, NetdevError, NetdevInfo, internal_peer_name
+from ovsbpfd.vswitch.config import BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig
+from ovsbpfd.vswitch.status import (
+    OFPP_LOCAL,
+    ControllerStatus,
+    InterfaceStatus,
+    could_not_add,
+    no_such_device,
+    unsupported_type,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NetdevProvider(Protocol):
+    async def links(self) -> dict[str, NetdevInfo]: ...
+
+    async def create_internal(self, name: str, mac: bytes | None = None) -> InternalPort: ...
+
+    async def delete_internal(self, name: str) -> bool: ...
+
+    async def set_mac(self, ifindex: int, mac: bytes) -> None: ...
+
+    async def owned_internal_names(self) -> list[str]: ...
+
+
+class SwitchFactory(Protocol):
+    """Makes the ofproto objects of one bridge (OfprotoBridge, ConnectionManager)."""
+
+    def create_bridge(self, name: str, datapath_id: int, fail_mode: str) -> Any: ...
+
+    async def start_connmgr(self, bridge: Any) -> Any: ...
+
+
+@dataclass
+class AttachedIface:
+    """A port this process attached to a bridge."""
+
+    name: str
+    kind: str  # "system" / "internal"
+    ofport: int
+    dp_ifindex: int  # the device the datapath attached to
+    vlan: tuple[int | None, tuple[int, ...]] | None = None
+    state: tuple[bool, bool] | None = None  # (link_up, admin_up) last pushed
+
+
+@dataclass
+class LiveBridge:
+    cfg: BridgeConfig
+    core: Any
+    datapath_id: int
+    connmgr: Any | None = None
+    local: InternalPort | None = None
+    local_error: str | None = None
+    local_vlan: tuple[int | None, tuple[int, ...]] | None = None
+    local_state: tuple[bool, bool] | None = None
+    ifaces: dict[str, AttachedIface] = field(default_factory=dict)
+    controllers: tuple[str, ...] | None = None
+    last_ofport: dict[str, int] = field(default_factory=dict)
+
+
+def datapath_id_for(cfg: BridgeConfig, local: InternalPort | None) -> int:
+    """other_config:datapath-id, else the bridge MAC in the low 48 bits."""
+    if cfg.datapath_id is not None:
+        return cfg.datapath_id
+    mac = cfg.hwaddr or (local.host.mac if local else None)
+    if mac is None:  # no LOCAL device: derive a stable, locally administered MAC
+        digest = uuid.uuid5(uuid.NAMESPACE_DNS, cfg.name).bytes
+        mac = bytes([(digest[0] & 0xFC) | 0x02]) + digest[1:6]
+    return int.from_bytes(mac, "big")
+
+
+def _errno_of(exc: BaseException) -> int:
+    err = getattr(exc, "errno", None)
+    return err if isinstance(err, int) and err > 0 else errno_mod.EINVAL
+
+
+class BridgeSet:
+    """The live bridges, kept equal to the last applied ``SwitchConfig``."""
+
+    def __init__(self, netdevs: NetdevProvider, factory: SwitchFactory) -> None:
+        self.netdevs = netdevs
+        self.factory = factory
+        self.bridges: dict[str, LiveBridge] = {}
+        self._lock = asyncio.Lock()
+        self._swept = False
+
+    # ------------------------------------------------------------ apply
+    async def apply(self, cfg: SwitchConfig) -> dict[uuid.UUID, InterfaceStatus]:
+        """Make the switch match ``cfg``; return every interface's status."""
+        async with self._lock:
+            wanted = {b.name: b for b in cfg.bridges}
+            if not self._swept:
+                await self._sweep_stale_internal(cfg)
+                self._swept = True
+            for name in list(self.bridges):
+                if name not in wanted:
+                    await self._remove_bridge(self.bridges.pop(name))
+            links = await self.netdevs.links()
+            for name, live in self.bridges.items():
+                await self._prune_ifaces(live, wanted[name], links)
+            statuses: dict[uuid.UUID, InterfaceStatus] = {}
+            for bcfg in cfg.bridges:
+                live = self.bridges.get(bcfg.name)
+                if live is None:
+                    live = await self._add_bridge(bcfg)
+                    self.bridges[bcfg.name] = live
+                else:
+                    await self._update_bridge(live, bcfg)
+                live.cfg = bcfg
+                links = await self.netdevs.links()
+                for port, iface in bcfg.interfaces():
+                    statuses[iface.uuid] = await self._sync_iface(live, port, iface, links)
+                self._sync_controllers(live)
+            return statuses
+
+    async def refresh(self) -> dict[uuid.UUID, InterfaceStatus]:
+        """Statuses (and link states) of the current config, without DB input."""
+        cfg = SwitchConfig(bridges=tuple(b.cfg for b in self.bridges.values()))
+        return await self.apply(cfg)
+
+    async def destroy_all(self) -> None:
+        """Remove every bridge with its ports and internal devices (exit --cleanup)."""
+        async with self._lock:
+            for name in list(self.bridges):
+                await self._remove_bridge(self.bridges.pop(name))
+
+    async def close(self) -> None:
+        """Stop the OpenFlow connections; leave ports and devices in place."""
+        async with self._lock:
+            for live in self.bridges.values():
+                await self._stop_connmgr(live)
+
+    def datapath_ids(self) -> dict[uuid.UUID, int]:
+        return {b.cfg.uuid: b.datapath_id for b in self.bridges.values()}
+
+    def controller_status(self) -> dict[uuid.UUID, ControllerStatus]:
+        out: dict[uuid.UUID, ControllerStatus] = {}
+        for live in self.bridges.values():
+            by_target: dict[str, Any] = {}
+            if live.connmgr is not None:
+                try:
+                    by_target = live.connmgr.controller_status() or {}
+                except Exception:
+                    log.exception("%s: controller_status failed", live.cfg.name)
+            for row_uuid, target in live.cfg.controllers:
+                st = by_target.get(target) or {}
+                out[row_uuid] = ControllerStatus(
+                    is_connected=bool(st.get("is_connected", False)),
+                    role=st.get("role"),
+                    status={str(k): str(v) for k, v in (st.get("status") or {}).items()},
+                )
+        return out
+
+    def bridge(self, name: str) -> Any | None:
+        live = self.bridges.get(name)
+        return live.core if live else None
+
+    # ------------------------------------------------------------ bridges
+    async def _add_bridge(self, bcfg: BridgeConfig) -> LiveBridge:
+        local: InternalPort | None = None
+        local_error: str | None = None
+        try:
+            local = await self.netdevs.create_internal(bcfg.name, bcfg.hwaddr)
+        except (NetdevError, OSError) as exc:
+            local_error = could_not_add(bcfg.name, _errno_of(exc))
+            log.warning("bridge %s: no LOCAL device: %s", bcfg.name, exc)
+        dpid = datapath_id_for(bcfg, local)
+        core = self.factory.create_bridge(bcfg.name, dpid, bcfg.fail_mode)
+        live = LiveBridge(cfg=bcfg, core=core, datapath_id=dpid, local=local,
+                          local_error=local_error)
+        if local is not None:
+            try:
+                core.port_add(bcfg.name, local.peer.ifindex, local.host.mac, local=True)
+            except Exception as exc:
+                live.local_error = could_not_add(bcfg.name, _errno_of(exc))
+                log.warning("bridge %s: LOCAL port: %s", bcfg.name, exc)
+        try:
+            live.connmgr = await self.factory.start_connmgr(core)
+        except Exception:
+            log.exception("bridge %s: OpenFlow connection manager failed", bcfg.name)
+        log.info("created bridge %s (datapath_id %016x)", bcfg.name, dpid)
+        return live
+
+    async def _update_bridge(self, live: LiveBridge, bcfg: BridgeConfig) -> None:
+        old = live.cfg
+        if bcfg.fail_mode != old.fail_mode:
+            setter = getattr(live.core, "set_fail_mode", None)
+            if setter is not None:
+                setter(bcfg.fail_mode)
+            else:
+                live.core.fail_mode = bcfg.fail_mode
+        if bcfg.hwaddr != old.hwaddr and bcfg.hwaddr is not None and live.local is not None:
+            try:
+                await self.netdevs.set_mac(live.local.host.ifindex, bcfg.hwaddr)
+            except Exception as exc:
+                log.warning("bridge %s: cannot set hwaddr: %s", bcfg.name, exc)
+        if bcfg.datapath_id != old.datapath_id or bcfg.hwaddr != old.hwaddr:
+            dpid = datapath_id_for(bcfg, live.local)
+            if bcfg.hwaddr is not None and bcfg.datapath_id is None:
+                dpid = int.from_bytes(bcfg.hwaddr, "big")
+            if dpid != live.datapath_id:
+                live.datapath_id = dpid
+                setter = getattr(live.core, "set_datapath_id", None)
+                if setter is not None:
+                    setter(dpid)
+                else:
+                    live.core.datapath_id = dpid
+
+    async def _remove_bridge(self, live: LiveBridge) -> None:
+        name = live.cfg.name
+        for iface in list(live.ifaces.values()):
+            await self._detach(live, iface)
+        await self._stop_connmgr(live)
+        try:
+            live.core.destroy()
+        except Exception:
+            log.exception("bridge %s: destroy failed", name)
+        if live.local is not None:
+            await self._delete_internal(name)
+        log.info("deleted bridge %s", name)
+
+    async def _stop_connmgr(self, live: LiveBridge) -> None:
+        if live.connmgr is None:
+            return
+        try:
+            await live.connmgr.stop()
+        except Exception:
+            log.exception("bridge %s: stopping connections failed", live.cfg.name)
+        live.connmgr = None
+
+    def _sync_controllers(self, live: LiveBridge) -> None:
+        targets = tuple(t for _uuid, t in live.cfg.controllers)
+        if targets == live.controllers or live.connmgr is None:
+            return
+        try:
+            live.connmgr.set_controllers(list(targets))
+            live.controllers = targets
+        except Exception:
+            log.exception("bridge %s: set_controllers failed", live.cfg.name)
+
+    # ------------------------------------------------------------ ports
+    async def _prune_ifaces(
+        self, live: LiveBridge, bcfg: BridgeConfig, links: dict[str, NetdevInfo]
+    ) -> None:
+        wanted = {iface.name: iface for _port, iface in bcfg.interfaces()}
+        for name, att in list(live.ifaces.items()):
+            want = wanted.get(name)
+            stale = want is None or want.kind != att.kind
+            if not stale and att.kind == "system":
+                info = links.get(name)
+                stale = info is None or info.ifindex != att.dp_ifindex
+            if not stale and want is not None and want.ofport_request is not None:
+                stale = want.ofport_request != att.ofport
+            if stale:
+                await self._detach(live, att)
+
+    async def _detach(self, live: LiveBridge, att: AttachedIface) -> None:
+        try:
+            live.core.port_del(att.ofport)
+        except Exception as exc:
+            log.warning("%s: port_del(%s) failed: %s", live.cfg.name, att.name, exc)
+        live.ifaces.pop(att.name, None)
+        if att.kind == "internal":
+            await self._delete_internal(att.name)
+        log.info("%s: removed port %s (ofport %d)", live.cfg.name, att.name, att.ofport)
+
+    async def _delete_internal(self, name: str) -> None:
+        try:
+            await self.netdevs.delete_internal(name)
+        except Exception as exc:
+            log.warning("cannot delete internal device %s: %s", name, exc)
+
+    async def _sync_iface(
+        self, live: LiveBridge, port: PortConfig, iface: InterfaceConfig,
+        links: dict[str, NetdevInfo],
+    ) -> InterfaceStatus:
+        if iface.name == live.cfg.name:
+            return self._sync_local(live, port, links)
+        if iface.kind == "unsupported":
+            return InterfaceStatus.failed(unsupported_type(iface.name))
+        att = live.ifaces.get(iface.name)
+        if att is None:
+            result = await self._attach(live, iface, links)
+            if isinstance(result, InterfaceStatus):
+                return result
+            att = result
+            links = await self.netdevs.links() if att.kind == "internal" else links
+        visible, counted = self._devices(att, links)
+        if visible is None or counted is None:
+            return InterfaceStatus.failed(no_such_device(iface.name))
+        self._push_port_settings(live, att.ofport, port, visible, att)
+        return InterfaceStatus.attached(att.ofport, visible, counted)
+
+    def _devices(
+        self, att: AttachedIface, links: dict[str, NetdevInfo]
+    ) -> tuple[NetdevInfo | None, NetdevInfo | None]:
+        visible = links.get(att.name)
+        if att.kind == "internal":
+            return visible, links.get(internal_peer_name(att.name))
+        return visible, visible
+
+    async def _attach(
+        self, live: LiveBridge, iface: InterfaceConfig, links: dict[str, NetdevInfo]
+    ) -> AttachedIface | InterfaceStatus:
+        name = iface.name
+        if iface.kind == "internal":
+            try:
+                pair = await self.netdevs.create_internal(name)
+            except (NetdevError, OSError) as exc:
+                return InterfaceStatus.failed(could_not_add(name, _errno_of(exc)))
+            dp_ifindex, mac = pair.peer.ifindex, pair.host.mac
+        else:
+            info = links.get(name)
+            if info is None or name in self.bridges:
+                return InterfaceStatus.failed(no_such_device(name))
+            dp_ifindex, mac = info.ifindex, info.mac
+        try:
+            ofport = self._port_add(live, iface, dp_ifindex, mac)
+        except Exception as exc:
+            log.warning("%s: cannot add port %s: %s", live.cfg.name, name, exc)
+            if iface.kind == "internal":
+                await self._delete_internal(name)
+            return InterfaceStatus.failed(could_not_add(name, _errno_of(exc)))
+        att = AttachedIface(name=name, kind=iface.kind, ofport=ofport, dp_ifindex=dp_ifindex)
+        live.ifaces[name] = att
+        live.last_ofport[name] = ofport
+        log.info("%s: added port %s (ofport %d)", live.cfg.name, name, ofport)
+        return att
+
+    def _port_add(
+        self, live: LiveBridge, iface: InterfaceConfig, dp_ifindex: int, mac: bytes
+    ) -> int:
+        """Add the port, honouring ofport_request, else reusing its old number."""
+        if iface.ofport_request is not None:
+            return live.core.port_add(iface.name, dp_ifindex, mac,
+                                      ofport_request=iface.ofport_request)
+        hint = live.last_ofport.get(iface.name) or iface.ofport_current
+        if hint is not None and hint not in {a.ofport for a in live.ifaces.values()}:
+            try:
+                return live.core.port_add(iface.name, dp_ifindex, mac, ofport_request=hint)
+            except Exception as exc:
+                log.debug("%s: ofport %d not reusable: %s", iface.name, hint, exc)
+        return live.core.port_add(iface.name, dp_ifindex, mac)
+
+    def _sync_local(
+        self, live: LiveBridge, port: PortConfig, links: dict[str, NetdevInfo]
+    ) -> InterfaceStatus:
+        if live.local is None or live.local_error:
+            return InterfaceStatus.failed(live.local_error or no_such_device(live.cfg.name))
+        visible = links.get(live.cfg.name)
+        counted = links.get(live.local.peer.name)
+        if visible is None or counted is None:
+            return InterfaceStatus.failed(no_such_device(live.cfg.name))
+        vlan = (port.tag, port.trunks)
+        if vlan != live.local_vlan:
+            self._call(live, "set_port_vlan", OFPP_LOCAL, port.tag, list(port.trunks))
+            live.local_vlan = vlan
+        state = (visible.link_up, visible.admin_up)
+        if state != live.local_state:
+            self._call(live, "set_port_state", OFPP_LOCAL, *state)
+            live.local_state = state
+        return InterfaceStatus.attached(OFPP_LOCAL, visible, counted)
+
+    def _push_port_settings(
+        self, live: LiveBridge, ofport: int, port: PortConfig, visible: NetdevInfo,
+        att: AttachedIface,
+    ) -> None:
+        vlan = (port.tag, port.trunks)
+        if vlan != att.vlan:
+            self._call(live, "set_port_vlan", ofport, port.tag, list(port.trunks))
+            att.vlan = vlan
+        state = (visible.link_up, visible.admin_up)
+        if state != att.state:
+            self._call(live, "set_port_state", ofport, *state)
+            att.state = state
+
+    @staticmethod
+    def _call(live: LiveBridge, method: str, *args: Any) -> None:
+        try:
+            getattr(live.core, method)(*args)
+        except Exception:
+            log.exception("%s: %s%r failed", live.cfg.name, method, args)
+
+    async def _sweep_stale_internal(self, cfg: SwitchConfig) -> None:
+        """Delete internal devices an earlier run made for rows now gone."""
+        wanted = {b.name for b in cfg.bridges}
+        for bcfg in cfg.bridges:
+            wanted.update(i.name for _p, i in bcfg.interfaces() if i.kind == "internal")
+        try:
+            names = await self.netdevs.owned_internal_names()
+        except Exception:
+            log.exception("cannot list internal devices")
+            return
+        for name in names:
+            if name not in wanted:
+                log.info("removing stale internal device %s", name)
+                await self._delete_internal(name)
+
