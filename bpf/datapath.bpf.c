@@ -23,6 +23,12 @@
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 #define IPPROTO_ICMPV6 58
+#define IPPROTO_SCTP 132
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_DSTOPTS 60
+#define IPV6_MAX_EXT_HEADERS 6
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -117,6 +123,12 @@ static __always_inline struct ovsbpf_port_stats *port_counters(__u32 port_no)
 	return bpf_map_lookup_elem(&port_stats, &port_no);
 }
 
+/* The frame length as userspace sees it (a metadata VLAN tag counts). */
+static __always_inline __u32 frame_len(struct __sk_buff *skb)
+{
+	return skb->len + (skb->vlan_present ? 4 : 0);
+}
+
 /* ---------------------------------------------------------------- parsing */
 
 static __always_inline void put_be16(__u8 *dst, __u16 host)
@@ -125,41 +137,53 @@ static __always_inline void put_be16(__u8 *dst, __u16 host)
 	dst[1] = host & 0xff;
 }
 
+static __always_inline int is_ipv6_ext_header(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_FRAGMENT ||
+	       nh == IPPROTO_DSTOPTS;
+}
+
+/* L4 ports/types, only when the whole fixed L4 header is in the frame. */
 static __always_inline void parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto,
 				     struct ovsbpf_flow_key *key, __u16 *tcp_flags)
 {
-	__u8 l4[14];
+	__u8 l4[20];
 
 	if (proto == IPPROTO_TCP) {
-		if (bpf_skb_load_bytes(skb, off, l4, 14) < 0)
+		if (bpf_skb_load_bytes(skb, off, l4, 20) < 0)
 			return;
-		__builtin_memcpy(key->tp_src, &l4[0], 2);
-		__builtin_memcpy(key->tp_dst, &l4[2], 2);
 		*tcp_flags = ((l4[12] << 8) | l4[13]) & 0x0fff;
 	} else if (proto == IPPROTO_UDP) {
-		if (bpf_skb_load_bytes(skb, off, l4, 4) < 0)
+		if (bpf_skb_load_bytes(skb, off, l4, 8) < 0)
 			return;
-		__builtin_memcpy(key->tp_src, &l4[0], 2);
-		__builtin_memcpy(key->tp_dst, &l4[2], 2);
+	} else if (proto == IPPROTO_SCTP) {
+		if (bpf_skb_load_bytes(skb, off, l4, 12) < 0)
+			return;
 	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
-		if (bpf_skb_load_bytes(skb, off, l4, 2) < 0)
+		if (bpf_skb_load_bytes(skb, off, l4, 4) < 0)
 			return;
 		key->tp_src[1] = l4[0];
 		key->tp_dst[1] = l4[1];
+		return;
+	} else {
+		return;
 	}
+	__builtin_memcpy(key->tp_src, &l4[0], 2);
+	__builtin_memcpy(key->tp_dst, &l4[2], 2);
 }
 
+/* IPv4 needs version 4, IHL >= 5 and the whole IHL*4 header in the frame. */
 static __always_inline void parse_ipv4(struct __sk_buff *skb, __u32 off,
 				       struct ovsbpf_flow_key *key, __u16 *tcp_flags)
 {
 	__u8 ip[20];
-	__u32 ihl;
+	__u32 hlen;
 	__u16 frag;
 
 	if (bpf_skb_load_bytes(skb, off, ip, 20) < 0)
 		return;
-	ihl = ip[0] & 0x0f;
-	if ((ip[0] >> 4) != 4 || ihl < 5)
+	hlen = (ip[0] & 0x0f) * 4;
+	if ((ip[0] >> 4) != 4 || hlen < 20 || off + hlen > skb->len)
 		return;
 	key->nw_tos = ip[1];
 	key->nw_ttl = ip[8];
@@ -167,31 +191,70 @@ static __always_inline void parse_ipv4(struct __sk_buff *skb, __u32 off,
 	__builtin_memcpy(key->ip_src, &ip[12], 4);
 	__builtin_memcpy(key->ip_dst, &ip[16], 4);
 	frag = ((ip[6] << 8) | ip[7]) & 0x3fff;
-	if (frag) {
-		key->nw_frag = (frag & 0x1fff) ? OVSBPF_FRAG_LATER : OVSBPF_FRAG_FIRST;
-		if (key->nw_frag == OVSBPF_FRAG_LATER)
-			return;
-	}
-	parse_l4(skb, off + ihl * 4, ip[9], key, tcp_flags);
+	if (frag & 0x1fff)
+		key->nw_frag = OVSBPF_FRAG_LATER;
+	else if (frag)
+		key->nw_frag = OVSBPF_FRAG_FIRST;
+	if (key->nw_frag != OVSBPF_FRAG_LATER)
+		parse_l4(skb, off + hlen, ip[9], key, tcp_flags);
 }
 
+/* IPv6: skip up to IPV6_MAX_EXT_HEADERS extension headers; nw_proto is the
+ * next-header value where the walk stopped, L4 only if it stopped at one. */
 static __always_inline void parse_ipv6(struct __sk_buff *skb, __u32 off,
 				       struct ovsbpf_flow_key *key, __u16 *tcp_flags)
 {
+	__u32 pos = off + 40, len = skb->len, hdr_len;
+	int l4_ok = 1;
 	__u8 ip[40];
+	__u8 ext[4];
+	__u16 frag;
+	__u8 nh;
 
 	if (bpf_skb_load_bytes(skb, off, ip, 40) < 0)
 		return;
 	if ((ip[0] >> 4) != 6)
 		return;
 	key->nw_tos = ((ip[0] & 0x0f) << 4) | (ip[1] >> 4);
-	key->nw_proto = ip[6];
 	key->nw_ttl = ip[7];
 	__builtin_memcpy(key->ip_src, &ip[8], 16);
 	__builtin_memcpy(key->ip_dst, &ip[24], 16);
-	parse_l4(skb, off + 40, ip[6], key, tcp_flags);
+	nh = ip[6];
+	for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
+		if (!is_ipv6_ext_header(nh))
+			break;
+		if (pos + 8 > len || bpf_skb_load_bytes(skb, pos, ext, 4) < 0) {
+			l4_ok = 0;
+			break;
+		}
+		if (nh == IPPROTO_FRAGMENT) {
+			frag = (ext[2] << 8) | ext[3];
+			if (frag & 0xfff8) {
+				nh = ext[0];
+				key->nw_frag = OVSBPF_FRAG_LATER;
+				l4_ok = 0;
+				break;
+			}
+			key->nw_frag = (frag & 1) ? OVSBPF_FRAG_FIRST : OVSBPF_FRAG_NONE;
+			hdr_len = 8;
+		} else {
+			hdr_len = (ext[1] + 1) * 8;
+			if (pos + hdr_len > len) {
+				l4_ok = 0;
+				break;
+			}
+		}
+		nh = ext[0];
+		pos += hdr_len;
+	}
+	if (is_ipv6_ext_header(nh))
+		l4_ok = 0;
+	key->nw_proto = nh;
+	if (l4_ok)
+		parse_l4(skb, pos, nh, key, tcp_flags);
 }
 
+/* Ethernet/IPv4 ARP only (htype 1, ptype 0x0800, hlen 6, plen 4). */
 static __always_inline void parse_arp(struct __sk_buff *skb, __u32 off,
 				      struct ovsbpf_flow_key *key)
 {
@@ -199,22 +262,21 @@ static __always_inline void parse_arp(struct __sk_buff *skb, __u32 off,
 
 	if (bpf_skb_load_bytes(skb, off, arp, 28) < 0)
 		return;
-	/* Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4. */
 	if (arp[0] != 0 || arp[1] != 1 || arp[2] != 0x08 || arp[3] != 0 ||
 	    arp[4] != 6 || arp[5] != 4)
 		return;
-	if (arp[6] == 0)
-		key->nw_proto = arp[7];
+	key->nw_proto = arp[7];
 	__builtin_memcpy(key->arp_sha, &arp[8], 6);
 	__builtin_memcpy(key->ip_src, &arp[14], 4);
 	__builtin_memcpy(key->arp_tha, &arp[18], 6);
 	__builtin_memcpy(key->ip_dst, &arp[24], 4);
 }
 
-/* Fill key (in_port already set, rest zero).  Ingress has usually moved
- * the outer VLAN tag into skb metadata; an in-band tag is parsed too. */
-static __always_inline int parse_packet(struct __sk_buff *skb, struct ovsbpf_flow_key *key,
-					__u16 *tcp_flags)
+/* Fill key (in_port already set, rest zero) by the rules of
+ * ovsbpfd/dpif/packet.py.  Ingress has usually moved the outer VLAN tag
+ * into skb metadata; an in-band tag is parsed the same way. */
+static __always_inline void parse_packet(struct __sk_buff *skb, struct ovsbpf_flow_key *key,
+					 __u16 *tcp_flags)
 {
 	__u8 eth[ETH_HLEN];
 	__u8 tag[4];
@@ -222,15 +284,17 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct ovsbpf_flo
 	__u16 proto;
 
 	if (bpf_skb_load_bytes(skb, 0, eth, ETH_HLEN) < 0)
-		return -1;
+		return;
 	__builtin_memcpy(key->eth_dst, &eth[0], 6);
 	__builtin_memcpy(key->eth_src, &eth[6], 6);
 	proto = (eth[12] << 8) | eth[13];
 	if (skb->vlan_present) {
 		put_be16(key->vlan_tci, (skb->vlan_tci & 0xffff) | OVSBPF_VLAN_TAG_PRESENT);
 	} else if (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
-		if (bpf_skb_load_bytes(skb, off, tag, 4) < 0)
-			return -1;
+		if (bpf_skb_load_bytes(skb, off, tag, 4) < 0) {
+			put_be16(key->eth_type, proto);
+			return;
+		}
 		put_be16(key->vlan_tci, ((tag[0] << 8) | tag[1]) | OVSBPF_VLAN_TAG_PRESENT);
 		proto = (tag[2] << 8) | tag[3];
 		off += 4;
@@ -243,7 +307,6 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct ovsbpf_flo
 		parse_ipv6(skb, off, key, tcp_flags);
 	else if (proto == ETH_P_ARP)
 		parse_arp(skb, off, key);
-	return 0;
 }
 
 /* ---------------------------------------------------------------- lookup */
@@ -309,11 +372,11 @@ static __noinline int emit_upcall(struct __sk_buff *skb, const struct ovsbpf_flo
 	buf = bpf_map_lookup_elem(&upcall_scratch, &zero);
 	if (!buf)
 		return -1;
-	total = skb->len + (tagged ? 4 : 0);
+	total = frame_len(skb);
 	n = total;
 	if (n > OVSBPF_UPCALL_DATA_MAX)
 		n = OVSBPF_UPCALL_DATA_MAX;
-	if (n < ETH_HLEN + 4)
+	if (n < 1)
 		return -1;
 	buf->hdr.kind = kind;
 	buf->hdr.packet_len = total;
@@ -352,17 +415,16 @@ static __always_inline void upcall(struct __sk_buff *skb, const struct ovsbpf_fl
 
 /* ---------------------------------------------------------------- actions */
 
+/* Output to a port that does not exist is a silent drop, like the dummy. */
 static __always_inline void output(struct __sk_buff *skb, __u32 port_no, int final, int *verdict)
 {
-	struct ovsbpf_port_stats *ps = port_counters(port_no);
 	struct ovsbpf_port *port = bpf_map_lookup_elem(&ports, &port_no);
-	__u32 len = skb->len;
+	struct ovsbpf_port_stats *ps;
+	__u32 len = frame_len(skb);
 
-	if (!port || !port->ifindex) {
-		if (ps)
-			ps->tx_dropped++;
+	if (!port || !port->ifindex)
 		return;
-	}
+	ps = port_counters(port_no);
 	if (final) {
 		bpf_redirect(port->ifindex, 0);
 		*verdict = TC_ACT_REDIRECT;
@@ -431,14 +493,12 @@ int ovsbpf_ingress(struct __sk_buff *skb)
 	ps = port_counters(key.in_port);
 	if (ps) {
 		ps->rx_packets++;
-		ps->rx_bytes += skb->len;
+		ps->rx_bytes += frame_len(skb);
 	}
 	dps = dp_counters();
-	if (parse_packet(skb, &key, &tcp_flags) < 0) {
-		if (ps)
-			ps->rx_dropped++;
-		return TC_ACT_SHOT;
-	}
+	parse_packet(skb, &key, &tcp_flags);
+	if (key.nw_frag != OVSBPF_FRAG_NONE)
+		tcp_flags = 0;
 
 	flow = lookup_flow(&key, &fk);
 	if (!flow) {
@@ -450,7 +510,7 @@ int ovsbpf_ingress(struct __sk_buff *skb)
 	if (dps)
 		dps->n_hit++;
 	__sync_fetch_and_add(&flow->packets, 1);
-	__sync_fetch_and_add(&flow->bytes, skb->len + (skb->vlan_present ? 4 : 0));
+	__sync_fetch_and_add(&flow->bytes, frame_len(skb));
 	flow->used_ns = bpf_ktime_get_ns();
 	if (tcp_flags)
 		__sync_fetch_and_or(&flow->tcp_flags, tcp_flags);

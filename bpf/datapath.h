@@ -85,8 +85,10 @@ struct ovsbpf_flow {
 };
 
 /* Datapath port table entry, indexed by port number (ifindex 0 = free). */
+#define OVSBPF_PORT_F_OWN_CLSACT 1 /* we created the device's clsact qdisc */
 struct ovsbpf_port {
 	__u32 ifindex;
+	__u32 flags;
 	char name[16];
 };
 
