@@ -1,0 +1,271 @@
+"""One OpenFlow channel: framing, HELLO negotiation, keepalive, error replies.
+
+Requests are handled strictly one after another, each awaited to the end,
+so a BARRIER_REPLY (sent by the dispatcher after ``core.barrier()``) always
+follows the completion of every earlier request.  A bad message is answered
+with OFPT_ERROR carrying its xid and first 64 bytes; the channel is dropped
+only where framing is lost (a length under 8) or HELLO negotiation fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.openflow.errors import (
+    ERROR_DATA_MAX,
+    OFPBRC_BAD_LEN,
+    OFPBRC_BAD_VERSION,
+    OFPBRC_EPERM,
+    OFPET_BAD_REQUEST,
+    OFPET_HELLO_FAILED,
+    OFPHFC_INCOMPATIBLE,
+    OfpError,
+    error_name,
+)
+from ovsbpfd.ofproto.openflow.header import HEADER, parse_header
+from ovsbpfd.ofproto.openflow.messages import (
+    EchoRequest,
+    Error,
+    Hello,
+    OfpMessage,
+    decode_message,
+    encode_message,
+)
+
+log = logging.getLogger(__name__)
+
+PRIMARY = "primary"  # a controller (Controller table target)
+SERVICE = "service"  # a management client such as ovs-ofctl on <bridge>.mgmt
+
+# Async reason bitmaps a new connection starts with (spec 7.3.10 defaults):
+# (master-or-equal, slave) for packet_in, port_status, flow_removed.
+DEFAULT_PACKET_IN_MASK = (0b011, 0)
+DEFAULT_PORT_STATUS_MASK = (0b111, 0b111)
+DEFAULT_FLOW_REMOVED_MASK = (0b1111, 0)
+
+# Stop reading from a peer whose unprocessed input exceeds this.
+READ_BUFFER_HIGH = 4 << 20
+# Drop asynchronous messages to a peer that is not reading its output.
+WRITE_BUFFER_HIGH = 4 << 20
+# Let other tasks run after this many requests handled back to back.
+REQUESTS_PER_YIELD = 64
+
+
+@dataclass
+class AsyncMasks:
+    packet_in: tuple[int, int] = DEFAULT_PACKET_IN_MASK
+    port_status: tuple[int, int] = DEFAULT_PORT_STATUS_MASK
+    flow_removed: tuple[int, int] = DEFAULT_FLOW_REMOVED_MASK
+
+
+Handler = Callable[["OfConnection", OfpMessage], Awaitable[None]]
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class OfConnection(asyncio.Protocol):
+    """An OpenFlow 1.3 channel over any asyncio stream transport."""
+
+    def __init__(self, handler: Handler, kind: str, name: str,
+                 probe_interval: float | None = None,
+                 on_connected: Callable[[OfConnection], None] | None = None) -> None:
+        self.handler = handler
+        self.on_connected = on_connected
+        self.run_task: asyncio.Future | None = None
+        self.kind = kind
+        self.name = name
+        self.probe_interval = probe_interval
+        self.role = c.OFPCR_ROLE_EQUAL
+        self.async_masks = AsyncMasks()
+        self.miss_send_len = c.OFP_DEFAULT_MISS_SEND_LEN if kind == PRIMARY else 0
+        self.negotiated = False
+        self.connected_at = time.monotonic()
+        self.last_error = ""
+        self.dropped_async = 0
+        self.multipart_parts: dict[tuple[int, int], list[bytes]] = {}
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._data = asyncio.Event()
+        self._lost = False
+        self._closed = asyncio.Event()
+        self._reading_paused = False
+
+    # ------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        if self.on_connected is not None:
+            self.on_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        self._data.set()
+        if len(self._buf) > READ_BUFFER_HIGH and self._transport and not self._reading_paused:
+            self._transport.pause_reading()
+            self._reading_paused = True
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._data.set()
+        self._closed.set()
+
+    # ------------------------------------------------------------ output
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._lost \
+            and not self._transport.is_closing()
+
+    def send(self, msg: OfpMessage) -> None:
+        self.send_raw(encode_message(msg))
+
+    def send_raw(self, data: bytes) -> None:
+        if self.is_open:
+            self._transport.write(data)  # type: ignore[union-attr]
+
+    def send_async(self, msg: OfpMessage) -> None:
+        """An unsolicited message; dropped if the peer is not keeping up."""
+        if not self.is_open:
+            return
+        if self._transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:  # type: ignore[union-attr]
+            self.dropped_async += 1
+            return
+        self.send(msg)
+
+    def send_error(self, err: OfpError, xid: int, offending: bytes) -> None:
+        log.info("%s: sending %s (%s)", self.name, error_name(err.type, err.code), err)
+        self.send(Error(err.type, err.code, bytes(offending[:ERROR_DATA_MAX]), xid=xid))
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        self._lost = True
+        self._data.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def wants_async(self, kind: str, reason: int) -> bool:
+        """Whether this peer's role and async config ask for this message."""
+        if not self.negotiated or (self.kind == SERVICE and self.miss_send_len == 0):
+            return False
+        masks = getattr(self.async_masks, kind)
+        mask = masks[1] if self.role == c.OFPCR_ROLE_SLAVE else masks[0]
+        return bool(mask & (1 << reason))
+
+    # ------------------------------------------------------------ input
+    async def run(self) -> None:
+        """Serve the channel until the peer or we close it."""
+        self.send(Hello())
+        try:
+            await self._negotiate()
+            await self._serve()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close()
+
+    async def _wait_for_data(self) -> None:
+        """Wait for more input; send echo probes when the peer goes quiet."""
+        probe_sent = False
+        while True:
+            if self._lost:
+                raise ConnectionClosed
+            self._data.clear()
+            if self._reading_paused and len(self._buf) < READ_BUFFER_HIGH // 2:
+                self._transport.resume_reading()  # type: ignore[union-attr]
+                self._reading_paused = False
+            try:
+                await asyncio.wait_for(self._data.wait(), self.probe_interval)
+                return
+            except TimeoutError:
+                if probe_sent:
+                    self.last_error = "inactivity probe timeout"
+                    log.warning("%s: no response to inactivity probe, disconnecting",
+                                self.name)
+                    raise ConnectionClosed from None
+                self.send(EchoRequest())
+                probe_sent = True
+
+    async def _next_frame(self) -> bytes:
+        """The next whole message, or garbage to answer as a bad version."""
+        while True:
+            if len(self._buf) >= c.OFP_HEADER_LEN:
+                header = parse_header(bytes(self._buf[:c.OFP_HEADER_LEN]))
+                if header.version not in c.KNOWN_WIRE_VERSIONS:
+                    # Not OpenFlow: the length cannot be trusted.  Treat what
+                    # has arrived as one bad message and resynchronise.
+                    frame = bytes(self._buf)
+                    self._buf.clear()
+                    return frame
+                if header.length < c.OFP_HEADER_LEN:
+                    frame = bytes(self._buf[:c.OFP_HEADER_LEN])
+                    self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN,
+                                             f"length {header.length} < 8"),
+                                    header.xid, frame)
+                    self.last_error = "framing lost (message length < 8)"
+                    raise ConnectionClosed
+                if len(self._buf) >= header.length:
+                    frame = bytes(self._buf[:header.length])
+                    del self._buf[:header.length]
+                    return frame
+            await self._wait_for_data()
+
+    async def _negotiate(self) -> None:
+        frame = await self._next_frame()
+        header = parse_header(frame)
+        reply_version = min(header.version, c.OFP_VERSION) \
+            if header.version in c.KNOWN_WIRE_VERSIONS else c.OFP_VERSION
+        if header.type == c.OFPT_HELLO and header.version in c.KNOWN_WIRE_VERSIONS:
+            try:
+                hello = decode_message(frame)
+                assert isinstance(hello, Hello)
+                ok = (hello.bitmap & (1 << c.OFP_VERSION) if hello.bitmap is not None
+                      else header.version >= c.OFP_VERSION)
+            except OfpError:
+                ok = False
+            if ok:
+                self.negotiated = True
+                self.connected_at = time.monotonic()
+                return
+            text = (f"We support version 0x{c.OFP_VERSION:02x} only, "
+                    f"you support version 0x{header.version:02x}").encode()
+        else:
+            text = b"expected HELLO as the first message"
+        self.last_error = text.decode()
+        log.info("%s: HELLO failed: %s", self.name, self.last_error)
+        err = Error(OFPET_HELLO_FAILED, OFPHFC_INCOMPATIBLE, text, xid=header.xid)
+        body = encode_message(err)[c.OFP_HEADER_LEN:]
+        self.send_raw(HEADER.pack(reply_version, c.OFPT_ERROR, c.OFP_HEADER_LEN + len(body),
+                                  header.xid) + body)
+        raise ConnectionClosed
+
+    async def _serve(self) -> None:
+        handled = 0
+        while True:
+            frame = await self._next_frame()
+            header = parse_header(frame)
+            try:
+                if header.version not in c.KNOWN_WIRE_VERSIONS:
+                    raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, "not OpenFlow")
+                msg = decode_message(frame)
+                if isinstance(msg, Hello):
+                    continue
+                await self.handler(self, msg)
+            except OfpError as err:
+                self.send_error(err, header.xid, frame)
+            except Exception:  # a bug must not take the switch down
+                log.exception("%s: failed to handle message type %d", self.name, header.type)
+                self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_EPERM, "internal error"),
+                                header.xid, frame)
+            handled += 1
+            if handled % REQUESTS_PER_YIELD == 0:
+                await asyncio.sleep(0)

@@ -1,0 +1,245 @@
+"""Answers each decoded request by calling the switch core.
+
+One ``Dispatcher`` serves every connection of a bridge.  Handlers raise
+``OfpError`` for what the spec rejects; the connection turns that into an
+OFPT_ERROR, so nothing here writes errors itself.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+
+import ovsbpfd
+from ovsbpfd.ofproto import actions as a
+from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.openflow import multipart as mp
+from ovsbpfd.ofproto.openflow.connection import OfConnection
+from ovsbpfd.ofproto.openflow.errors import (
+    OFPBRC_BAD_EXPERIMENTER,
+    OFPBRC_BAD_LEN,
+    OFPBRC_BAD_MULTIPART,
+    OFPBRC_BAD_PORT,
+    OFPBRC_BAD_TABLE_ID,
+    OFPBRC_BAD_TYPE,
+    OFPBRC_BUFFER_UNKNOWN,
+    OFPBRC_IS_SLAVE,
+    OFPBRC_MULTIPART_BUFFER_OVERFLOW,
+    OFPET_BAD_REQUEST,
+    OFPET_SWITCH_CONFIG_FAILED,
+    OFPET_TABLE_FEATURES_FAILED,
+    OFPET_TABLE_MOD_FAILED,
+    OFPSCFC_BAD_FLAGS,
+    OFPTFFC_EPERM,
+    OFPTMFC_BAD_CONFIG,
+    OFPTMFC_BAD_TABLE,
+    OfpError,
+)
+from ovsbpfd.ofproto.openflow.messages import (
+    BarrierReply,
+    BarrierRequest,
+    EchoReply,
+    EchoRequest,
+    Error,
+    Experimenter,
+    FeaturesReply,
+    FeaturesRequest,
+    FlowModMessage,
+    GetAsyncReply,
+    GetAsyncRequest,
+    GetConfigReply,
+    GetConfigRequest,
+    MultipartRequest,
+    OfpMessage,
+    PacketOut,
+    RoleReply,
+    RoleRequest,
+    SetAsync,
+    SetConfig,
+    TableMod,
+)
+from ovsbpfd.ofproto.openflow.port_codec import encode_port, encode_port_stats
+from ovsbpfd.ofproto.openflow.roles import RoleArbiter
+from ovsbpfd.ofproto.openflow.table_features import table_features_items
+from ovsbpfd.ofproto.switch_api import SwitchCore
+from ovsbpfd.ofproto.types import OFP_NO_BUFFER, OFPTT_ALL
+
+CAPABILITIES = c.OFPC_FLOW_STATS | c.OFPC_TABLE_STATS | c.OFPC_PORT_STATS
+# Accumulated REQ_MORE request parts beyond this are refused.
+MULTIPART_REQUEST_LIMIT = 1 << 20
+# GROUP_FEATURES / METER_FEATURES bodies of a switch without groups or meters.
+NO_GROUP_FEATURES = bytes(40)
+NO_METER_FEATURES = bytes(16)
+
+
+def _bad_request(code: int, message: str) -> OfpError:
+    return OfpError(OFPET_BAD_REQUEST, code, message)
+
+
+class Dispatcher:
+    def __init__(self, core: SwitchCore, arbiter: RoleArbiter,
+                 peers: Callable[[], Iterable[OfConnection]]) -> None:
+        self.core = core
+        self.arbiter = arbiter
+        self.peers = peers
+        self.frag_flags = c.OFPC_FRAG_NORMAL
+        self._handlers: dict[type, Callable] = {
+            EchoRequest: self._echo,
+            EchoReply: self._ignore,
+            Error: self._peer_error,
+            Experimenter: self._experimenter,
+            FeaturesRequest: self._features,
+            GetConfigRequest: self._get_config,
+            SetConfig: self._set_config,
+            FlowModMessage: self._flow_mod,
+            PacketOut: self._packet_out,
+            MultipartRequest: self._multipart,
+            BarrierRequest: self._barrier,
+            RoleRequest: self._role,
+            GetAsyncRequest: self._get_async,
+            SetAsync: self._set_async,
+            TableMod: self._table_mod,
+        }
+
+    async def __call__(self, conn: OfConnection, msg: OfpMessage) -> None:
+        if msg.MSG_TYPE in c.SLAVE_FORBIDDEN_TYPES and conn.role == c.OFPCR_ROLE_SLAVE:
+            raise _bad_request(OFPBRC_IS_SLAVE, "slave may not modify the switch")
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            raise _bad_request(OFPBRC_BAD_TYPE, f"{type(msg).__name__} not supported")
+        await handler(conn, msg)
+
+    # ------------------------------------------------------------ simple messages
+    async def _echo(self, conn: OfConnection, msg: EchoRequest) -> None:
+        conn.send(EchoReply(msg.data, xid=msg.xid))
+
+    async def _ignore(self, conn: OfConnection, msg: OfpMessage) -> None:
+        pass
+
+    async def _peer_error(self, conn: OfConnection, msg: Error) -> None:
+        conn.last_error = f"peer sent error type {msg.type} code {msg.code}"
+
+    async def _experimenter(self, conn: OfConnection, msg: Experimenter) -> None:
+        raise _bad_request(OFPBRC_BAD_EXPERIMENTER, f"experimenter 0x{msg.experimenter:x}")
+
+    async def _features(self, conn: OfConnection, msg: FeaturesRequest) -> None:
+        conn.send(FeaturesReply(self.core.datapath_id, 0, self.core.n_tables, 0,
+                                CAPABILITIES, xid=msg.xid))
+
+    async def _get_config(self, conn: OfConnection, msg: GetConfigRequest) -> None:
+        conn.send(GetConfigReply(self.frag_flags, conn.miss_send_len, xid=msg.xid))
+
+    async def _set_config(self, conn: OfConnection, msg: SetConfig) -> None:
+        # Only normal fragment handling exists in the datapath.
+        if msg.flags != c.OFPC_FRAG_NORMAL:
+            raise OfpError(OFPET_SWITCH_CONFIG_FAILED, OFPSCFC_BAD_FLAGS,
+                           f"fragment handling 0x{msg.flags:x} unsupported")
+        conn.miss_send_len = msg.miss_send_len
+
+    async def _table_mod(self, conn: OfConnection, msg: TableMod) -> None:
+        # OpenFlow 1.3 table config has only deprecated bits: nothing to do.
+        if msg.table_id >= self.core.n_tables and msg.table_id != OFPTT_ALL:
+            raise OfpError(OFPET_TABLE_MOD_FAILED, OFPTMFC_BAD_TABLE, f"table {msg.table_id}")
+        if msg.config & ~c.OFPTC_DEPRECATED_MASK:
+            raise OfpError(OFPET_TABLE_MOD_FAILED, OFPTMFC_BAD_CONFIG, f"config {msg.config}")
+
+    # ------------------------------------------------------------ switch changes
+    async def _flow_mod(self, conn: OfConnection, msg: FlowModMessage) -> None:
+        self.core.flow_mod(msg.fm)
+        if msg.fm.buffer_id != OFP_NO_BUFFER:
+            raise _bad_request(OFPBRC_BUFFER_UNKNOWN, "this switch buffers no packets")
+
+    async def _packet_out(self, conn: OfConnection, msg: PacketOut) -> None:
+        if msg.buffer_id != OFP_NO_BUFFER:
+            raise _bad_request(OFPBRC_BUFFER_UNKNOWN, "this switch buffers no packets")
+        port = msg.in_port
+        if not (0 < port <= a.OFPP_MAX
+                or port in (a.OFPP_LOCAL, a.OFPP_CONTROLLER, a.OFPP_ANY)):
+            raise _bad_request(OFPBRC_BAD_PORT, f"in_port 0x{port:x}")
+        self.core.packet_out(port, msg.actions, msg.data)
+
+    async def _barrier(self, conn: OfConnection, msg: BarrierRequest) -> None:
+        await self.core.barrier()
+        conn.send(BarrierReply(xid=msg.xid))
+
+    # ------------------------------------------------------------ roles and async
+    async def _role(self, conn: OfConnection, msg: RoleRequest) -> None:
+        role, generation = self.arbiter.request(conn, msg.role, msg.generation_id,
+                                                self.peers())
+        conn.send(RoleReply(role, generation, xid=msg.xid))
+
+    async def _get_async(self, conn: OfConnection, msg: GetAsyncRequest) -> None:
+        m = conn.async_masks
+        conn.send(GetAsyncReply(m.packet_in, m.port_status, m.flow_removed, xid=msg.xid))
+
+    async def _set_async(self, conn: OfConnection, msg: SetAsync) -> None:
+        conn.async_masks.packet_in = msg.packet_in_mask
+        conn.async_masks.port_status = msg.port_status_mask
+        conn.async_masks.flow_removed = msg.flow_removed_mask
+
+    # ------------------------------------------------------------ multipart
+    async def _multipart(self, conn: OfConnection, msg: MultipartRequest) -> None:
+        key = (msg.xid, msg.mp_type)
+        parts = conn.multipart_parts.setdefault(key, [])
+        parts.append(msg.body)
+        if sum(map(len, parts)) > MULTIPART_REQUEST_LIMIT:
+            del conn.multipart_parts[key]
+            raise _bad_request(OFPBRC_MULTIPART_BUFFER_OVERFLOW, "request too large")
+        if msg.flags & c.OFPMPF_REQ_MORE:
+            return
+        body = b"".join(conn.multipart_parts.pop(key))
+        items = self._multipart_items(msg.mp_type, body)
+        for reply in mp.split_reply(msg.mp_type, items, msg.xid):
+            conn.send(reply)
+
+    def _multipart_items(self, mp_type: int, body: bytes) -> list[bytes]:
+        core = self.core
+        if mp_type in (c.OFPMP_DESC, c.OFPMP_TABLE, c.OFPMP_PORT_DESC,
+                       c.OFPMP_GROUP_FEATURES, c.OFPMP_METER_FEATURES, c.OFPMP_GROUP_DESC):
+            if body:
+                raise _bad_request(OFPBRC_BAD_LEN, "this request has no body")
+        if mp_type == c.OFPMP_DESC:
+            return [mp.encode_desc(mp.Desc(
+                mfr_desc="ovsbpfd", hw_desc="eBPF on Linux TC",
+                sw_desc=ovsbpfd.__version__, serial_num="None",
+                dp_desc=getattr(core, "dp_desc", None) or "None"))]
+        if mp_type in (c.OFPMP_FLOW, c.OFPMP_AGGREGATE):
+            req = mp.decode_flow_stats_request(body)
+            if req.table_id != OFPTT_ALL and req.table_id >= core.n_tables:
+                raise _bad_request(OFPBRC_BAD_TABLE_ID, f"table {req.table_id}")
+            entries = core.flow_stats(req)
+            if mp_type == c.OFPMP_FLOW:
+                return [mp.encode_flow_stats(e) for e in entries]
+            return [mp.encode_aggregate_reply(sum(e.packet_count for e in entries),
+                                              sum(e.byte_count for e in entries),
+                                              len(entries))]
+        if mp_type == c.OFPMP_TABLE:
+            return [mp.encode_table_stats(ts) for ts in core.table_stats()]
+        if mp_type == c.OFPMP_PORT_STATS:
+            return [encode_port_stats(st)
+                    for st in core.port_stats(mp.decode_port_stats_request(body))]
+        if mp_type == c.OFPMP_PORT_DESC:
+            return [encode_port(p) for p in core.ports()]
+        if mp_type == c.OFPMP_TABLE_FEATURES:
+            if body:
+                raise OfpError(OFPET_TABLE_FEATURES_FAILED, OFPTFFC_EPERM,
+                               "table features cannot be changed")
+            return list(table_features_items(core.n_tables))
+        if mp_type == c.OFPMP_GROUP_FEATURES:
+            return [NO_GROUP_FEATURES]
+        if mp_type == c.OFPMP_METER_FEATURES:
+            return [NO_METER_FEATURES]
+        if mp_type == c.OFPMP_GROUP_DESC:
+            return []  # no groups exist
+        if mp_type in (c.OFPMP_GROUP, c.OFPMP_METER, c.OFPMP_METER_CONFIG, c.OFPMP_QUEUE):
+            # Stats of groups, meters or queues: the switch has none.
+            if len(body) != 8:
+                raise _bad_request(OFPBRC_BAD_LEN, "request body must be 8 bytes")
+            if mp_type == c.OFPMP_QUEUE:
+                (port_no,) = struct.unpack_from("!I", body)
+                if port_no != a.OFPP_ANY and port_no not in {p.port_no for p in core.ports()}:
+                    raise _bad_request(OFPBRC_BAD_PORT, f"port {port_no}")
+            return []
+        if mp_type == c.OFPMP_EXPERIMENTER:
+            raise _bad_request(OFPBRC_BAD_EXPERIMENTER, "experimenter multipart")
+        raise _bad_request(OFPBRC_BAD_MULTIPART, f"multipart type {mp_type}")

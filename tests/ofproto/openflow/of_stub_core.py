@@ -1,0 +1,121 @@
+"""A minimal SwitchCore for exercising the front end before the real core.
+
+It stores rules in a list and answers stats; it records packet_outs and
+barriers so tests can see what the front end called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ovsbpfd.ofproto.actions import OFPP_LOCAL, Action
+from ovsbpfd.ofproto.match import Match
+from ovsbpfd.ofproto.openflow.errors import OFPBRC_BAD_PORT, OFPET_BAD_REQUEST
+from ovsbpfd.ofproto.types import (
+    OFPFC_ADD,
+    OFPFC_DELETE,
+    OFPFC_DELETE_STRICT,
+    OFPFC_MODIFY,
+    OFPFC_MODIFY_STRICT,
+    OFPTT_ALL,
+    FlowMod,
+    FlowStatsEntry,
+    FlowStatsRequest,
+    OfpError,
+    OfPort,
+    OfPortStats,
+    TableStats,
+)
+
+
+def _covers(general: Match, specific: Match) -> bool:
+    """Whether every packet matching ``specific`` matches ``general``."""
+    for name, (value, _mask) in general.items():
+        gmask = general.mask_of(name)
+        if specific.mask_of(name) & gmask != gmask:
+            return False
+        if specific[name][0] & gmask != value:
+            return False
+    return True
+
+
+class StubCore:
+    def __init__(self, name: str = "br0", n_ports: int = 2) -> None:
+        self.name = name
+        self.datapath_id = 0x0000AABBCCDDEEFF
+        self.n_tables = 254
+        self.rules: list[FlowMod] = []
+        self.listeners: list = []
+        self.packet_outs: list[tuple[int, tuple[Action, ...], bytes]] = []
+        self.barriers = 0
+        self.barrier_delay = 0.0
+        self.flow_mods_seen = 0
+        self._ports = [OfPort(i, f"p{i}", bytes([2, 0, 0, 0, 0, i])) for i in
+                       range(1, n_ports + 1)]
+        self._ports.append(OfPort(OFPP_LOCAL, name, bytes([2, 0, 0, 0, 0, 0xFE])))
+
+    def ports(self) -> list[OfPort]:
+        return sorted(self._ports, key=lambda p: p.port_no)
+
+    def port_stats(self, port_no: int) -> list[OfPortStats]:
+        numbers = [p.port_no for p in self.ports()]
+        if port_no == 0xFFFFFFFF:
+            return [OfPortStats(n, rx_packets=n) for n in numbers]
+        if port_no not in numbers:
+            raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_PORT)
+        return [OfPortStats(port_no, rx_packets=port_no)]
+
+    def flow_mod(self, fm: FlowMod) -> None:
+        self.flow_mods_seen += 1
+        strict = fm.command in (OFPFC_MODIFY_STRICT, OFPFC_DELETE_STRICT)
+
+        def selected(rule: FlowMod) -> bool:
+            if fm.table_id != OFPTT_ALL and rule.table_id != fm.table_id:
+                return False
+            if (rule.cookie ^ fm.cookie) & fm.cookie_mask:
+                return False
+            if strict:
+                return rule.match == fm.match and rule.priority == fm.priority
+            return _covers(fm.match, rule.match)
+
+        if fm.command == OFPFC_ADD:
+            self.rules = [r for r in self.rules if not (
+                r.table_id == fm.table_id and r.match == fm.match
+                and r.priority == fm.priority)]
+            self.rules.append(fm)
+        elif fm.command in (OFPFC_MODIFY, OFPFC_MODIFY_STRICT):
+            for r in self.rules:
+                if selected(r):
+                    r.instructions = fm.instructions
+        elif fm.command in (OFPFC_DELETE, OFPFC_DELETE_STRICT):
+            self.rules = [r for r in self.rules if not selected(r)]
+
+    def flow_stats(self, req: FlowStatsRequest) -> list[FlowStatsEntry]:
+        out = []
+        for r in self.rules:
+            if req.table_id != OFPTT_ALL and r.table_id != req.table_id:
+                continue
+            if not _covers(req.match, r.match):
+                continue
+            out.append(FlowStatsEntry(r.table_id, 1, 500, r.priority, r.idle_timeout,
+                                      r.hard_timeout, r.flags, r.cookie, 3, 180, r.match,
+                                      r.instructions))
+        return out
+
+    def table_stats(self) -> list[TableStats]:
+        return [TableStats(t, sum(r.table_id == t for r in self.rules), 10, 4)
+                for t in range(self.n_tables)]
+
+    def packet_out(self, in_port: int, actions: tuple[Action, ...], data: bytes) -> None:
+        self.packet_outs.append((in_port, actions, data))
+
+    async def barrier(self) -> None:
+        if self.barrier_delay:
+            await asyncio.sleep(self.barrier_delay)
+        self.barriers += 1
+
+    def add_listener(self, listener) -> None:
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener) -> None:
+        self.listeners.remove(listener)
