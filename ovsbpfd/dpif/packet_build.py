@@ -13,6 +13,7 @@ import ipaddress
 import struct
 
 from ovsbpfd.dpif.packet import (
+    finish_checksums,
     internet_checksum,
     ipv4_header_checksum,
     l4_checksum,
@@ -21,6 +22,7 @@ from ovsbpfd.dpif.packet import (
 from ovsbpfd.dpif.types import (
     ETH_TYPE_ARP,
     ETH_TYPE_IP,
+    ETH_TYPE_IPV6,
     ETH_TYPE_VLAN,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -139,12 +141,15 @@ def ipv6(
 ) -> bytes:
     """An IPv6 packet; ``payload`` may start with extension headers.
 
-    The L4 checksum is filled only when ``next_header`` is itself TCP/UDP/ICMPv6.
+    The TCP/UDP/ICMPv6 checksum is filled in behind hop-by-hop, destination
+    options and atomic-fragment headers (not behind routing headers or in
+    fragments), by the same code that completes checksums in the datapath.
     """
     src_b, dst_b = ip6(src), ip6(dst)
     first = (6 << 28) | ((tclass & 0xFF) << 20) | (flow_label & 0xFFFFF)
     header = struct.pack("!IHBB", first, len(payload), next_header, hop_limit) + src_b + dst_b
-    return header + _with_l4_checksum(src_b, dst_b, next_header, payload)
+    ethernet = bytes(12) + struct.pack("!H", ETH_TYPE_IPV6)
+    return finish_checksums(ethernet + header + payload)[len(ethernet):]
 
 
 def ipv6_fragment_header(
