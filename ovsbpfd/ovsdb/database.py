@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from ovs.db.data import Atom, Datum
 from ovs.db.schema import ColumnSchema, TableSchema
-from ovs.db.types import UuidType
+from ovs.db.types import Type, UuidType
 
 from .schema import Schema
 
@@ -36,8 +36,27 @@ def uuid_datum(value: uuid.UUID) -> Datum:
     return Datum(Type(BaseType(UuidType)), {Atom(UuidType, value): None})
 
 
+_ATOM_DEFAULTS = {"integer": 0, "real": 0.0, "boolean": False, "string": "",
+                  "uuid": uuid.UUID(int=0)}
+
+
+def default_datum(t: Type) -> Datum:
+    """The default value of a type (python-ovs's Datum.default nests Atoms in Atoms)."""
+    if t.n_min == 0:
+        return Datum(t, {})
+    key = Atom(t.key.type, _ATOM_DEFAULTS[t.key.type.to_string()])
+    value = None
+    if t.value is not None:
+        value = Atom(t.value.type, _ATOM_DEFAULTS[t.value.type.to_string()])
+    return Datum(t, {key: value})
+
+
+def is_default(datum: Datum) -> bool:
+    return datum.values == default_datum(datum.type).values
+
+
 def default_data(table: TableSchema) -> dict[str, Datum]:
-    return {name: Datum.default(col.type) for name, col in table.columns.items()}
+    return {name: default_datum(col.type) for name, col in table.columns.items()}
 
 
 def strong_refs(table: TableSchema, row: Row) -> Iterator[tuple[str, uuid.UUID, str]]:

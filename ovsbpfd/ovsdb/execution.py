@@ -19,7 +19,7 @@ from ovs.db.schema import TableSchema
 
 from .columns import IMPLICIT, column_value, parse_column_list
 from .condition import parse_condition
-from .database import Database, Row, default_data
+from .database import Database, Row, default_data, default_datum
 from .errors import OvsdbError, syntax_error
 from .mutation import parse_mutation
 from .transaction import ChangeSet, Transaction
@@ -245,11 +245,12 @@ class Executor:
     def op_wait(self, p: OpParser, table: TableSchema) -> dict:
         timeout = p.get("timeout", (int, float), optional=True)
         where = p.get("where", (list,))
-        columns = p.get("columns", (list,))
+        columns = p.get("columns", (list,), optional=True)
         until = p.get("until", (str,))
         rows_json = p.get("rows", (list,))
         p.finish()
-        names = parse_column_list(table, columns, [])
+        names = parse_column_list(table, None if columns is _MISSING else columns,
+                                  list(table.columns))
         if until not in ("==", "!="):
             raise syntax_error(until, '"until" must be "==" or "!="')
         expected: Counter = Counter()
@@ -260,7 +261,7 @@ class Executor:
             for name in parsed:
                 if name not in names:
                     raise syntax_error(r, f"Column {name} is not among the wait columns.")
-            full = {n: parsed.get(n) or Datum.default(_col_type(table, n)) for n in names}
+            full = {n: parsed.get(n) or default_datum(_col_type(table, n)) for n in names}
             expected[_row_key(full)] += 1
         actual: Counter = Counter()
         for row in self._matching(table, where):

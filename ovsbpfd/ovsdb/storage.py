@@ -19,7 +19,7 @@ import ovs.db.error
 from ovs.db.data import Datum
 
 from .columns import resized
-from .database import Database, Row, default_data
+from .database import Database, Row, default_data, is_default
 from .diff import apply_diff, datum_diff
 from .errors import OvsdbError
 from .schema import Schema
@@ -134,7 +134,7 @@ def changes_to_record(db: Database, changes: ChangeSet, comments: list[str]) -> 
             for col in persistent:
                 datum = new.data[col.name]
                 if old is None:
-                    if not datum.is_default():
+                    if not is_default(datum):
                         cols[col.name] = datum.to_json()
                 elif old.data[col.name] != datum:
                     cols[col.name] = datum_diff(old.data[col.name], datum).to_json()
@@ -159,7 +159,7 @@ def snapshot_record(db: Database) -> dict:
         out = {}
         for row in rows.values():
             out[str(row.uuid)] = {c.name: row.data[c.name].to_json() for c in persistent
-                                  if not row.data[c.name].is_default()}
+                                  if not is_default(row.data[c.name])}
         if out:
             record[table_name] = out
     record["_date"] = int(time.time() * 1000)

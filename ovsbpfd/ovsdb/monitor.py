@@ -1,0 +1,213 @@
+"""Monitors: monitor (update), monitor_cond (update2), monitor_cond_since (update3).
+
+A monitor remembers, per table, which columns a client wants, which kinds of
+change ("select") and, for the conditional forms, a where-condition.  After each
+commit the server asks every monitor to turn the change set into the
+table-updates object its client expects.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovs.db.schema import TableSchema
+
+from .condition import Condition, parse_condition
+from .database import Database, Row, is_default
+from .diff import datum_diff
+from .errors import OvsdbError, syntax_error
+from .transaction import ChangeSet
+
+SELECT_KINDS = ("initial", "insert", "delete", "modify")
+
+
+@dataclass
+class TableMonitor:
+    table: TableSchema
+    columns: list[str]
+    select: dict[str, bool]
+    condition: Condition = field(default_factory=lambda: Condition([]))
+
+
+class Monitor:
+    """One client monitor; version 1 (update), 2 (update2) or 3 (update3)."""
+
+    def __init__(self, db: Database, monitor_id: Any, version: int,
+                 tables: dict[str, TableMonitor]) -> None:
+        self.db = db
+        self.id = monitor_id
+        self.version = version
+        self.tables = tables
+        self.handle: Any = None  # the server's DbHandle this monitor watches
+
+    # --- building ----------------------------------------------------------
+    @classmethod
+    def parse(cls, db: Database, monitor_id: Any, version: int, requests: Any) -> Monitor:
+        if not isinstance(requests, dict):
+            raise syntax_error(requests, "monitor-requests must be an object")
+        tables: dict[str, TableMonitor] = {}
+        for table_name, req in requests.items():
+            ts = db.schema.parsed.tables.get(table_name)
+            if ts is None:
+                raise OvsdbError("syntax error", f"no table named {table_name}")
+            reqs = req if isinstance(req, list) else [req]
+            columns: list[str] = []
+            select = dict.fromkeys(SELECT_KINDS, False)
+            clauses: list = []
+            for r in reqs:
+                cols, sel, cond = _parse_request(ts, r, version)
+                for c in cols:
+                    if c in columns:
+                        raise syntax_error(cols, f"column {c} mentioned more than once")
+                    columns.append(c)
+                for k in SELECT_KINDS:
+                    select[k] = select[k] or sel[k]
+                if cond is not None:
+                    clauses.extend(cond.clauses)
+            tables[table_name] = TableMonitor(ts, columns, select, Condition(clauses))
+        return cls(db, monitor_id, version, tables)
+
+    # --- composing ---------------------------------------------------------
+    def initial(self) -> dict:
+        out: dict[str, dict] = {}
+        for name, tm in self.tables.items():
+            if not tm.select["initial"] or tm.condition.is_false:
+                continue
+            rows = {}
+            for row in self.db.tables[name].values():
+                if tm.condition.matches(row):
+                    rows[str(row.uuid)] = self._insert(tm, row, initial=True)
+            if rows:
+                out[name] = rows
+        return out
+
+    def updates(self, changes: ChangeSet) -> dict:
+        out: dict[str, dict] = {}
+        for name, rows in changes.items():
+            tm = self.tables.get(name)
+            if tm is None:
+                continue
+            table_out = {}
+            for row_uuid, (old, new) in rows.items():
+                entry = self._row_update(tm, old, new)
+                if entry is not None:
+                    table_out[str(row_uuid)] = entry
+            if table_out:
+                out[name] = table_out
+        return out
+
+    def change_condition(self, requests: Any) -> dict:
+        """Apply monitor_cond_change; returns the inserts/deletes this causes."""
+        if not isinstance(requests, dict):
+            raise syntax_error(requests, "monitor-cond-change-requests must be an object")
+        new_conds: dict[str, Condition] = {}
+        for table_name, reqs in requests.items():
+            tm = self.tables.get(table_name)
+            if tm is None:
+                raise OvsdbError("syntax error", f"no table named {table_name}")
+            if not isinstance(reqs, list):
+                raise syntax_error(reqs, "array expected")
+            clauses = []
+            for r in reqs:
+                if not isinstance(r, dict):
+                    raise syntax_error(r, "object expected")
+                if "columns" in r:
+                    raise syntax_error(r, "changing columns is not supported")
+                clauses.extend(parse_condition(tm.table, r.get("where", [True])).clauses)
+            new_conds[table_name] = Condition(clauses)
+        out: dict[str, dict] = {}
+        for table_name, cond in new_conds.items():
+            tm = self.tables[table_name]
+            old_cond, tm.condition = tm.condition, cond
+            rows = {}
+            for row in self.db.tables[table_name].values():
+                was, now = old_cond.matches(row), cond.matches(row)
+                if was and not now and tm.select["delete"]:
+                    rows[str(row.uuid)] = self._delete(tm, row)
+                elif now and not was and tm.select["insert"]:
+                    rows[str(row.uuid)] = self._insert(tm, row, initial=False)
+            if rows:
+                out[table_name] = rows
+        return out
+
+    def _row_update(self, tm: TableMonitor, old: Row | None, new: Row | None) -> Any:
+        was = old is not None and tm.condition.matches(old)
+        now = new is not None and tm.condition.matches(new)
+        if was and now:
+            if not tm.select["modify"]:
+                return None
+            return self._modify(tm, old, new)
+        if now:
+            return self._insert(tm, new, initial=False) if tm.select["insert"] else None
+        if was:
+            return self._delete(tm, old) if tm.select["delete"] else None
+        return None
+
+    def _insert(self, tm: TableMonitor, row: Row, initial: bool) -> dict:
+        if self.version == 1:
+            return {"new": {c: _value(row, c).to_json() for c in tm.columns}}
+        cols = {}
+        for c in tm.columns:
+            d = _value(row, c)
+            if not is_default(d):
+                cols[c] = d.to_json()
+        return {"initial" if initial else "insert": cols}
+
+    def _delete(self, tm: TableMonitor, row: Row) -> dict:
+        if self.version == 1:
+            return {"old": {c: _value(row, c).to_json() for c in tm.columns}}
+        return {"delete": None}
+
+    def _modify(self, tm: TableMonitor, old: Row, new: Row) -> dict | None:
+        changed = [c for c in tm.columns if _value(old, c) != _value(new, c)]
+        if not changed:
+            return None
+        if self.version == 1:
+            return {"old": {c: _value(old, c).to_json() for c in changed},
+                    "new": {c: _value(new, c).to_json() for c in tm.columns}}
+        return {"modify": {c: datum_diff(_value(old, c), _value(new, c)).to_json()
+                           for c in changed}}
+
+
+def _value(row: Row, column: str):
+    if column in ("_uuid", "_version"):
+        from .columns import column_value
+
+        return column_value(row, column)
+    return row.data[column]
+
+
+def _parse_request(ts: TableSchema, req: Any, version: int
+                   ) -> tuple[list[str], dict[str, bool], Condition | None]:
+    if not isinstance(req, dict):
+        raise syntax_error(req, "monitor-request must be an object")
+    columns_json = req.get("columns")
+    if columns_json is None:
+        columns = [c for c in ts.columns]
+    else:
+        if not isinstance(columns_json, list):
+            raise syntax_error(columns_json, "array expected")
+        columns = []
+        for c in columns_json:
+            if not isinstance(c, str) or (c not in ts.columns and c not in ("_uuid", "_version")):
+                raise syntax_error(columns_json, f"{c} is not a valid column name")
+            columns.append(c)
+    select = dict.fromkeys(SELECT_KINDS, True)
+    sel_json = req.get("select")
+    if sel_json is not None:
+        if not isinstance(sel_json, dict):
+            raise syntax_error(sel_json, "select must be an object")
+        for k in SELECT_KINDS:
+            v = sel_json.get(k, True)
+            if not isinstance(v, bool):
+                raise syntax_error(sel_json, f"Type mismatch for member '{k}'.")
+            select[k] = v
+    cond = None
+    if version >= 2 and "where" in req:
+        cond = parse_condition(ts, req["where"])
+    return columns, select, cond
+
+
+ZERO_UUID = str(uuid.UUID(int=0))

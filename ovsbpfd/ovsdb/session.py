@@ -1,0 +1,319 @@
+"""One client connection: decodes JSON-RPC, dispatches methods, keeps the
+client's monitors, locks and waiting transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import jsonrpc
+from .errors import OvsdbError, syntax_error
+from .execution import Executor, WaitPending
+from .monitor import ZERO_UUID, Monitor
+
+if TYPE_CHECKING:
+    from .server import DbHandle, OvsdbServer
+
+log = logging.getLogger(__name__)
+MAX_WRITE_BUFFER = 128 * 1024 * 1024
+
+
+class PendingTransact:
+    """A transact whose wait operation is not yet satisfied."""
+
+    def __init__(self, session: Session, msg_id: Any, handle: DbHandle, ops: list,
+                 timeout_ms: float) -> None:
+        self.session = session
+        self.msg_id = msg_id
+        self.handle = handle
+        self.ops = ops
+        self.started = time.monotonic()
+        self.timer: asyncio.TimerHandle | None = None
+        if timeout_ms != float("inf"):
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(timeout_ms / 1000.0, self.retry)
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000.0
+
+    def retry(self) -> None:
+        if self in self.handle.pending:
+            self.handle.pending.remove(self)
+            self.session.run_transact(self.msg_id, self.handle, self.ops, self)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self in self.handle.pending:
+            self.handle.pending.remove(self)
+
+
+class Session:
+    def __init__(self, server: OvsdbServer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.monitors: dict[str, Monitor] = {}  # json-encoded id -> monitor
+        self.pending: list[PendingTransact] = []
+        self.closed = False
+
+    # --- I/O -----------------------------------------------------------------
+    async def run(self) -> None:
+        splitter = jsonrpc.MessageSplitter()
+        try:
+            while not self.closed:
+                data = await self.reader.read(1 << 16)
+                if not data:
+                    break
+                for msg in splitter.feed(data):
+                    self.handle_message(msg)
+                    if self.closed:
+                        break
+                await self._drain()
+        except jsonrpc.ProtocolError as e:
+            log.info("dropping client: %s", e)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.close()
+
+    async def _drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except ConnectionError:
+            self.close()
+
+    def send(self, msg: dict) -> None:
+        if self.closed:
+            return
+        transport = self.writer.transport
+        if transport.is_closing():
+            self.close()
+            return
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            log.warning("client stopped reading; dropping it")
+            self.close()
+            return
+        self.writer.write(jsonrpc.encode(msg))
+
+    def notify(self, method: str, params: list) -> None:
+        self.send(jsonrpc.notification(method, params))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for p in list(self.pending):
+            p.cancel()
+        self.pending.clear()
+        self.monitors.clear()
+        self.server.session_closed(self)
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001 - the socket may already be gone
+            pass
+
+    # --- dispatch ------------------------------------------------------------
+    def handle_message(self, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            raise jsonrpc.ProtocolError("message is not a JSON object")
+        if "method" in msg:
+            method, params = msg.get("method"), msg.get("params")
+            if not isinstance(method, str) or not isinstance(params, list) \
+                    or "id" not in msg or set(msg) - {"method", "params", "id"}:
+                raise jsonrpc.ProtocolError("bad JSON-RPC request")
+            msg_id = msg["id"]
+            if msg_id is None:
+                self._notification(method, params)
+                return
+            handler = _METHODS.get(method)
+            if handler is None:
+                self.send(jsonrpc.error_reply(msg_id, "unknown method"))
+                return
+            try:
+                result = handler(self, msg_id, params)
+            except OvsdbError as e:
+                self.send(jsonrpc.error_reply(msg_id, e.to_json()))
+                return
+            if result is not _NO_REPLY:
+                self.send(jsonrpc.reply(msg_id, result))
+        elif "result" in msg or "error" in msg:
+            if "id" not in msg:
+                raise jsonrpc.ProtocolError("reply without id")
+        else:
+            raise jsonrpc.ProtocolError("message is neither request nor reply")
+
+    def _notification(self, method: str, params: list) -> None:
+        if method == "cancel" and len(params) == 1:
+            for p in list(self.pending):
+                if p.msg_id == params[0]:
+                    p.cancel()
+                    self.pending.remove(p)
+                    self.send(jsonrpc.error_reply(p.msg_id, "canceled"))
+
+    def _db(self, method: str, params: list) -> DbHandle:
+        if not params or not isinstance(params[0], str):
+            raise syntax_error(params, f"{method} request params must begin with <db-name>")
+        handle = self.server.dbs.get(params[0])
+        if handle is None:
+            raise OvsdbError("unknown database",
+                             f"{method} request specifies unknown database {params[0]}",
+                             params, has_syntax=True)
+        return handle
+
+    # --- methods -------------------------------------------------------------
+    def m_list_dbs(self, msg_id: Any, params: list) -> Any:
+        return list(self.server.dbs)
+
+    def m_get_schema(self, msg_id: Any, params: list) -> Any:
+        return self._db("get_schema", params).db.schema.to_json()
+
+    def m_echo(self, msg_id: Any, params: list) -> Any:
+        return params
+
+    def m_set_db_change_aware(self, msg_id: Any, params: list) -> Any:
+        return {}
+
+    def m_transact(self, msg_id: Any, params: list) -> Any:
+        handle = self._db("transact", params)
+        self.run_transact(msg_id, handle, params[1:], None)
+        return _NO_REPLY
+
+    def run_transact(self, msg_id: Any, handle: DbHandle, ops: list,
+                     pending: PendingTransact | None) -> None:
+        if self.closed:
+            return
+        elapsed = pending.elapsed_ms() if pending else 0.0
+        held = self.server.locks.held_by(self)
+        try:
+            outcome = Executor(handle.db, held, elapsed).run(ops)
+        except WaitPending as w:
+            if pending is None:
+                pending = PendingTransact(self, msg_id, handle, ops, w.timeout_ms)
+                self.pending.append(pending)
+            handle.pending.append(pending)
+            return
+        if pending is not None:
+            pending.cancel()
+            if pending in self.pending:
+                self.pending.remove(pending)
+        if outcome.changes:
+            try:
+                self.server.commit(handle, outcome)
+            except OSError as e:
+                outcome.results.append({"error": "I/O error", "details": str(e)})
+        self.send(jsonrpc.reply(msg_id, outcome.results))
+
+    def _monitor(self, msg_id: Any, params: list, method: str, version: int) -> Any:
+        handle = self._db(method, params)
+        n = 4 if version == 3 else 3
+        if len(params) != n:
+            raise syntax_error(params, f"{method} request has wrong number of parameters")
+        key = jsonrpc.encode({"i": params[1]}).decode()
+        if key in self.monitors:
+            raise syntax_error(params[1], "duplicate monitor ID")
+        mon = Monitor.parse(handle.db, params[1], version, params[2])
+        self.monitors[key] = mon
+        mon.handle = handle
+        initial = mon.initial()
+        if version == 3:
+            return [False, ZERO_UUID, initial]
+        return initial
+
+    def m_monitor(self, msg_id: Any, params: list) -> Any:
+        return self._monitor(msg_id, params, "monitor", 1)
+
+    def m_monitor_cond(self, msg_id: Any, params: list) -> Any:
+        return self._monitor(msg_id, params, "monitor_cond", 2)
+
+    def m_monitor_cond_since(self, msg_id: Any, params: list) -> Any:
+        return self._monitor(msg_id, params, "monitor_cond_since", 3)
+
+    def m_monitor_cond_change(self, msg_id: Any, params: list) -> Any:
+        if len(params) != 3:
+            raise syntax_error(params, "monitor_cond_change request has wrong number of "
+                               "parameters")
+        key = jsonrpc.encode({"i": params[0]}).decode()
+        mon = self.monitors.get(key)
+        if mon is None:
+            raise syntax_error(params[0], "unknown monitor session")
+        new_key = jsonrpc.encode({"i": params[1]}).decode()
+        if new_key != key and new_key in self.monitors:
+            raise syntax_error(params[1], "duplicate monitor ID")
+        updates = mon.change_condition(params[2])
+        del self.monitors[key]
+        mon.id = params[1]
+        self.monitors[new_key] = mon
+        if updates:
+            self._send_updates(mon, updates)
+        return {}
+
+    def m_monitor_cancel(self, msg_id: Any, params: list) -> Any:
+        key = jsonrpc.encode({"i": params[0] if params else None}).decode()
+        if len(params) != 1 or key not in self.monitors:
+            self.send(jsonrpc.error_reply(msg_id, "unknown monitor"))
+            return _NO_REPLY
+        del self.monitors[key]
+        return {}
+
+    def _lock_name(self, method: str, params: list) -> str:
+        if len(params) != 1 or not isinstance(params[0], str):
+            raise syntax_error(params, f"{method}: lock name must be a string")
+        return params[0]
+
+    def m_lock(self, msg_id: Any, params: list) -> Any:
+        name = self._lock_name("lock", params)
+        if self.server.locks.requested(self, name):
+            raise syntax_error(params, 'must issue "unlock" before new "lock"')
+        return {"locked": self.server.locks.lock(self, name)}
+
+    def m_steal(self, msg_id: Any, params: list) -> Any:
+        name = self._lock_name("steal", params)
+        if self.server.locks.requested(self, name):
+            raise syntax_error(params, 'must issue "unlock" before new "steal"')
+        self.server.locks.steal(self, name)
+        return {"locked": True}
+
+    def m_unlock(self, msg_id: Any, params: list) -> Any:
+        name = self._lock_name("unlock", params)
+        if not self.server.locks.requested(self, name):
+            raise syntax_error(params, 'unlock: "unlock" without "lock" or "steal"')
+        self.server.locks.unlock(self, name)
+        return {}
+
+    # --- notifications out ---------------------------------------------------
+    def _send_updates(self, mon: Monitor, updates: dict) -> None:
+        if mon.version == 1:
+            self.notify("update", [mon.id, updates])
+        elif mon.version == 2:
+            self.notify("update2", [mon.id, updates])
+        else:
+            self.notify("update3", [mon.id, ZERO_UUID, updates])
+
+    def db_changed(self, handle: DbHandle, changes: Any) -> None:
+        for mon in list(self.monitors.values()):
+            if mon.handle is handle:
+                updates = mon.updates(changes)
+                if updates:
+                    self._send_updates(mon, updates)
+
+
+_NO_REPLY = object()
+_METHODS = {
+    "list_dbs": Session.m_list_dbs,
+    "get_schema": Session.m_get_schema,
+    "echo": Session.m_echo,
+    "set_db_change_aware": Session.m_set_db_change_aware,
+    "transact": Session.m_transact,
+    "monitor": Session.m_monitor,
+    "monitor_cond": Session.m_monitor_cond,
+    "monitor_cond_since": Session.m_monitor_cond_since,
+    "monitor_cond_change": Session.m_monitor_cond_change,
+    "monitor_cancel": Session.m_monitor_cancel,
+    "lock": Session.m_lock,
+    "steal": Session.m_steal,
+    "unlock": Session.m_unlock,
+}
