@@ -1,0 +1,244 @@
+"""The one datapath all bridges share, and the userspace half of forwarding.
+
+Like OVS's ``ofproto-dpif`` backer: it owns the datapath port space (dp port
+-> bridge and OpenFlow port), handles upcalls on the event loop (a miss is
+translated, installed as a megaflow and executed; a ``userspace`` action
+becomes a PACKET_IN), schedules revalidation after changes and runs the
+once-a-second sweep (counters, idle flows, timeouts, MAC aging).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from ovsbpfd.dpif.format import format_flow
+from ovsbpfd.dpif.provider import Dpif
+from ovsbpfd.dpif.types import UPCALL_ACTION, UPCALL_MISS, DpAction, FlowKey, Upcall
+from ovsbpfd.ofproto.revalidator import FlowOwner, Revalidator
+from ovsbpfd.ofproto.xlate import PacketInSpec, XlateResult
+
+log = logging.getLogger(__name__)
+
+UPCALL_BATCH = 64
+BATCHES_PER_WAKEUP = 8  # bound the work per event-loop callback
+REVALIDATE_DELAY_S = 0.02  # coalesce bursts of changes
+SWEEP_INTERVAL_S = 1.0
+
+
+class BackedBridge(FlowOwner, Protocol):
+    """What the backer needs from a bridge (``OfprotoBridge``)."""
+
+    name: str
+
+    def translate_key(self, key: FlowKey, in_ofport: int, side_effects: bool) -> XlateResult: ...
+
+    def emit_packet_in(self, spec: PacketInSpec, data: bytes, total_len: int) -> None: ...
+
+    def periodic(self) -> None: ...
+
+
+class DatapathBacker:
+    def __init__(self, dpif: Dpif) -> None:
+        self.dpif = dpif
+        self.bridges: dict[str, BackedBridge] = {}
+        self._ports: dict[int, tuple[BackedBridge, int]] = {}  # dp port -> (bridge, ofport)
+        self._internal: set[int] = set()
+        self.revalidator = Revalidator(dpif, self._translate_for_revalidation)
+        self._cookies: dict[PacketInSpec, int] = {}
+        self._specs: dict[int, PacketInSpec] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Task | None = None
+        self._reval_handle: asyncio.TimerHandle | None = None
+        self._reval_pending = False
+        self.n_upcalls = 0
+        self.n_action_upcalls = 0
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.dpif.upcall_fd(), self._on_upcall_fd)
+        self._sweeper = self._loop.create_task(self._sweep_forever())
+        if self._reval_pending:
+            self._schedule_revalidation()
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self.dpif.upcall_fd())
+        if self._reval_handle is not None:
+            self._reval_handle.cancel()
+            self._reval_handle = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        self._loop = None
+
+    # ------------------------------------------------------------ bridges and ports
+    def add_bridge(self, bridge: BackedBridge) -> None:
+        if bridge.name in self.bridges:
+            raise ValueError(f"bridge {bridge.name} already exists")
+        self.bridges[bridge.name] = bridge
+
+    def remove_bridge(self, bridge: BackedBridge) -> None:
+        for dp_port, (owner, _ofport) in list(self._ports.items()):
+            if owner is bridge:
+                self.detach_port(dp_port)
+        self.revalidator.forget_owner(bridge)
+        self.bridges.pop(bridge.name, None)
+        for spec in [s for s in self._cookies if s.bridge == bridge.name]:
+            self._specs.pop(self._cookies.pop(spec), None)
+
+    def attach_port(self, bridge: BackedBridge, ofport: int, name: str, ifindex: int,
+                    internal: bool = False) -> int:
+        """Add the netdev to the datapath; return its datapath port number."""
+        dp_port = self.dpif.port_add(name, ifindex)
+        self._ports[dp_port] = (bridge, ofport)
+        if internal:
+            self._internal.add(dp_port)
+        return dp_port
+
+    def detach_port(self, dp_port: int) -> None:
+        self._ports.pop(dp_port, None)
+        self._internal.discard(dp_port)
+        with contextlib.suppress(Exception):
+            self.dpif.port_del(dp_port)
+        self.request_revalidation()
+
+    def port_owner(self, dp_port: int) -> tuple[BackedBridge, int] | None:
+        return self._ports.get(dp_port)
+
+    # ------------------------------------------------------------ packet-in cookies
+    def packet_in_cookie(self, spec: PacketInSpec) -> int:
+        """The ``userspace`` action cookie that stands for ``spec``."""
+        cookie = self._cookies.get(spec)
+        if cookie is None:
+            cookie = len(self._specs) + 1
+            while cookie in self._specs:
+                cookie += 1
+            self._cookies[spec] = cookie
+            self._specs[cookie] = spec
+        return cookie
+
+    # ------------------------------------------------------------ upcalls
+    def _on_upcall_fd(self) -> None:
+        for _ in range(BATCHES_PER_WAKEUP):
+            if self.handle_upcalls() < UPCALL_BATCH:
+                break
+
+    def handle_upcalls(self) -> int:
+        """Drain one batch of upcalls; return how many there were."""
+        batch = self.dpif.recv(UPCALL_BATCH)
+        mac_changed = False
+        for upcall in batch:
+            try:
+                mac_changed |= self._handle_upcall(upcall)
+            except Exception:  # one bad packet must not stop forwarding
+                log.exception("upcall handling failed")
+        if mac_changed:
+            self.request_revalidation()
+        return len(batch)
+
+    def _handle_upcall(self, upcall: Upcall) -> bool:
+        if upcall.kind == UPCALL_ACTION:
+            self.n_action_upcalls += 1
+            spec = self._specs.get(upcall.cookie)
+            bridge = self.bridges.get(spec.bridge) if spec is not None else None
+            if bridge is not None:
+                bridge.emit_packet_in(spec, upcall.packet, upcall.packet_len)
+            return False
+        if upcall.kind != UPCALL_MISS:
+            return False
+        self.n_upcalls += 1
+        owner = self._ports.get(upcall.key.in_port)
+        if owner is None:
+            return False
+        bridge, ofport = owner
+        result = bridge.translate_key(upcall.key, ofport, True)
+        for rule in result.rules:
+            rule.credit(1, upcall.packet_len)
+        self.revalidator.install(upcall.key, bridge, result)
+        if not upcall.truncated and result.actions:
+            self.dpif.execute(upcall.packet, result.actions)
+        return result.mac_changed
+
+    def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
+        if actions:
+            self.dpif.execute(packet, actions)
+
+    def _translate_for_revalidation(self, key: FlowKey):
+        owner = self._ports.get(key.in_port)
+        if owner is None:
+            return None
+        bridge, ofport = owner
+        return bridge, bridge.translate_key(key, ofport, False)
+
+    # ------------------------------------------------------------ revalidation
+    def request_revalidation(self) -> None:
+        """Re-translate installed flows soon (coalescing bursts of changes)."""
+        self._reval_pending = True
+        self._schedule_revalidation()
+
+    def _schedule_revalidation(self) -> None:
+        if self._loop is not None and self._reval_handle is None:
+            self._reval_handle = self._loop.call_later(REVALIDATE_DELAY_S, self.run_revalidation)
+
+    def run_revalidation(self) -> int:
+        """Revalidate now if a change is pending; return flows changed."""
+        if self._reval_handle is not None:
+            self._reval_handle.cancel()
+            self._reval_handle = None
+        if not self._reval_pending:
+            return 0
+        self._reval_pending = False
+        try:
+            return self.revalidator.revalidate()
+        except Exception:
+            log.exception("revalidation failed")
+            return 0
+
+    async def wait_revalidated(self) -> None:
+        """Barrier: every change so far has reached the datapath."""
+        self.run_revalidation()
+
+    # ------------------------------------------------------------ periodic sweep
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Once a second: counters to rules, idle flows out, timeouts, aging."""
+        try:
+            self.revalidator.sweep()
+            for bridge in list(self.bridges.values()):
+                bridge.periodic()
+        except Exception:
+            log.exception("periodic sweep failed")
+
+    # ------------------------------------------------------------ appctl views
+    def upcall_count(self) -> int:
+        """Datapath misses handled by userspace so far."""
+        return self.n_upcalls
+
+    def dump_datapath_flows(self, verbose: bool = False) -> str:
+        now = self.dpif.now_ns()
+        return "".join(format_flow(f, now, verbose) + "\n" for f in self.dpif.flow_dump())
+
+    def datapath_show(self) -> str:
+        stats = self.dpif.stats()
+        lines = [
+            f"{self.dpif.type}@{self.dpif.name}:",
+            f"  lookups: hit:{stats.n_hit} missed:{stats.n_missed} lost:{stats.n_lost}",
+            f"  flows: {stats.n_flows}",
+            f"  masks: hit:0 total:{stats.n_masks} hit/pkt:0.00",
+        ]
+        for port in self.dpif.port_list():
+            suffix = " (internal)" if port.port_no in self._internal else ""
+            lines.append(f"  port {port.port_no}: {port.name}{suffix}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,305 @@
+"""One OpenFlow switch (a bridge): ports, flow tables, NORMAL, and the
+``SwitchCore`` calls the OpenFlow front end makes."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ovsbpfd.dpif.packet import parse_packet
+from ovsbpfd.dpif.types import VLAN_TAG_PRESENT, FlowKey
+from ovsbpfd.ofproto import error_codes as ec
+from ovsbpfd.ofproto.actions import (
+    OFPCML_NO_BUFFER,
+    OFPP_ANY,
+    OFPP_CONTROLLER,
+    OFPP_LOCAL,
+    OFPP_MAX,
+    OFPP_NORMAL,
+    PORT_NAMES,
+    Action,
+    ActOutput,
+    InstApplyActions,
+)
+from ovsbpfd.ofproto.backer import DatapathBacker
+from ovsbpfd.ofproto.mac_learning import MacLearning
+from ovsbpfd.ofproto.match import Match
+from ovsbpfd.ofproto.pipeline import Pipeline
+from ovsbpfd.ofproto.port import BridgePort
+from ovsbpfd.ofproto.rule import Rule
+from ovsbpfd.ofproto.switch_api import SwitchListener
+from ovsbpfd.ofproto.types import (
+    OFP_NO_BUFFER,
+    OFPET_BAD_REQUEST,
+    OFPET_PORT_MOD_FAILED,
+    OFPFF_SEND_FLOW_REM,
+    OFPPC_NO_FWD,
+    OFPPC_NO_PACKET_IN,
+    OFPPC_NO_RECV,
+    OFPPC_PORT_DOWN,
+    OFPPR_ADD,
+    OFPPR_DELETE,
+    OFPPR_MODIFY,
+    FlowMod,
+    FlowRemoved,
+    FlowStatsEntry,
+    FlowStatsRequest,
+    OfpError,
+    OfPort,
+    OfPortStats,
+    PacketIn,
+    TableStats,
+)
+from ovsbpfd.ofproto.validation import N_TABLES, check_actions, check_flow_mod
+from ovsbpfd.ofproto.xlate import PacketInSpec, Xlate, XlateResult
+
+log = logging.getLogger(__name__)
+
+OFPBRC_BUFFER_UNKNOWN = 8
+OFPPMFC_BAD_PORT = 0
+OFPPMFC_BAD_HW_ADDR = 1
+OFPPMFC_BAD_CONFIG = 2
+_PORT_MOD_CONFIG = OFPPC_PORT_DOWN | OFPPC_NO_RECV | OFPPC_NO_FWD | OFPPC_NO_PACKET_IN
+_MIN_FRAME = 14
+
+
+class OfprotoBridge:
+    """Implements ``ovsbpfd.ofproto.switch_api.SwitchCore``."""
+
+    n_tables = N_TABLES
+
+    def __init__(self, backer: DatapathBacker, name: str, datapath_id: int,
+                 fail_mode: str = "standalone") -> None:
+        self.backer = backer
+        self.name = name
+        self.datapath_id = datapath_id
+        self.fail_mode = fail_mode
+        self.pipeline = Pipeline()
+        self.mac = MacLearning()
+        self.port_map: dict[int, BridgePort] = {}
+        self._listeners: list[SwitchListener] = []
+        backer.add_bridge(self)
+        if fail_mode == "standalone":
+            self.pipeline.add_rule(Rule(0, 0, Match(), (
+                InstApplyActions((ActOutput(OFPP_NORMAL),)),)))
+
+    # ------------------------------------------------------------ ports
+    def port_add(self, name: str, ifindex: int, hw_addr: bytes,
+                 ofport_request: int | None = None, local: bool = False) -> int:
+        """Attach the netdev and return its OpenFlow port number."""
+        if self.port_by_name(name) is not None:
+            raise ValueError(f"{name} is already a port of {self.name}")
+        if local:
+            ofport = OFPP_LOCAL
+            if ofport in self.port_map:
+                raise ValueError(f"{self.name} already has a LOCAL port")
+        elif ofport_request is not None and 1 <= ofport_request <= OFPP_MAX \
+                and ofport_request not in self.port_map:
+            ofport = ofport_request
+        else:
+            ofport = next(n for n in range(1, OFPP_MAX) if n not in self.port_map)
+        dp_port = self.backer.attach_port(self, ofport, name, ifindex, internal=local)
+        port = BridgePort(ofport, dp_port, name, bytes(hw_addr), ifindex)
+        self.port_map[ofport] = port
+        self._changed()
+        self._port_status(OFPPR_ADD, port.describe())
+        return ofport
+
+    def port_del(self, ofport: int) -> None:
+        port = self.port_map.pop(ofport, None)
+        if port is None:
+            raise KeyError(ofport)
+        self.backer.detach_port(port.dp_port)
+        self.mac.flush_port(ofport)
+        self._changed()
+        self._port_status(OFPPR_DELETE, port.describe())
+
+    def port_by_name(self, name: str) -> OfPort | None:
+        port = self._port_named(name)
+        return port.describe() if port is not None else None
+
+    def _port_named(self, name: str) -> BridgePort | None:
+        return next((p for p in self.port_map.values() if p.name == name), None)
+
+    def set_port_state(self, ofport: int, link_up: bool, admin_up: bool) -> None:
+        port = self.port_map[ofport]
+        config = (port.config & ~OFPPC_PORT_DOWN) | (0 if admin_up else OFPPC_PORT_DOWN)
+        if port.link_up == link_up and port.config == config:
+            return
+        port.link_up, port.config = link_up, config
+        self._changed()
+        self._port_status(OFPPR_MODIFY, port.describe())
+
+    def set_port_vlan(self, ofport: int, tag: int | None, trunks: list[int]) -> None:
+        """Access port of VLAN ``tag``, or (tag None) trunk of ``trunks`` (empty: all)."""
+        port = self.port_map[ofport]
+        new_trunks = frozenset(trunks)
+        if port.vlan_tag == tag and port.trunks == new_trunks:
+            return
+        port.vlan_tag, port.trunks = tag, new_trunks
+        self.mac.flush_port(ofport)
+        self._changed()
+
+    def port_mod(self, port_no: int, hw_addr: bytes, config: int, mask: int) -> None:
+        """OFPT_PORT_MOD: change the port's OFPPC_* bits under ``mask``."""
+        port = self.port_map.get(port_no)
+        if port is None:
+            raise OfpError(OFPET_PORT_MOD_FAILED, OFPPMFC_BAD_PORT, f"no port {port_no}")
+        if bytes(hw_addr) != port.hw_addr:
+            raise OfpError(OFPET_PORT_MOD_FAILED, OFPPMFC_BAD_HW_ADDR, "hw_addr mismatch")
+        if mask & ~_PORT_MOD_CONFIG:
+            raise OfpError(OFPET_PORT_MOD_FAILED, OFPPMFC_BAD_CONFIG, f"config mask {mask:#x}")
+        new = (port.config & ~mask) | (config & mask)
+        if new != port.config:
+            port.config = new
+            self._changed()
+            self._port_status(OFPPR_MODIFY, port.describe())
+
+    def ports(self) -> list[OfPort]:
+        return [self.port_map[n].describe() for n in sorted(self.port_map)]
+
+    def port_stats(self, port_no: int) -> list[OfPortStats]:
+        if port_no == OFPP_ANY:
+            ports = [self.port_map[n] for n in sorted(self.port_map)]
+        elif port_no in self.port_map:
+            ports = [self.port_map[port_no]]
+        else:
+            raise OfpError(OFPET_BAD_REQUEST, ec.OFPBRC_BAD_PORT, f"no port {port_no}")
+        now = time.monotonic()
+        out = []
+        for port in ports:
+            try:
+                dp = self.backer.dpif.port_stats(port.dp_port)
+            except Exception:
+                log.exception("port stats of %s", port.name)
+                continue
+            elapsed = now - port.created
+            out.append(OfPortStats(port.ofport, dp.rx_packets, dp.tx_packets, dp.rx_bytes,
+                                   dp.tx_bytes, dp.rx_dropped, dp.tx_dropped,
+                                   duration_sec=int(elapsed),
+                                   duration_nsec=int((elapsed % 1) * 1e9)))
+        return out
+
+    # ------------------------------------------------------------ flows
+    def flow_mod(self, fm: FlowMod) -> None:
+        check_flow_mod(fm)
+        if fm.buffer_id != OFP_NO_BUFFER:
+            raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BUFFER_UNKNOWN,
+                           "this switch does not buffer packets")
+        outcome = self.pipeline.apply(fm)
+        for rule, reason in outcome.removed:
+            self._flow_removed(rule, reason)
+        if outcome.changed:
+            self._changed()
+
+    def flow_stats(self, req: FlowStatsRequest) -> list[FlowStatsEntry]:
+        return self.pipeline.flow_stats(req)
+
+    def table_stats(self) -> list[TableStats]:
+        return self.pipeline.table_stats()
+
+    def packet_out(self, in_port: int, actions: tuple[Action, ...], data: bytes) -> None:
+        if in_port not in self.port_map and in_port not in (OFPP_CONTROLLER, OFPP_ANY):
+            raise OfpError(OFPET_BAD_REQUEST, ec.OFPBRC_BAD_PORT, f"in_port {in_port}")
+        if len(data) < _MIN_FRAME:
+            raise OfpError(OFPET_BAD_REQUEST, ec.OFPBRC_BAD_PACKET, "no Ethernet frame")
+        port = self.port_map.get(in_port)
+        key = parse_packet(bytes(data), port.dp_port if port is not None else 0)
+        packet_match = Match(vlan_vid=key.vlan_tci & 0x1FFF) \
+            if key.vlan_tci & VLAN_TAG_PRESENT else Match()
+        check_actions(actions, packet_match, packet_out=True)
+        ofport = OFPP_CONTROLLER if in_port == OFPP_ANY else in_port
+        result = Xlate(self, key, ofport, side_effects=True).translate_actions(actions)
+        for rule in result.rules:
+            rule.credit(1, len(data))
+        if result.mac_changed:
+            self.backer.request_revalidation()
+        self.backer.execute(bytes(data), result.actions)
+
+    async def barrier(self) -> None:
+        await self.backer.wait_revalidated()
+
+    # ------------------------------------------------------------ listeners
+    def add_listener(self, listener: SwitchListener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: SwitchListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify(self, method: str, *args: object) -> None:
+        for listener in list(self._listeners):
+            try:
+                getattr(listener, method)(*args)
+            except Exception:
+                log.exception("listener %s failed", method)
+
+    def _port_status(self, reason: int, port: OfPort) -> None:
+        self._notify("port_status", reason, port)
+
+    def _flow_removed(self, rule: Rule, reason: int) -> None:
+        if not rule.flags & OFPFF_SEND_FLOW_REM:
+            return
+        sec, nsec = rule.duration()
+        self._notify("flow_removed", FlowRemoved(
+            rule.cookie, rule.priority, reason, rule.table_id, sec, nsec,
+            rule.idle_timeout, rule.hard_timeout, rule.packet_count, rule.byte_count,
+            rule.match))
+
+    # ------------------------------------------------------------ for the backer
+    def translate_key(self, key: FlowKey, in_ofport: int, side_effects: bool) -> XlateResult:
+        return Xlate(self, key, in_ofport, side_effects=side_effects).translate()
+
+    def packet_in_cookie(self, spec: PacketInSpec) -> int:
+        return self.backer.packet_in_cookie(spec)
+
+    def emit_packet_in(self, spec: PacketInSpec, data: bytes, total_len: int) -> None:
+        fields: dict[str, int | tuple[int, int | None]] = {"in_port": spec.in_port}
+        if spec.metadata:
+            fields["metadata"] = spec.metadata
+        if spec.max_len != OFPCML_NO_BUFFER:
+            data = data[:spec.max_len]
+        self._notify("packet_in", PacketIn(spec.reason, spec.table_id, spec.cookie,
+                                           Match(fields), bytes(data), total_len))
+
+    def credit_tables(self, looked_up, matched, packets: int) -> None:
+        tables = self.pipeline.tables
+        for table_id in looked_up:
+            tables[table_id].lookup_count += packets
+        for table_id in matched:
+            tables[table_id].matched_count += packets
+
+    def refresh_mac(self, vlan: int, mac: bytes, port: int) -> None:
+        self.mac.refresh(vlan, mac, port)
+
+    def periodic(self) -> None:
+        """Expire rules by timeout (FLOW_REMOVED) and MAC entries by age."""
+        expired = self.pipeline.expire()
+        for rule, reason in expired:
+            self._flow_removed(rule, reason)
+        if expired or self.mac.expire():
+            self.backer.request_revalidation()
+
+    def _changed(self) -> None:
+        self.backer.request_revalidation()
+
+    # ------------------------------------------------------------ appctl views
+    def fdb_show(self) -> str:
+        now = time.monotonic()
+        lines = [" port  VLAN  MAC                Age"]
+        for entry in self.mac.entries():
+            name = PORT_NAMES.get(entry.port, str(entry.port))
+            mac = ":".join(f"{b:02x}" for b in entry.mac)
+            lines.append(f"{name:>5}  {entry.vlan:4d}  {mac}  {int(now - entry.last_seen):3d}")
+        return "\n".join(lines) + "\n"
+
+    def trace(self, flow_spec: str) -> str:
+        from ovsbpfd.ofproto.trace import run_trace
+
+        return run_trace(self, flow_spec)
+
+    def destroy(self) -> None:
+        self.backer.remove_bridge(self)
+        self.port_map.clear()
+        self._listeners.clear()

@@ -1,0 +1,192 @@
+"""Keeping installed megaflows honest: re-translation, statistics, aging.
+
+Every megaflow userspace installs gets a ``FlowRecord`` (OVS's "ukey"): the
+packet key that created it, its mask and actions, the OpenFlow rules it went
+through and the datapath counters already credited to them.  After a
+flow-table or MAC-learning change ``revalidate`` re-translates every record and
+fixes or deletes the stale flows; ``sweep`` (once a second) pushes counter
+deltas onto rules, refreshes MAC entries and deletes idle datapath flows.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ovsbpfd.dpif.provider import Dpif, DpifError
+from ovsbpfd.dpif.types import DpAction, FlowKey, FlowStats
+from ovsbpfd.ofproto.rule import Rule
+from ovsbpfd.ofproto.xlate import XlateResult
+
+log = logging.getLogger(__name__)
+
+IDLE_FLOW_NS = 10 * 1_000_000_000
+
+
+
+class FlowOwner(Protocol):
+    """The bridge a megaflow belongs to, as far as statistics go."""
+
+    def credit_tables(self, looked_up: Sequence[int], matched: Sequence[int],
+                      packets: int) -> None: ...
+
+    def refresh_mac(self, vlan: int, mac: bytes, port: int) -> None: ...
+
+
+# key -> (owner, translation) or None when no bridge owns the key's in_port.
+Translator = Callable[[FlowKey], "tuple[FlowOwner, XlateResult] | None"]
+
+
+@dataclass(eq=False)
+class FlowRecord:
+    key: FlowKey
+    mask: FlowKey
+    actions: tuple[DpAction, ...]
+    owner: FlowOwner
+    rules: list[Rule] = field(default_factory=list)
+    tables: list[int] = field(default_factory=list)
+    learned: list[tuple[int, bytes, int]] = field(default_factory=list)
+    packets: int = 0  # datapath counters already credited
+    bytes: int = 0
+    created_ns: int = 0
+
+    @property
+    def ident(self) -> tuple[bytes, bytes]:
+        return flow_ident(self.key, self.mask)
+
+    def adopt(self, result: XlateResult) -> None:
+        self.actions = tuple(result.actions)
+        self.rules = list(result.rules)
+        self.tables = list(result.tables)
+        self.learned = list(result.learned)
+
+
+def flow_ident(key: FlowKey, mask: FlowKey) -> tuple[bytes, bytes]:
+    return key.masked(mask).pack(), mask.pack()
+
+
+class Revalidator:
+    def __init__(self, dpif: Dpif, translate: Translator) -> None:
+        self.dpif = dpif
+        self.translate = translate
+        self.records: dict[tuple[bytes, bytes], FlowRecord] = {}
+        self.n_revalidations = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    # ------------------------------------------------------------ install
+    def install(self, key: FlowKey, owner: FlowOwner, result: XlateResult) -> FlowRecord | None:
+        """Put the translated megaflow into the datapath and remember it.
+
+        Duplicate upcalls for one megaflow keep the counters already pushed."""
+        mask = result.mask
+        actions = tuple(result.actions)
+        try:
+            self.dpif.flow_put(key, mask, actions)
+        except DpifError as err:
+            log.warning("cannot install datapath flow (%s): %s", errno.errorcode.get(
+                err.errno, err.errno), err)
+            return None
+        ident = flow_ident(key, mask)
+        record = self.records.get(ident)
+        if record is None:
+            record = FlowRecord(key, mask, actions, owner, created_ns=self.dpif.now_ns())
+            self.records[ident] = record
+        record.owner = owner
+        record.adopt(result)
+        return record
+
+    # ------------------------------------------------------------ revalidate
+    def revalidate(self) -> int:
+        """Re-translate every installed flow; return how many were changed."""
+        self.n_revalidations += 1
+        changed = 0
+        for record in list(self.records.values()):
+            translated = self.translate(record.key)
+            if translated is None:
+                self._delete(record)
+                changed += 1
+                continue
+            owner, result = translated
+            actions = tuple(result.actions)
+            if result.mask != record.mask or owner is not record.owner:
+                self._delete(record)
+                changed += 1
+            elif actions != record.actions:
+                try:
+                    self.dpif.flow_put(record.key, record.mask, actions, create=False)
+                except DpifError:
+                    self._delete(record)
+                else:
+                    record.adopt(result)
+                changed += 1
+            else:
+                record.adopt(result)
+        return changed
+
+    def _delete(self, record: FlowRecord) -> None:
+        stats = self.dpif.flow_del(record.key, record.mask)
+        if stats is not None:
+            self._credit(record, stats)
+        self.records.pop(record.ident, None)
+
+    def forget_owner(self, owner: FlowOwner) -> None:
+        """Delete the datapath flows of a bridge that is going away."""
+        for record in list(self.records.values()):
+            if record.owner is owner:
+                self._delete(record)
+
+    # ------------------------------------------------------------ sweep
+    def sweep(self, idle_ns: int = IDLE_FLOW_NS) -> None:
+        """Push datapath counters to rules; delete idle and unknown flows."""
+        now_ns = self.dpif.now_ns()
+        seen: set[tuple[bytes, bytes]] = set()
+        for flow in self.dpif.flow_dump():
+            ident = (flow.key.pack(), flow.mask.pack())
+            record = self.records.get(ident)
+            if record is None:
+                record = self._adopt_unknown(flow.key, flow.mask, flow.actions, flow.stats)
+                if record is None:
+                    continue
+            seen.add(ident)
+            self._credit(record, flow.stats, now_ns)
+            last = flow.stats.used_ns or record.created_ns
+            if now_ns - last >= idle_ns:
+                self._delete(record)
+        for ident in [i for i in self.records if i not in seen]:
+            del self.records[ident]  # the datapath no longer has it
+
+    def _adopt_unknown(self, key: FlowKey, mask: FlowKey, actions: tuple[DpAction, ...],
+                       stats: FlowStats) -> FlowRecord | None:
+        """A flow installed before a restart: keep it if it is still right."""
+        translated = self.translate(key)
+        if (translated is None or translated[1].mask != mask
+                or tuple(translated[1].actions) != tuple(actions)):
+            self.dpif.flow_del(key, mask)
+            return None
+        owner, result = translated
+        record = FlowRecord(key, mask, tuple(actions), owner, packets=stats.packets,
+                            bytes=stats.bytes, created_ns=self.dpif.now_ns())
+        record.adopt(result)
+        self.records[record.ident] = record
+        return record
+
+    def _credit(self, record: FlowRecord, stats: FlowStats, now_ns: int | None = None) -> None:
+        packets = stats.packets - record.packets
+        nbytes = stats.bytes - record.bytes
+        if packets <= 0 and nbytes <= 0:
+            return
+        record.packets, record.bytes = stats.packets, stats.bytes
+        when = time.monotonic()
+        if stats.used_ns and now_ns is not None:
+            when -= max(0, now_ns - stats.used_ns) / 1e9
+        for rule in record.rules:
+            rule.credit(packets, nbytes, when)
+        record.owner.credit_tables(record.tables, [r.table_id for r in record.rules], packets)
+        for vlan, mac, port in record.learned:
+            record.owner.refresh_mac(vlan, mac, port)
