@@ -58,6 +58,7 @@ class AttachedIface:
     kind: str  # "system" / "internal"
     ofport: int
     dp_ifindex: int  # the device the datapath attached to
+    requested: int | None = None  # ofport_request when attached
     vlan: tuple[int | None, tuple[int, ...]] | None = None
     state: tuple[bool, bool] | None = None  # (link_up, admin_up) last pushed
 
@@ -230,6 +231,11 @@ class BridgeSet:
         for iface in list(live.ifaces.values()):
             await self._detach(live, iface)
         await self._stop_connmgr(live)
+        if live.local is not None and live.local_error is None:
+            try:
+                live.core.port_del(OFPP_LOCAL)
+            except Exception as exc:
+                log.debug("bridge %s: LOCAL port_del: %s", name, exc)
         try:
             live.core.destroy()
         except Exception:
@@ -269,7 +275,7 @@ class BridgeSet:
                 info = links.get(name)
                 stale = info is None or info.ifindex != att.dp_ifindex
             if not stale and want is not None and want.ofport_request is not None:
-                stale = want.ofport_request != att.ofport
+                stale = want.ofport_request != att.requested
             if stale:
                 await self._detach(live, att)
 
@@ -340,7 +346,8 @@ class BridgeSet:
             if iface.kind == "internal":
                 await self._delete_internal(name)
             return InterfaceStatus.failed(could_not_add(name, _errno_of(exc)))
-        att = AttachedIface(name=name, kind=iface.kind, ofport=ofport, dp_ifindex=dp_ifindex)
+        att = AttachedIface(name=name, kind=iface.kind, ofport=ofport, dp_ifindex=dp_ifindex,
+                            requested=iface.ofport_request)
         live.ifaces[name] = att
         live.last_ofport[name] = ofport
         log.info("%s: added port %s (ofport %d)", live.cfg.name, name, ofport)

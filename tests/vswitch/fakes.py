@@ -93,11 +93,9 @@ class FakeBridge:
                  ofport_request: int | None = None, local: bool = False) -> int:
         if local:
             ofport = OFPP_LOCAL
-        elif ofport_request is not None:
-            if ofport_request in self.ports:
-                raise OSError(errno.EEXIST, "ofport in use")
+        elif ofport_request is not None and ofport_request not in self.ports:
             ofport = ofport_request
-        else:
+        else:  # a taken request gets another number, as in OVS
             ofport = next(n for n in itertools.count(1) if n not in self.ports)
         self.ports[ofport] = FakePort(name, ifindex, hw_addr)
         return ofport
