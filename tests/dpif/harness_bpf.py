@@ -16,6 +16,7 @@ import ctypes
 import os
 import secrets
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -98,13 +99,16 @@ class BpfHarness:
         self.dpif = BpfDpif(pin_root=pin_root)
 
     # ------------------------------------------------------------ ports
-    def add_port(self, name: str) -> int:
+    def add_port(self, name: str, mtu: int | None = None) -> int:
         self._counter += 1
         base = f"ob{self.tag}{self._counter}"
         dev, peer, netns = base + "d", base + "h", base
         run("ip", "netns", "add", netns)
         try:
             self._make_veth(dev, peer, netns)
+            if mtu is not None:
+                run("ip", "link", "set", dev, "mtu", str(mtu))
+                run("ip", "-n", netns, "link", "set", peer, "mtu", str(mtu))
             with in_netns(netns):
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
                 sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
@@ -171,3 +175,17 @@ class BpfHarness:
                 subprocess.run(["ip", "link", "del", port.dev], capture_output=True)
                 subprocess.run(["ip", "netns", "del", port.netns], capture_output=True)
             self._ports.clear()
+
+
+@contextlib.contextmanager
+def bpf_harness() -> Iterator[BpfHarness]:
+    """A BpfHarness on a fresh pin root, removed with everything else afterwards."""
+    pin_root = f"/sys/fs/bpf/ovsbpfd-test-{os.getpid()}-{secrets.token_hex(3)}"
+    try:
+        harness = BpfHarness(pin_root)
+        try:
+            yield harness
+        finally:
+            harness.close()
+    finally:
+        shutil.rmtree(pin_root, ignore_errors=True)

@@ -135,6 +135,11 @@ class BpfDpif(Dpif):
             except LibbpfError:
                 pass  # the device is gone; the owner will port_del it
 
+    @property
+    def pin_dir(self) -> str | None:
+        """Where this datapath's maps are pinned (None once closed)."""
+        return self._dp.pin_dir if self._dp else None
+
     def _prog_fd(self) -> int:
         if self._dp is None:
             raise DpifError(errno.EBADF, "datapath handle is closed")
