@@ -7,6 +7,8 @@ references, then index uniqueness.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -237,15 +239,16 @@ class Transaction:
 
     def _index_message(self, table: str, names: list[str], a: Row, b: Row,
                        changed: dict) -> str:
-        values = ", ".join(a.data[n].to_string() for n in names)
+        values = ", ".join(_datum_text(a.data[n]) for n in names)
         if len(names) == 1:
             cols = f'column "{names[0]}"'
         else:
             cols = "columns " + ", ".join(f'"{n}"' for n in names[:-1]) + \
                 f' and "{names[-1]}"'
-        first, second = (a, b) if a.uuid in self.inserted or b.uuid not in changed else (b, a)
-        if b.uuid in self.inserted and a.uuid in self.inserted:
-            first, second = sorted((a, b), key=lambda r: str(r.uuid), reverse=True)
+        # ovsdb-server names the row that was already there first.
+        first, second = (b, a) if a.uuid in changed and b.uuid not in changed else (a, b)
+        if first.uuid in changed and second.uuid not in changed:
+            first, second = second, first
         return (f'Transaction causes multiple rows in "{table}" table to have identical '
                 f"values ({values}) for index on {cols}.  "
                 f"First row, with UUID {first.uuid}, {self._provenance(table, first)}.  "
@@ -259,6 +262,29 @@ class Transaction:
             return "existed in the database before this transaction and was not modified " \
                    "by the transaction"
         return "was modified by this transaction"
+
+
+_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def _atom_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if _BARE.match(value) and value not in ("true", "false") \
+            else json.dumps(value)
+    return str(value)
+
+
+def _datum_text(datum: Datum) -> str:
+    """A datum as ovsdb-server prints it in error messages."""
+    parts = []
+    for k, v in sorted(datum.values.items()):
+        parts.append(_atom_text(k.value) if v is None
+                     else f"{_atom_text(k.value)}={_atom_text(v.value)}")
+    if datum.type.n_max == 1 and len(parts) == 1 and not datum.type.is_map():
+        return parts[0]
+    return ("{%s}" if datum.type.is_map() else "[%s]") % ", ".join(parts)
 
 
 def _index_key(datum: Datum) -> frozenset:
