@@ -68,9 +68,11 @@ CASES: dict[str, list] = {
     "wrong_type_insert": [T(ins("Bridge", {"name": 1}))],
     "enum_violation": [T(ins("Bridge", {"name": "x", "fail_mode": "bad"}))],
     "range_violation": [T(ins("Bridge", {"name": "x", "flood_vlans": 5000}))],
-    "set_size_violation": [T(ins("Bridge", {"name": "x", "flood_vlans": ["set", list(range(4097))]}))],
+    "set_size_violation": [T(ins("Bridge", {"name": "x",
+                                            "flood_vlans": ["set", list(range(4097))]}))],
     "bad_uuid_name": [T(ins("Bridge", {"name": "q"}, "1x"))],
-    "duplicate_uuid_name": [T(ins("Bridge", {"name": "q"}, "a"), ins("Bridge", {"name": "r"}, "a"))],
+    "duplicate_uuid_name": [T(ins("Bridge", {"name": "q"}, "a"),
+                              ins("Bridge", {"name": "r"}, "a"))],
     "forward_named_uuid": [T(OVS_ROW), T(
         {"op": "mutate", "table": "Open_vSwitch", "where": [],
          "mutations": [["bridges", "insert", ["set", [["named-uuid", "fwd"]]]]]},
