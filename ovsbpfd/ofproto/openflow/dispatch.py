@@ -52,6 +52,7 @@ from ovsbpfd.ofproto.openflow.messages import (
     MultipartRequest,
     OfpMessage,
     PacketOut,
+    PortMod,
     RoleReply,
     RoleRequest,
     SetAsync,
@@ -99,6 +100,7 @@ class Dispatcher:
             GetAsyncRequest: self._get_async,
             SetAsync: self._set_async,
             TableMod: self._table_mod,
+            PortMod: self._port_mod,
         }
 
     async def __call__(self, conn: OfConnection, msg: OfpMessage) -> None:
@@ -142,6 +144,13 @@ class Dispatcher:
             raise OfpError(OFPET_TABLE_MOD_FAILED, OFPTMFC_BAD_TABLE, f"table {msg.table_id}")
         if msg.config & ~c.OFPTC_DEPRECATED_MASK:
             raise OfpError(OFPET_TABLE_MOD_FAILED, OFPTMFC_BAD_CONFIG, f"config {msg.config}")
+
+    async def _port_mod(self, conn: OfConnection, msg: PortMod) -> None:
+        # Optional in SwitchCore: a core without it does not support PORT_MOD.
+        port_mod = getattr(self.core, "port_mod", None)
+        if port_mod is None:
+            raise _bad_request(OFPBRC_BAD_TYPE, "PORT_MOD not supported")
+        port_mod(msg.port_no, msg.hw_addr, msg.config, msg.mask)
 
     # ------------------------------------------------------------ switch changes
     async def _flow_mod(self, conn: OfConnection, msg: FlowModMessage) -> None:
