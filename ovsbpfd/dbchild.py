@@ -1,9 +1,9 @@
 """Run the embedded OVSDB server as a supervised child process.
 
 ovsdb-server runs beside ovs-vswitchd in OVS; here it runs as our child so a
-burst of datapath work never stalls ``ovs-vsctl`` (and vice versa).  We write
-``ovsdb-server.pid`` for it, so ``ovs-appctl -t ovsdb-server`` finds its
-control socket, and start it again if it dies.
+burst of datapath work never stalls ``ovs-vsctl`` (and vice versa).  It gets
+``ovsdb-server.pid`` and ``ovsdb-server.PID.ctl`` in the rundir, so
+``ovs-appctl -t ovsdb-server`` finds it, and is started again if it dies.
 """
 
 from __future__ import annotations
@@ -12,31 +12,43 @@ import asyncio
 import contextlib
 import logging
 import os
-import shlex
 import signal
 import socket
 import sys
 import time
 
-from ovsbpfd.rundir import ctl_path, pidfile_path, write_plain_pidfile
+from ovsbpfd.rundir import ctl_path, pidfile_path
 
 log = logging.getLogger(__name__)
 
 PROGRAM = "ovsdb-server"
 
 
+#: Runs in the child before the server: take the pidfile under an fcntl lock
+#: (kept across exec, which is how ovs-appctl checks that the pid is alive),
+#: name the control socket after the pid, then exec the server itself.
+_BOOTSTRAP = """
+import fcntl, os, sys
+pidfile, ctl_prefix, dbfile, *argv = sys.argv[1:]
+fd = os.open(pidfile, os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.ftruncate(fd, 0)
+os.write(fd, b"%d\\n" % os.getpid())
+os.set_inheritable(fd, True)
+os.execv(argv[0], argv + ["--unixctl", "%s%d.ctl" % (ctl_prefix, os.getpid()), dbfile])
+"""
+
+
 def child_command(
     rundir: str, dbfile: str, schema: str, remotes: list[str], python: str = sys.executable
 ) -> list[str]:
-    """argv that starts the server; the shell's ``exec`` keeps its pid, so the
-    control socket can be named after the pid before the process exists."""
-    args = [python, "-m", "ovsbpfd.ovsdb"]
+    """argv that starts the server through the pidfile-taking bootstrap."""
+    server = [python, "-m", "ovsbpfd.ovsdb"]
     for remote in remotes:
-        args += ["--remote", remote]
-    args += ["--schema", schema, "--die-with-parent"]
-    quoted = " ".join(shlex.quote(a) for a in args)
-    ctl = shlex.quote(os.path.join(rundir, f"{PROGRAM}.")) + "$$.ctl"
-    return ["/bin/sh", "-c", f"exec {quoted} --unixctl {ctl} {shlex.quote(dbfile)}"]
+        server += ["--remote", remote]
+    server += ["--schema", schema, "--die-with-parent"]
+    return [python, "-c", _BOOTSTRAP, pidfile_path(rundir, PROGRAM),
+            os.path.join(rundir, f"{PROGRAM}."), dbfile, *server]
 
 
 def socket_accepts(path: str) -> bool:
@@ -124,11 +136,10 @@ class OvsdbChild:
         finally:
             if stderr is not None:
                 stderr.close()
-        write_plain_pidfile(pidfile_path(self.rundir, PROGRAM), self.proc.pid)
         log.info("started embedded OVSDB server, pid %d", self.proc.pid)
 
     async def _watch_loop(self) -> None:
-        backoff = 0.5
+        backoff = 0.1
         while not self._stopping:
             assert self.proc is not None
             started = time.monotonic()
@@ -139,7 +150,7 @@ class OvsdbChild:
             log.error("embedded OVSDB server (pid %d) exited with %s; restarting",
                       self.proc.pid, rc)
             if time.monotonic() - started > 30:
-                backoff = 0.5
+                backoff = 0.1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 8.0)
             self.restarts += 1

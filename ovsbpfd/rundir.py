@@ -78,14 +78,6 @@ class PidFile:
         self._fd = None
 
 
-def write_plain_pidfile(path: str, pid: int) -> None:
-    """A pidfile for a child we supervise (it holds no lock of its own)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{pid}\n")
-    os.replace(tmp, path)
-
-
 def read_pidfile(path: str) -> int | None:
     try:
         with open(path) as f:
