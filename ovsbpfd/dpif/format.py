@@ -47,7 +47,8 @@ class _Fields:
         self.parts: list[str] = []
 
     def add(self, name: str, value, mask, render, full) -> None:
-        if not mask and not self.verbose:
+        wildcarded = not any(mask) if isinstance(mask, bytes) else not mask
+        if wildcarded and not self.verbose:
             return
         text = f"{name}={render(value)}"
         if mask != full:
