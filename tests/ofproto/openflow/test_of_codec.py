@@ -285,3 +285,8 @@ def test_error_names() -> None:
     name = e.error_name(e.OFPET_BAD_MATCH, e.OFPBMC_BAD_PREREQ)
     assert name == "OFPET_BAD_MATCH/OFPBMC_BAD_PREREQ"
     assert e.error_name(e.OFPET_HELLO_FAILED, 0) == "OFPET_HELLO_FAILED/OFPHFC_INCOMPATIBLE"
+
+
+def test_encode_order_names_every_field_once() -> None:
+    from ovsbpfd.ofproto.openflow.oxm import ENCODE_ORDER
+    assert sorted(ENCODE_ORDER) == sorted(f.name for f in FIELDS)
