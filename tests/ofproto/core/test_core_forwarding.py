@@ -130,3 +130,21 @@ def test_port_add_and_delete() -> None:
         assert len(flow.actions) == 3
     finally:
         rig.close()
+
+
+def test_bridges_share_one_datapath_but_not_traffic() -> None:
+    first = Rig(2, name="br0")
+    second = Rig(2, name="br1", backer=first.backer)
+    try:
+        assert {first.dp_port(1), first.dp_port(2)}.isdisjoint(
+            {second.dp_port(1), second.dp_port(2)})
+        first.send(1, pb.arp_request(H1, "10.0.0.1", "10.0.0.2"))
+        assert len(first.received(2)) == 1
+        assert second.received(1) == [] and second.received(2) == []
+        assert len(second.bridge.mac) == 0 and len(first.bridge.mac) == 1
+        second.bridge.destroy()
+        assert len(first.dpif.port_list()) == 2
+        first.send(1, pb.arp_request(H1, "10.0.0.1", "10.0.0.2"))
+        assert len(first.received(2)) == 1
+    finally:
+        first.close()
