@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,24 +82,47 @@ def _bits(key: FlowKey) -> int:
     return int.from_bytes(key.pack(), "big")
 
 
+def _is_uint(value: object, bits: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << bits
+
+
 def validate_actions(actions: Sequence[DpAction]) -> tuple[DpAction, ...]:
     """The actions as a tuple, or DpifError(E2BIG/EINVAL) if the datapath can't run them."""
-    actions = tuple(actions)
+    try:
+        actions = tuple(actions)
+    except TypeError as exc:
+        raise DpifError(errno.EINVAL, f"actions must be a sequence: {exc}") from exc
     if len(actions) > MAX_ACTIONS:
         raise DpifError(errno.E2BIG, f"{len(actions)} actions exceed the limit of {MAX_ACTIONS}")
     for act in actions:
         if isinstance(act, Output):
-            if not isinstance(act.port, int) or not 0 <= act.port < 1 << 32:
-                raise DpifError(errno.EINVAL, f"bad output port {act.port!r}")
+            ok = _is_uint(act.port, 32)
         elif isinstance(act, PushVlan):
-            if act.tpid not in VLAN_TPIDS or not 0 <= act.tci <= 0xFFFF:
-                raise DpifError(errno.EINVAL, f"bad push_vlan {act!r}")
+            ok = act.tpid in VLAN_TPIDS and _is_uint(act.tci, 16)
         elif isinstance(act, Userspace):
-            if not 0 <= act.cookie < 1 << 64:
-                raise DpifError(errno.EINVAL, f"bad userspace cookie {act.cookie!r}")
-        elif not isinstance(act, PopVlan):
-            raise DpifError(errno.EINVAL, f"unknown datapath action {act!r}")
+            ok = _is_uint(act.cookie, 64)
+        else:
+            ok = isinstance(act, PopVlan)
+        if not ok:
+            raise DpifError(errno.EINVAL, f"bad datapath action {act!r}")
     return actions
+
+
+def check_key_and_mask(key: FlowKey, mask: FlowKey) -> None:
+    """DpifError(EINVAL) unless both are FlowKeys whose fields fit their widths."""
+    if not isinstance(key, FlowKey) or not isinstance(mask, FlowKey):
+        raise DpifError(errno.EINVAL, "flow key and mask must be FlowKey")
+    try:
+        key.pack()
+        mask.pack()
+    except (ValueError, OverflowError, TypeError, struct.error) as exc:
+        raise DpifError(errno.EINVAL, f"malformed flow key or mask: {exc}") from exc
+
+
+def _packet_bytes(packet: object) -> bytes:
+    if not isinstance(packet, bytes | bytearray | memoryview):
+        raise DpifError(errno.EINVAL, f"a packet must be bytes, not {type(packet).__name__}")
+    return bytes(packet)
 
 
 class DummyDpif(Dpif):
@@ -162,6 +186,7 @@ class DummyDpif(Dpif):
 
     # ------------------------------------------------------------ flows
     def _find(self, key: FlowKey, mask: FlowKey) -> tuple[_MaskSlot | None, int]:
+        check_key_and_mask(key, mask)
         mask_bits = _bits(mask)
         slot = next((s for s in self._slots if s is not None and s.bits == mask_bits), None)
         return slot, _bits(key) & mask_bits
@@ -234,7 +259,7 @@ class DummyDpif(Dpif):
         """Receive ``frame`` on ``port_no``, as the device's ingress hook would."""
         if port_no not in self._ports:
             raise DpifError(errno.ENOENT, f"no datapath port {port_no}")
-        frame = bytes(frame)
+        frame = _packet_bytes(frame)
         rx = self._port_stats[port_no]
         rx.rx_packets += 1
         rx.rx_bytes += len(frame)
@@ -265,8 +290,9 @@ class DummyDpif(Dpif):
         return frames
 
     def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
+        """Run ``actions`` on ``packet``; a Userspace action's upcall has in_port 0."""
         actions = validate_actions(actions)
-        packet = bytes(packet)
+        packet = _packet_bytes(packet)
         self._run_actions(packet, parse_packet(packet, 0), actions)
 
     def _run_actions(self, packet: bytes, key: FlowKey, actions: tuple[DpAction, ...]) -> None:

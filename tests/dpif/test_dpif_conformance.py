@@ -300,6 +300,19 @@ def test_dpif_malformed_action_is_einval(harness: DatapathHarness) -> None:
     assert dpif.flow_dump() == []
 
 
+def test_dpif_malformed_key_is_einval(harness: DatapathHarness) -> None:
+    a, b = two_ports(harness)
+    dpif = harness.dpif
+    key = key_of(udp_ab(), a)
+    for bad_key, bad_mask in [(key.replace(tp_src=1 << 16), EXACT),
+                              (key, EXACT.replace(nw_ttl=256)),
+                              ("in_port=1", EXACT)]:
+        with pytest.raises(DpifError) as exc:
+            dpif.flow_put(bad_key, bad_mask, [Output(b)])  # type: ignore[arg-type]
+        assert exc.value.errno == errno.EINVAL
+    assert dpif.flow_dump() == [] and dpif.stats().n_masks == 0
+
+
 # ------------------------------------------------------------------ misses
 
 

@@ -156,3 +156,12 @@ def test_dpif_dummy_lookup_scans_every_mask() -> None:
     dp.inject(p1, frame())
     assert dp.take_output(p2) == [frame()]
     assert dp.stats().n_masks == MAX_MASKS
+
+
+def test_dpif_dummy_rejects_non_bytes_packets() -> None:
+    dp, p1, p2 = dummy_with_ports()
+    for call in (lambda: dp.inject(p1, 64), lambda: dp.execute("frame", [Output(p2)])):
+        with pytest.raises(DpifError) as exc:
+            call()  # type: ignore[no-untyped-call]
+        assert exc.value.errno == errno.EINVAL
+    assert dp.port_stats(p1).rx_packets == 0 and dp.take_output(p2) == []
