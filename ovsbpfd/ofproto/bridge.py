@@ -78,10 +78,34 @@ class OfprotoBridge:
         self.mac = MacLearning()
         self.port_map: dict[int, BridgePort] = {}
         self._listeners: list[SwitchListener] = []
+        self._normal_rule: Rule | None = None
         backer.add_bridge(self)
         if fail_mode == "standalone":
-            self.pipeline.add_rule(Rule(0, 0, Match(), (
-                InstApplyActions((ActOutput(OFPP_NORMAL),)),)))
+            self._add_normal_rule()
+
+    # ------------------------------------------------------------ configuration
+    def _add_normal_rule(self) -> None:
+        """The ``priority=0 actions=NORMAL`` flow of a bridge without a controller."""
+        self._normal_rule = Rule(0, 0, Match(), (InstApplyActions((ActOutput(OFPP_NORMAL),)),))
+        self.pipeline.add_rule(self._normal_rule)
+
+    def set_fail_mode(self, fail_mode: str) -> None:
+        """standalone keeps (or restores) the NORMAL flow; secure removes it."""
+        if fail_mode == self.fail_mode:
+            return
+        self.fail_mode = fail_mode
+        table = self.pipeline.tables[0]
+        present = (self._normal_rule is not None
+                   and table.find_strict(Match(), 0) is self._normal_rule)
+        if fail_mode == "secure" and present:
+            self.pipeline.remove_rule(self._normal_rule)
+            self._changed()
+        elif fail_mode == "standalone" and not present and table.find_strict(Match(), 0) is None:
+            self._add_normal_rule()
+            self._changed()
+
+    def set_datapath_id(self, datapath_id: int) -> None:
+        self.datapath_id = datapath_id
 
     # ------------------------------------------------------------ ports
     def port_add(self, name: str, ifindex: int, hw_addr: bytes,

@@ -148,3 +148,17 @@ def test_bridges_share_one_datapath_but_not_traffic() -> None:
         assert len(first.received(2)) == 1
     finally:
         first.close()
+
+
+def test_fail_mode_secure_drops_and_standalone_restores_normal() -> None:
+    rig = Rig(2)
+    try:
+        rig.bridge.set_fail_mode("secure")
+        rig.send(1, pb.arp_request(H1, "10.0.0.1", "10.0.0.2"))
+        assert rig.received(2) == [] and len(rig.bridge.pipeline) == 0
+        rig.bridge.set_fail_mode("standalone")
+        rig.settle()
+        rig.send(1, pb.arp_request(H1, "10.0.0.1", "10.0.0.2"))
+        assert len(rig.received(2)) == 1
+    finally:
+        rig.close()
