@@ -155,6 +155,8 @@ class DummyDpif(Dpif):
     def port_add(self, name: str, ifindex: int, port_no: int | None = None) -> int:
         if not name or not isinstance(name, str):
             raise DpifError(errno.EINVAL, f"bad port name {name!r}")
+        if not _is_uint(ifindex, 32) or ifindex == 0:
+            raise DpifError(errno.EINVAL, f"bad ifindex {ifindex!r}")
         for port in self._ports.values():
             if port.name == name or port.ifindex == ifindex:
                 raise DpifError(errno.EEXIST, f"{name} (ifindex {ifindex}) is already a port")
@@ -162,7 +164,7 @@ class DummyDpif(Dpif):
             port_no = next((n for n in range(1, self.max_ports) if n not in self._ports), None)
             if port_no is None:
                 raise DpifError(errno.EFBIG, "no free datapath port number")
-        elif not 1 <= port_no < self.max_ports:
+        elif not _is_uint(port_no, 32) or not 1 <= port_no < self.max_ports:
             raise DpifError(errno.EINVAL, f"port number {port_no} out of range")
         elif port_no in self._ports:
             raise DpifError(errno.EEXIST, f"port number {port_no} is taken")

@@ -50,6 +50,9 @@ def test_dpif_dummy_port_numbers() -> None:
         ("px", 9, 4, errno.EINVAL),
         ("px", 9, None, errno.EFBIG),  # 1..3 all used
         ("", 9, None, errno.EINVAL),
+        ("px", 0, None, errno.EINVAL),
+        ("px", "9", None, errno.EINVAL),
+        ("px", 9, "2", errno.EINVAL),
     ]:
         with pytest.raises(DpifError) as exc:
             dp.port_add(name, ifindex, port_no)
