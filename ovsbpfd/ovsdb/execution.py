@@ -22,6 +22,7 @@ from .condition import parse_condition
 from .database import Database, Row, default_data, default_datum
 from .errors import OvsdbError, syntax_error
 from .mutation import parse_mutation
+from .schema import SERVER_DB_NAME
 from .transaction import ChangeSet, Transaction
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -136,6 +137,9 @@ class Executor:
             table = self.db.schema.parsed.tables.get(table_name)
             if table is None:
                 raise p.fail(f"No table named {table_name}.")
+            if name in _WRITE_OPS and self.db.name == SERVER_DB_NAME:
+                raise OvsdbError("not allowed", f"{name} operation not allowed on table in "
+                                 f"reserved database {SERVER_DB_NAME}")
         return handler(self, p, table)
 
     # --- helpers -------------------------------------------------------------
@@ -318,4 +322,5 @@ _HANDLERS = {
     "comment": Executor.op_comment,
     "assert": Executor.op_assert,
 }
+_WRITE_OPS = {"insert", "update", "mutate", "delete"}
 _TABLE_OPS = {"insert", "select", "update", "mutate", "delete", "wait"}
