@@ -18,7 +18,7 @@ done
 
 log() { echo "install: $*"; }
 
-apt_packages=(clang llvm libbpf-dev make iproute2 iperf3 ethtool
+apt_packages=(clang llvm libbpf-dev make iproute2 iputils-ping iperf3 ethtool tcpdump
               openvswitch-common openvswitch-switch python3-pip)
 
 missing=()
