@@ -1,1 +1,1 @@
-"""dpif/bpf"""
+"""The bpf datapath provider: libbpf binding, struct mirrors, loader and BpfDpif."""

@@ -15,6 +15,7 @@ import errno
 import os
 import select
 import socket
+import struct
 from collections import deque
 from collections.abc import Sequence
 
@@ -76,12 +77,16 @@ class BpfDpif(Dpif):
         self.pin_root = pin_root
         try:
             self._dp: LoadedDatapath | None = load_datapath(pin_root)
-        except LibbpfError as exc:
-            raise _dpif_error(exc, "loading the BPF datapath") from exc
+        except OSError as exc:  # LibbpfError included
+            raise DpifError(exc.errno or errno.EIO, f"loading the BPF datapath: {exc}") from exc
         self._maps = self._dp.maps
-        self._sender = PacketSender()
-        self._ring = RingBuffer(self._maps["upcalls"].fd)
         self._local_upcalls: deque[Upcall] = deque()
+        try:
+            self._sender = PacketSender()
+            self._ring = RingBuffer(self._maps["upcalls"].fd)
+        except OSError as exc:
+            self._dp.close()
+            raise DpifError(exc.errno or errno.EIO, f"opening the BPF datapath: {exc}") from exc
         self._event_fd: int | None = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._watch_event_fd()
         self._exec_tx: dict[int, PortStats] = {}
@@ -262,7 +267,7 @@ class BpfDpif(Dpif):
         try:
             key.pack()
             mask.pack()
-        except (ValueError, OverflowError, TypeError) as exc:
+        except (ValueError, OverflowError, TypeError, struct.error) as exc:
             raise DpifError(errno.EINVAL, f"malformed flow key or mask: {exc}") from exc
 
     def flow_put(
