@@ -62,8 +62,10 @@ struct {
 	__type(value, struct ovsbpf_mask);
 } masks SEC(".maps");
 
+/* Not preallocated: a full table would pin ~45 MB for every datapath. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, OVSBPF_MAX_FLOWS);
 	__type(key, struct ovsbpf_flow_map_key);
 	__type(value, struct ovsbpf_flow);

@@ -73,6 +73,7 @@ def test_dpif_bpf_layout_version_follows_map_definitions(bpf_object: BpfObject) 
         def __init__(self, m: BpfMap) -> None:
             self.name, self.type, self.key_size = m.name, m.type, m.key_size
             self.value_size, self.max_entries = m.value_size + 8, m.max_entries
+            self.map_flags = m.map_flags
 
     changed = [Changed(maps[0])] + maps[1:]
     assert layout_version(changed) != base  # type: ignore[arg-type]

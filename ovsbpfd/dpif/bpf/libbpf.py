@@ -63,6 +63,7 @@ _map_type = _fn("bpf_map__type", _int, _vp)
 _map_key_size = _fn("bpf_map__key_size", _u32, _vp)
 _map_value_size = _fn("bpf_map__value_size", _u32, _vp)
 _map_max_entries = _fn("bpf_map__max_entries", _u32, _vp)
+_map_flags = _fn("bpf_map__map_flags", _u32, _vp)
 _map_set_pin_path = _fn("bpf_map__set_pin_path", _int, _vp, _cp)
 _map_unpin = _fn("bpf_map__unpin", _int, _vp, _cp)
 _update_elem = _fn("bpf_map_update_elem", _int, _int, _vp, _vp, ctypes.c_uint64)
@@ -105,6 +106,7 @@ class BpfMap:
         self.key_size: int = _map_key_size(handle)
         self.value_size: int = _map_value_size(handle)
         self.max_entries: int = _map_max_entries(handle)
+        self.map_flags: int = _map_flags(handle)
 
     @property
     def fd(self) -> int:

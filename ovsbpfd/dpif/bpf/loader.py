@@ -64,7 +64,8 @@ def layout_version(maps: list[BpfMap]) -> str:
     """A short name for the map layout, used as the pin sub-directory."""
     digest = hashlib.sha256(str(FLOW_KEY_SIZE).encode())
     for m in sorted(maps, key=lambda m: m.name):
-        digest.update(f"{m.name}:{m.type}:{m.key_size}:{m.value_size}:{m.max_entries};".encode())
+        digest.update(f"{m.name}:{m.type}:{m.key_size}:{m.value_size}:{m.max_entries}:"
+                      f"{m.map_flags};".encode())
     return "v1-" + digest.hexdigest()[:12]
 
 
