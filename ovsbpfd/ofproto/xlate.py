@@ -5,8 +5,9 @@ datapath actions, and the megaflow mask (the FlowKey bits any decision
 depended on; in_port always exact).  It also lists the rules that were hit
 (to credit their counters) and what NORMAL learned.
 
-Side effects (MAC learning) happen only when ``side_effects`` is set, so the
-revalidator can re-translate installed flows without changing anything.
+Side effects (MAC learning, table lookup counters) happen only when
+``side_effects`` is set, so the revalidator can re-translate installed flows
+without changing anything.
 """
 
 from __future__ import annotations
@@ -192,11 +193,13 @@ class Xlate:
             values = packet_values(self._current_key(), self.in_ofport, self.metadata)
             rule = table.lookup(values, self.mask)
             self.result.tables.append(next_table)
-            table.lookup_count += 1
+            if self.side_effects:
+                table.lookup_count += 1
             if rule is None:
                 self._note(f"{next_table}. No match: drop")
                 break
-            table.matched_count += 1
+            if self.side_effects:
+                table.matched_count += 1
             self.result.rules.append(rule)
             self._note(f"{next_table}. {_describe_rule(rule)}")
             next_table = self._do_instructions(rule)
