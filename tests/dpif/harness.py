@@ -52,7 +52,9 @@ class DummyHarness:
         return self.dpif.port_add(name, self._next_ifindex)
 
     def send(self, port_no: int, frame: bytes) -> None:
-        self.dpif.inject(port_no, frame)
+        if any(p.port_no == port_no for p in self.dpif.port_list()):
+            self.dpif.inject(port_no, frame)
+        # else: the "device" is no longer attached, so the datapath never sees it
 
     def recv(self, port_no: int, timeout: float = 1.0) -> list[bytes]:
         return self.dpif.take_output(port_no)

@@ -159,6 +159,23 @@ def test_dpif_port_errors_change_nothing(harness: DatapathHarness) -> None:
     assert harness.dpif.port_list() == before
 
 
+def test_dpif_deleted_port_stops_sending_and_receiving(harness: DatapathHarness) -> None:
+    a, b = two_ports(harness)
+    dpif = harness.dpif
+    frame = udp_ab()
+    key = key_of(frame, a)
+    dpif.flow_put(key, EXACT, [Output(b)])
+    dpif.port_del(b)
+    assert [p.port_no for p in dpif.port_list()] == [a]
+    drain(harness, b)
+    harness.send(a, frame)
+    assert eventually(lambda: dpif.flow_get(key, EXACT).stats.packets == 1)
+    assert frame not in harness.recv(b, timeout=0.2)
+    back = udp_frame(MAC_B, MAC_A, IP_B, IP_A, 2000, 1000)
+    harness.send(b, back)  # b is no datapath port now: its frames never reach it
+    assert upcalls_for(dpif, back, timeout=0.3) == []
+
+
 # ------------------------------------------------------------------ flow table
 
 
