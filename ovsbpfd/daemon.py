@@ -105,7 +105,10 @@ class Daemon:
         dp_kwargs: dict[str, Any] = {}
         if cfg.datapath == "bpf":
             dp_kwargs["pin_root"] = cfg.pin_root
-        self.dpif = open_dpif(cfg.datapath, **dp_kwargs)
+        # On a worker thread: a provider may use blocking netlink helpers that
+        # refuse to run on a thread with a running event loop.
+        self.dpif = await asyncio.to_thread(open_dpif, cfg.datapath, **dp_kwargs)
+        await asyncio.to_thread(self._release_stale_ports)
         self.backer = DatapathBacker(self.dpif)
         await _maybe_await(self.backer.start())
 
@@ -124,6 +127,32 @@ class Daemon:
         self._register_commands(self.unixctl)
         await self.unixctl.start()
 
+    def _release_stale_ports(self) -> None:
+        """Drop ports and flows a previous run left in a pinned datapath.
+
+        The new backer does not know them, so the vswitch could not re-add
+        them (EEXIST) and their megaflows name old port numbers.  Removing
+        them lets the vswitch attach the same netdevs again moments later;
+        forwarding pauses only for that gap.
+        """
+        try:
+            stale = self.dpif.port_list()
+        except Exception:
+            log.exception("cannot list datapath ports")
+            return
+        if not stale:
+            return
+        log.info("re-attaching %d port(s) left by a previous run", len(stale))
+        for port in stale:
+            try:
+                self.dpif.port_del(port.port_no)
+            except Exception as exc:
+                log.warning("cannot release datapath port %s: %s", port.name, exc)
+        try:
+            self.dpif.flow_flush()
+        except Exception:
+            log.exception("cannot flush stale datapath flows")
+
     async def _shutdown(self) -> None:
         """Undo _start in reverse; every step runs even if an earlier one failed."""
         steps: list[tuple[str, Callable[[], Any]]] = []
@@ -139,7 +168,8 @@ class Daemon:
         if self.backer is not None:
             steps.append(("datapath backer", self.backer.stop))
         if self.dpif is not None:
-            steps.append(("datapath", self.dpif.destroy if self.cleanup else self.dpif.close))
+            dp_step = self.dpif.destroy if self.cleanup else self.dpif.close
+            steps.append(("datapath", lambda: asyncio.to_thread(dp_step)))
         if self.netdevs is not None:
             steps.append(("netdevs", self.netdevs.close))
         if self.dbchild is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.system.daemon_proc import Daemon
-from tests.system.netns import run, unique_name
+from tests.system.netns import Host, run, unique_name
 
 pytestmark = pytest.mark.system
 
@@ -383,3 +383,36 @@ def test_bpf_ports_removed_exactly(tmp_path: Path) -> None:
         veth2.close()
         for name in (br, internal):
             run("ip", "link", "del", name, check=False)
+
+
+def test_bpf_restart_keeps_forwarding_and_readopts_ports(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, datapath="bpf")
+    br = unique_name("bvk", 1)
+    hosts = [Host(unique_name("nsk", i), unique_name("vvk", i), f"10.252.0.{i}")
+             for i in (1, 2)]
+    try:
+        daemon.start()
+        for host in hosts:
+            host.create()
+        daemon.vsctl("add-br", br)
+        for host in hosts:
+            daemon.vsctl("add-port", br, host.port)
+        ofports = [get(daemon, "Interface", h.port, "ofport") for h in hosts]
+        assert hosts[0].ping(hosts[1].ip_addr, count=2), daemon.log_text()
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=20) == 0
+        # the pinned datapath forwards with the daemon gone
+        assert "bpf" in tc_ingress(hosts[0].port)
+        assert hosts[0].ping(hosts[1].ip_addr, count=2)
+        daemon.start()
+        deadline = time.monotonic() + 5
+        while [get(daemon, "Interface", h.port, "ofport") for h in hosts] != ofports:
+            assert time.monotonic() < deadline, daemon.log_text()
+            time.sleep(0.1)
+        assert all(get(daemon, "Interface", h.port, "error") == "[]" for h in hosts)
+        assert hosts[0].ping(hosts[1].ip_addr, count=2), daemon.log_text()
+    finally:
+        daemon.stop(cleanup=True)
+        for host in hosts:
+            host.close()
+        run("ip", "link", "del", br, check=False)
