@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+Result = subprocess.CompletedProcess
+
 
 class Daemon:
     def __init__(self, workdir: Path, datapath: str = "bpf") -> None:
@@ -40,7 +42,8 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ovsbpfd exited with {self.proc.returncode}:\n{self.log_text()}")
+                raise RuntimeError(
+                    f"ovsbpfd exited with {self.proc.returncode}:\n{self.log_text()}")
             if self.ctl_path().exists() and (self.rundir / "db.sock").exists():
                 if self.vsctl("--timeout=5", "show", check=False).returncode == 0:
                     return self
@@ -79,7 +82,7 @@ class Daemon:
             return "(no log)"
 
     # ------------------------------------------------------------ clients
-    def _run(self, argv: list[str], check: bool, timeout: float) -> subprocess.CompletedProcess:
+    def _run(self, argv: list[str], check: bool, timeout: float) -> Result:
         result = subprocess.run(argv, env=self.env, capture_output=True, text=True,
                                 timeout=timeout)
         if check and result.returncode != 0:
@@ -88,11 +91,11 @@ class Daemon:
                 f"daemon log:\n{self.log_text()}")
         return result
 
-    def vsctl(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    def vsctl(self, *args: str, check: bool = True, timeout: float = 30) -> Result:
         return self._run(["ovs-vsctl", *args], check, timeout)
 
-    def ofctl(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    def ofctl(self, *args: str, check: bool = True, timeout: float = 30) -> Result:
         return self._run(["ovs-ofctl", "-O", "OpenFlow13", *args], check, timeout)
 
-    def appctl(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    def appctl(self, *args: str, check: bool = True, timeout: float = 30) -> Result:
         return self._run(["ovs-appctl", "-t", str(self.ctl_path()), *args], check, timeout)

@@ -11,8 +11,10 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+Result = subprocess.CompletedProcess
 
-def run(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+
+def run(*argv: str, check: bool = True, timeout: float = 60) -> Result:
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
 
 
@@ -43,7 +45,7 @@ class Host:
         run("ip", "link", "set", self.port, "up")
         return self
 
-    def exec(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def exec(self, *argv: str, check: bool = True, timeout: float = 60) -> Result:
         return run("ip", "netns", "exec", self.ns, *argv, check=check, timeout=timeout)
 
     def popen(self, *argv: str) -> subprocess.Popen:
