@@ -92,6 +92,7 @@ class OfConnection(asyncio.Protocol):
         self.multipart_parts: dict[tuple[int, int], list[bytes]] = {}
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
+        self._pos = 0  # start of unconsumed input in _buf
         self._data = asyncio.Event()
         self._lost = False
         self._closed = asyncio.Event()
@@ -104,11 +105,18 @@ class OfConnection(asyncio.Protocol):
             self.on_connected(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._pos and self._pos * 2 >= len(self._buf):
+            # Drop consumed input now and then; never per message (quadratic).
+            del self._buf[:self._pos]
+            self._pos = 0
         self._buf += data
         self._data.set()
-        if len(self._buf) > READ_BUFFER_HIGH and self._transport and not self._reading_paused:
+        if self._unread() > READ_BUFFER_HIGH and self._transport and not self._reading_paused:
             self._transport.pause_reading()
             self._reading_paused = True
+
+    def _unread(self) -> int:
+        return len(self._buf) - self._pos
 
     def eof_received(self) -> bool:
         return False
@@ -180,7 +188,7 @@ class OfConnection(asyncio.Protocol):
             if self._lost:
                 raise ConnectionClosed
             self._data.clear()
-            if self._reading_paused and len(self._buf) < READ_BUFFER_HIGH // 2:
+            if self._reading_paused and self._unread() < READ_BUFFER_HIGH // 2:
                 self._transport.resume_reading()  # type: ignore[union-attr]
                 self._reading_paused = False
             try:
@@ -198,25 +206,26 @@ class OfConnection(asyncio.Protocol):
     async def _next_frame(self) -> bytes:
         """The next whole message, or garbage to answer as a bad version."""
         while True:
-            if len(self._buf) >= c.OFP_HEADER_LEN:
-                header = parse_header(bytes(self._buf[:c.OFP_HEADER_LEN]))
+            start = self._pos
+            if self._unread() >= c.OFP_HEADER_LEN:
+                header = parse_header(bytes(self._buf[start:start + c.OFP_HEADER_LEN]))
                 if header.version not in c.KNOWN_WIRE_VERSIONS:
                     # Not OpenFlow: the length cannot be trusted.  Treat what
                     # has arrived as one bad message and resynchronise.
-                    frame = bytes(self._buf)
+                    frame = bytes(self._buf[start:])
                     self._buf.clear()
+                    self._pos = 0
                     return frame
                 if header.length < c.OFP_HEADER_LEN:
-                    frame = bytes(self._buf[:c.OFP_HEADER_LEN])
+                    frame = bytes(self._buf[start:start + c.OFP_HEADER_LEN])
                     self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN,
                                              f"length {header.length} < 8"),
                                     header.xid, frame)
                     self.last_error = "framing lost (message length < 8)"
                     raise ConnectionClosed
-                if len(self._buf) >= header.length:
-                    frame = bytes(self._buf[:header.length])
-                    del self._buf[:header.length]
-                    return frame
+                if self._unread() >= header.length:
+                    self._pos += header.length
+                    return bytes(self._buf[start:self._pos])
             await self._wait_for_data()
 
     async def _negotiate(self) -> None:

@@ -164,6 +164,7 @@ class ConnectionManager:
         self._conns: set[OfConnection] = set()
         self._links: dict[str, ControllerLink] = {}
         self._mgmt_server: asyncio.AbstractServer | None = None
+        self._pending_targets: list[str] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -174,6 +175,9 @@ class ConnectionManager:
             lambda: self.new_connection(SERVICE, self.mgmt_path, None, None), self.mgmt_path)
         os.chmod(self.mgmt_path, MGMT_SOCKET_MODE)
         self.core.add_listener(self)
+        if self._pending_targets is not None:
+            targets, self._pending_targets = self._pending_targets, None
+            self.set_controllers(targets)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -209,10 +213,13 @@ class ConnectionManager:
             link.conns.append(conn)
 
         async def serve() -> None:
+            log.info("%s: %s connection %s opened", self.core.name, conn.kind, conn.name)
             try:
                 await conn.run()
             finally:
                 self.forget(conn, link)
+                log.info("%s: %s connection %s closed%s", self.core.name, conn.kind,
+                         conn.name, f" ({conn.last_error})" if conn.last_error else "")
 
         conn.run_task = asyncio.ensure_future(serve())
 
@@ -226,6 +233,10 @@ class ConnectionManager:
         return [conn for conn in self._conns if conn.negotiated]
 
     def set_controllers(self, targets: list[str]) -> None:
+        """Make the controller targets exactly ``targets`` (order and repeats ignored)."""
+        if self._mgmt_server is None:  # not started: apply in start()
+            self._pending_targets = list(targets)
+            return
         wanted = list(dict.fromkeys(targets))
         for target in list(self._links):
             if target not in wanted:

@@ -68,6 +68,7 @@ from ovsbpfd.ofproto.types import OFP_NO_BUFFER, OFPTT_ALL
 CAPABILITIES = c.OFPC_FLOW_STATS | c.OFPC_TABLE_STATS | c.OFPC_PORT_STATS
 # Accumulated REQ_MORE request parts beyond this are refused.
 MULTIPART_REQUEST_LIMIT = 1 << 20
+MULTIPART_PENDING_LIMIT = 16  # unfinished multipart requests per connection
 # GROUP_FEATURES / METER_FEATURES bodies of a switch without groups or meters.
 NO_GROUP_FEATURES = bytes(40)
 NO_METER_FEATURES = bytes(16)
@@ -189,6 +190,9 @@ class Dispatcher:
     # ------------------------------------------------------------ multipart
     async def _multipart(self, conn: OfConnection, msg: MultipartRequest) -> None:
         key = (msg.xid, msg.mp_type)
+        if key not in conn.multipart_parts and \
+                len(conn.multipart_parts) >= MULTIPART_PENDING_LIMIT:
+            raise _bad_request(OFPBRC_MULTIPART_BUFFER_OVERFLOW, "too many partial requests")
         parts = conn.multipart_parts.setdefault(key, [])
         parts.append(msg.body)
         if sum(map(len, parts)) > MULTIPART_REQUEST_LIMIT:

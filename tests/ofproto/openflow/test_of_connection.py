@@ -376,3 +376,40 @@ async def test_inactivity_probe_disconnects_a_silent_peer(monkeypatch) -> None:
             assert await client.closed(timeout=2)  # never answered: dropped
         finally:
             client.close()
+
+
+@async_test
+async def test_multipart_request_in_parts_is_reassembled() -> None:
+    async with running_manager(StubCore()) as mgr, raw_client(mgr.mgmt_path) as client:
+        body = mp.encode_port_stats_request(2)
+        await client.send(m.MultipartRequest(c.OFPMP_PORT_STATS, c.OFPMPF_REQ_MORE,
+                                             body[:4], xid=40))
+        await client.send(m.MultipartRequest(c.OFPMP_PORT_STATS, 0, body[4:], xid=40))
+        reply = await client.recv()
+        assert isinstance(reply, m.MultipartReply) and reply.xid == 40
+        assert [s.port_no for s in mp.decode_port_stats_list(reply.body)] == [2]
+        # Unfinished requests are bounded.
+        for xid in range(100, 116):
+            await client.send(m.MultipartRequest(c.OFPMP_DESC, c.OFPMPF_REQ_MORE, xid=xid))
+        sent = m.encode_message(m.MultipartRequest(c.OFPMP_DESC, c.OFPMPF_REQ_MORE, xid=200))
+        await client.send(sent)
+        await expect_error(client, e.OFPET_BAD_REQUEST, e.OFPBRC_MULTIPART_BUFFER_OVERFLOW,
+                           sent)
+
+
+def test_controllers_set_before_start_are_applied_on_start() -> None:
+    async def main() -> None:
+        import tempfile
+
+        from ovsbpfd.ofproto.openflow.connmgr import ConnectionManager
+        with tempfile.TemporaryDirectory() as rundir:
+            mgr = ConnectionManager(StubCore(), rundir)
+            mgr.set_controllers(["bogus:x"])
+            assert mgr.controller_status() == {}
+            await mgr.start()
+            try:
+                assert list(mgr.controller_status()) == ["bogus:x"]
+            finally:
+                await mgr.stop()
+
+    asyncio.run(main())
