@@ -331,33 +331,51 @@ lookup_in_slot(__u32 mask_id, const struct ovsbpf_flow_key *key, struct ovsbpf_f
 	return bpf_map_lookup_elem(&flows, fk);
 }
 
-static __always_inline struct ovsbpf_flow *lookup_flow(const struct ovsbpf_flow_key *key,
-						       struct ovsbpf_flow_map_key *fk)
+/* One tuple-space search.  It lives on the program's stack so that the
+ * bpf_loop callback below (verified once, rather than once per mask slot as
+ * an unrolled loop would be) can work on it. */
+struct search {
+	struct ovsbpf_flow_key key;
+	struct ovsbpf_flow_map_key fk; /* key of the matching flow, once found */
+	__u32 found;
+};
+
+static long search_slot(__u32 mask_id, void *data)
 {
-	struct ovsbpf_flow *flow;
+	struct search *s = data;
+
+	if (!lookup_in_slot(mask_id, &s->key, &s->fk))
+		return 0;
+	s->found = 1;
+	return 1; /* stop: the first matching slot wins */
+}
+
+/* The exact-match cache remembers which mask slot a key matched last time;
+ * a stale hint only costs the full search. */
+static __always_inline struct ovsbpf_flow *lookup_flow(struct search *s)
+{
 	__u32 zero = 0, n_slots = OVSBPF_MAX_MASKS;
 	struct ovsbpf_config *cfg;
+	struct ovsbpf_flow *flow;
 	__u32 *hint;
 
-	hint = bpf_map_lookup_elem(&emc, key);
+	hint = bpf_map_lookup_elem(&emc, &s->key);
 	if (hint) {
-		flow = lookup_in_slot(*hint, key, fk);
+		flow = lookup_in_slot(*hint, &s->key, &s->fk);
 		if (flow)
 			return flow;
 	}
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (cfg && cfg->n_mask_slots < OVSBPF_MAX_MASKS)
 		n_slots = cfg->n_mask_slots;
-	for (__u32 id = 0; id < OVSBPF_MAX_MASKS; id++) {
-		if (id >= n_slots)
-			break;
-		flow = lookup_in_slot(id, key, fk);
-		if (flow) {
-			bpf_map_update_elem(&emc, key, &id, BPF_ANY);
-			return flow;
-		}
-	}
-	return 0;
+	s->found = 0;
+	bpf_loop(n_slots, search_slot, s, 0);
+	if (!s->found)
+		return 0;
+	flow = bpf_map_lookup_elem(&flows, &s->fk);
+	if (flow)
+		bpf_map_update_elem(&emc, &s->key, &s->fk.mask_id, BPF_ANY);
+	return flow;
 }
 
 /* ---------------------------------------------------------------- upcalls */
@@ -479,8 +497,7 @@ static __always_inline int run_actions(struct __sk_buff *skb, struct ovsbpf_flow
 SEC("tc")
 int ovsbpf_ingress(struct __sk_buff *skb)
 {
-	struct ovsbpf_flow_map_key fk = {};
-	struct ovsbpf_flow_key key = {};
+	struct search s = {};
 	struct ovsbpf_port_stats *ps;
 	struct ovsbpf_dp_stats *dps;
 	struct ovsbpf_flow *flow;
@@ -491,22 +508,22 @@ int ovsbpf_ingress(struct __sk_buff *skb)
 	port_no = bpf_map_lookup_elem(&port_by_ifindex, &ifindex);
 	if (!port_no)
 		return TC_ACT_OK;
-	key.in_port = *port_no;
-	ps = port_counters(key.in_port);
+	s.key.in_port = *port_no;
+	ps = port_counters(s.key.in_port);
 	if (ps) {
 		ps->rx_packets++;
 		ps->rx_bytes += frame_len(skb);
 	}
 	dps = dp_counters();
-	parse_packet(skb, &key, &tcp_flags);
-	if (key.nw_frag != OVSBPF_FRAG_NONE)
+	parse_packet(skb, &s.key, &tcp_flags);
+	if (s.key.nw_frag != OVSBPF_FRAG_NONE)
 		tcp_flags = 0;
 
-	flow = lookup_flow(&key, &fk);
+	flow = lookup_flow(&s);
 	if (!flow) {
 		if (dps)
 			dps->n_missed++;
-		upcall(skb, &key, OVSBPF_UPCALL_MISS, 0, dps);
+		upcall(skb, &s.key, OVSBPF_UPCALL_MISS, 0, dps);
 		return TC_ACT_SHOT;
 	}
 	if (dps)
@@ -516,5 +533,5 @@ int ovsbpf_ingress(struct __sk_buff *skb)
 	flow->used_ns = bpf_ktime_get_ns();
 	if (tcp_flags)
 		__sync_fetch_and_or(&flow->tcp_flags, tcp_flags);
-	return run_actions(skb, flow, &key, dps);
+	return run_actions(skb, flow, &s.key, dps);
 }
