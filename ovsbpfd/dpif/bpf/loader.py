@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovsbpfd.dpif.bpf.libbpf import BpfMap, BpfObject, LibbpfError
+from ovsbpfd.dpif.bpf.structs import LAYOUT_REVISION
 from ovsbpfd.dpif.types import FLOW_KEY_SIZE
 
 OBJECT_NAME = "datapath.bpf.o"
@@ -62,7 +63,7 @@ def ensure_bpffs() -> None:
 
 def layout_version(maps: list[BpfMap]) -> str:
     """A short name for the map layout, used as the pin sub-directory."""
-    digest = hashlib.sha256(str(FLOW_KEY_SIZE).encode())
+    digest = hashlib.sha256(f"{FLOW_KEY_SIZE}:{LAYOUT_REVISION}".encode())
     for m in sorted(maps, key=lambda m: m.name):
         digest.update(f"{m.name}:{m.type}:{m.key_size}:{m.value_size}:{m.max_entries}:"
                       f"{m.map_flags};".encode())

@@ -11,6 +11,10 @@ import ctypes
 
 from ovsbpfd.dpif.types import FLOW_KEY_SIZE, MAX_ACTIONS
 
+# Bump when a map's contents change meaning without changing any size (the
+# pin directory name hashes this with the map definitions).
+LAYOUT_REVISION = 1
+
 MAX_PORTS = 1024
 MAX_MASKS = 32
 UPCALL_DATA_MAX = 1600
