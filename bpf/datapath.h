@@ -18,6 +18,7 @@
 #define OVSBPF_UPCALL_DATA_MAX 1600 /* packet bytes copied into an upcall */
 #define OVSBPF_RINGBUF_BYTES (4 * 1024 * 1024)
 #define OVSBPF_NO_OUTPUT 0xffffffffu
+#define OVSBPF_PORT_NAME_MAX 63
 
 #define OVSBPF_VLAN_TAG_PRESENT 0x1000
 #define OVSBPF_FRAG_NONE 0
@@ -89,7 +90,7 @@ struct ovsbpf_flow {
 struct ovsbpf_port {
 	__u32 ifindex;
 	__u32 flags;
-	char name[16];
+	char name[OVSBPF_PORT_NAME_MAX + 1]; /* datapath port name, NUL-terminated */
 };
 
 /* Per-CPU counters. */

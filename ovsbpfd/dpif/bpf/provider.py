@@ -152,7 +152,7 @@ class BpfDpif(Dpif):
 
     # ------------------------------------------------------------ ports
     def port_add(self, name: str, ifindex: int, port_no: int | None = None) -> int:
-        if not isinstance(name, str) or not name or len(name.encode()) > 15:
+        if not isinstance(name, str) or not name or len(name.encode()) > structs.PORT_NAME_MAX:
             raise DpifError(errno.EINVAL, f"bad port name {name!r}")
         if not isinstance(ifindex, int) or not 0 < ifindex < 1 << 31:
             raise DpifError(errno.EINVAL, f"bad ifindex {ifindex!r}")

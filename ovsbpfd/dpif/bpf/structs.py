@@ -19,6 +19,7 @@ MAX_PORTS = 1024
 MAX_MASKS = 32
 UPCALL_DATA_MAX = 1600
 NO_OUTPUT = 0xFFFFFFFF
+PORT_NAME_MAX = 63  # bytes of a port name the ports map can hold
 
 ACTION_OUTPUT, ACTION_PUSH_VLAN, ACTION_POP_VLAN, ACTION_USERSPACE = 1, 2, 3, 4
 
@@ -79,7 +80,7 @@ class Flow(ctypes.Structure):
 
 class Port(ctypes.Structure):
     _fields_ = [("ifindex", ctypes.c_uint32), ("flags", ctypes.c_uint32),
-                ("name", ctypes.c_char * 16)]
+                ("name", ctypes.c_char * (PORT_NAME_MAX + 1))]
 
 
 PORT_F_OWN_CLSACT = 1  # we created the device's clsact qdisc
