@@ -194,3 +194,31 @@ def test_stop_removes_the_socket() -> None:
 
     path = asyncio.run(main())
     assert not os.path.exists(path)
+
+
+@async_test
+async def test_ovs_ofctl_monitor_sees_packet_in_and_port_status() -> None:
+    async with real_switch() as sw:
+        await sw.ofctl_ok("add-flow", "priority=50,in_port=1,actions=CONTROLLER:64")
+        with tempfile.TemporaryDirectory(prefix="ovsbpfd-mon-") as rundir:
+            proc = await asyncio.create_subprocess_exec(
+                "ovs-ofctl", "-O", "OpenFlow13", "monitor", sw.sock, "65534",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "OVS_RUNDIR": rundir})
+            try:
+                deadline = time.monotonic() + 5
+                while not any(c.miss_send_len for c in sw.manager.all_connections()):
+                    assert time.monotonic() < deadline, "monitor never configured itself"
+                    await asyncio.sleep(0.05)
+                frame = pb.eth(host_mac(2), host_mac(1), 0x0800,
+                               pb.ipv4("10.0.0.1", "10.0.0.2", 17, pb.udp(1, 2, b"y" * 80)))
+                sw.inject(1, frame)
+                sw.bridge.port_add("p9", 109, host_mac(9))
+                await asyncio.sleep(0.5)
+            finally:
+                if proc.returncode is None:
+                    proc.terminate()  # its piped stdout is flushed at exit
+                out, err = await proc.communicate()
+            text = (out + err).decode()  # monitor prints messages to stderr
+            assert "total_len=122 in_port=1 (via action) data_len=64" in text, text
+            assert re.search(r"OFPT_PORT_STATUS \(OF1.3\) .*ADD: \d+\(p9\)", text), text
