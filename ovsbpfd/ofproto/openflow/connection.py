@@ -27,7 +27,7 @@ from ovsbpfd.ofproto.openflow.errors import (
     OfpError,
     error_name,
 )
-from ovsbpfd.ofproto.openflow.header import HEADER, parse_header
+from ovsbpfd.ofproto.openflow.header import HEADER, Header, parse_header
 from ovsbpfd.ofproto.openflow.messages import (
     EchoRequest,
     Error,
@@ -68,6 +68,11 @@ Handler = Callable[["OfConnection", OfpMessage], Awaitable[None]]
 
 class ConnectionClosed(Exception):
     pass
+
+
+def frame_header(frame: bytes) -> Header:
+    """The header of a frame; garbage shorter than a header is zero-padded."""
+    return parse_header(frame.ljust(c.OFP_HEADER_LEN, b"\0"))
 
 
 class OfConnection(asyncio.Protocol):
@@ -207,15 +212,16 @@ class OfConnection(asyncio.Protocol):
         """The next whole message, or garbage to answer as a bad version."""
         while True:
             start = self._pos
+            if self._unread() and self._buf[start] not in c.KNOWN_WIRE_VERSIONS:
+                # Not OpenFlow (even a short line of text shows it in its
+                # first byte): no length can be trusted.  Treat what has
+                # arrived as one bad message and resynchronise.
+                frame = bytes(self._buf[start:])
+                self._buf.clear()
+                self._pos = 0
+                return frame
             if self._unread() >= c.OFP_HEADER_LEN:
                 header = parse_header(bytes(self._buf[start:start + c.OFP_HEADER_LEN]))
-                if header.version not in c.KNOWN_WIRE_VERSIONS:
-                    # Not OpenFlow: the length cannot be trusted.  Treat what
-                    # has arrived as one bad message and resynchronise.
-                    frame = bytes(self._buf[start:])
-                    self._buf.clear()
-                    self._pos = 0
-                    return frame
                 if header.length < c.OFP_HEADER_LEN:
                     frame = bytes(self._buf[start:start + c.OFP_HEADER_LEN])
                     self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN,
@@ -230,7 +236,7 @@ class OfConnection(asyncio.Protocol):
 
     async def _negotiate(self) -> None:
         frame = await self._next_frame()
-        header = parse_header(frame)
+        header = frame_header(frame)
         reply_version = min(header.version, c.OFP_VERSION) \
             if header.version in c.KNOWN_WIRE_VERSIONS else c.OFP_VERSION
         if header.type == c.OFPT_HELLO and header.version in c.KNOWN_WIRE_VERSIONS:
@@ -261,7 +267,7 @@ class OfConnection(asyncio.Protocol):
         handled = 0
         while True:
             frame = await self._next_frame()
-            header = parse_header(frame)
+            header = frame_header(frame)
             try:
                 if header.version not in c.KNOWN_WIRE_VERSIONS:
                     raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, "not OpenFlow")

@@ -78,7 +78,8 @@ async def test_hello_without_bitmap_from_newer_version_negotiates_1_3() -> None:
 @async_test
 async def test_peer_without_1_3_gets_hello_failed_and_is_closed() -> None:
     async with running_manager(StubCore()) as mgr:
-        for hello in (m.encode_message(m.Hello(1 << 1 | 1 << 5)),  # bitmap: 1.0 and 1.4
+        for hello in (b"garbage before hello\n",
+                      m.encode_message(m.Hello(1 << 1 | 1 << 5)),  # bitmap: 1.0 and 1.4
                       struct.pack("!BBHI", 1, c.OFPT_HELLO, 8, 7)):   # plain OF1.0
             async with raw_client(mgr.mgmt_path, hello=False) as client:
                 assert isinstance(await client.recv(), m.Hello)
@@ -98,6 +99,11 @@ async def test_garbage_line_gets_bad_version_and_connection_continues() -> None:
         garbage = b"this is not openflow at all\n"
         await client.send(garbage)
         await expect_error(client, e.OFPET_BAD_REQUEST, e.OFPBRC_BAD_VERSION, garbage)
+        await still_alive(client)
+        await client.send(b"hi\n")  # shorter than a header, still answered at once
+        reply = await client.recv()
+        assert isinstance(reply, m.Error) and reply.data == b"hi\n"
+        assert (reply.type, reply.code) == (e.OFPET_BAD_REQUEST, e.OFPBRC_BAD_VERSION)
         await still_alive(client)
 
 
