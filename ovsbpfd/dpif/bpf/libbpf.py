@@ -160,8 +160,10 @@ class BpfMap:
         return True
 
     def keys(self) -> Iterator[bytes]:
-        """Every key (a snapshot walk: entries may come or go meanwhile)."""
+        """Every key once.  Entries may come or go meanwhile; when the key we
+        stand on is deleted the kernel restarts the walk, so repeats are skipped."""
         current: bytes | None = None
+        seen: set[bytes] = set()
         nxt = ctypes.create_string_buffer(self.key_size)
         while True:
             ret = _get_next_key(self.fd, current, nxt)
@@ -169,7 +171,9 @@ class BpfMap:
                 return
             _check(ret, f"walk {self.name}")
             current = nxt.raw
-            yield current
+            if current not in seen:
+                seen.add(current)
+                yield current
 
 
 # ---------------------------------------------------------------- objects
