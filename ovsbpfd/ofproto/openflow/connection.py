@@ -102,6 +102,8 @@ class OfConnection(asyncio.Protocol):
         self._lost = False
         self._closed = asyncio.Event()
         self._reading_paused = False
+        self._can_write = asyncio.Event()
+        self._can_write.set()
 
     # ------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,7 +131,14 @@ class OfConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._data.set()
+        self._can_write.set()
         self._closed.set()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
 
     # ------------------------------------------------------------ output
     @property
@@ -281,6 +290,10 @@ class OfConnection(asyncio.Protocol):
                 log.exception("%s: failed to handle message type %d", self.name, header.type)
                 self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_EPERM, "internal error"),
                                 header.xid, frame)
+            if not self._can_write.is_set():
+                # The peer is not reading its replies: stop taking requests
+                # until it does, so a flood of big dumps cannot fill memory.
+                await self._can_write.wait()
             handled += 1
             if handled % REQUESTS_PER_YIELD == 0:
                 await asyncio.sleep(0)

@@ -419,3 +419,25 @@ def test_controllers_set_before_start_are_applied_on_start() -> None:
                 await mgr.stop()
 
     asyncio.run(main())
+
+
+@async_test
+async def test_peer_not_reading_replies_is_not_buffered_without_bound() -> None:
+    core = StubCore()
+    for i in range(3000):
+        core.flow_mod(FlowMod(OFPFC_ADD, Match(in_port=1, eth_type=0x0800, ipv4_src=i),
+                              (a.InstApplyActions((a.ActOutput(2),)),), priority=i))
+    request = m.MultipartRequest(c.OFPMP_FLOW, body=mp.encode_flow_stats_request(
+        mp.FlowStatsRequest()))
+    async with running_manager(core) as mgr, raw_client(mgr.mgmt_path) as client:
+        for xid in range(50):  # ~15 MB of replies if all were queued
+            request.xid = xid
+            await client.send(request)
+        await asyncio.sleep(0.5)
+        (conn,) = mgr.all_connections()
+        assert conn._transport.get_write_buffer_size() < 2 << 20
+        finals = 0
+        while finals < 50:
+            reply = await client.recv()
+            if isinstance(reply, m.MultipartReply) and not reply.flags:
+                finals += 1
