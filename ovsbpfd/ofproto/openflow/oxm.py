@@ -133,12 +133,15 @@ def decode_oxm_fields(data: bytes) -> Match:
         if name in fields:
             raise OfpError(OFPET_BAD_MATCH, OFPBMC_DUP_FIELD, f"duplicate field {name}")
         fields[name] = (value, mask)
-    missing = Match(fields).missing_prereqs()
+    match = Match(fields)
+    missing = match.missing_prereqs()
     if missing:
         raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_PREREQ,
                        f"prerequisites not met for {', '.join(missing)}")
-    # A zero mask wildcards the whole field: it constrains nothing.
-    return Match({k: v for k, v in fields.items() if v[1] != 0})
+    if any(mask == 0 for _, mask in fields.values()):
+        # A zero mask wildcards the whole field: it constrains nothing.
+        match = Match({k: v for k, v in fields.items() if v[1] != 0})
+    return match
 
 
 def decode_match(reader: Reader) -> Match:

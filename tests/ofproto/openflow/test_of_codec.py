@@ -290,3 +290,8 @@ def test_error_names() -> None:
 def test_encode_order_names_every_field_once() -> None:
     from ovsbpfd.ofproto.openflow.oxm import ENCODE_ORDER
     assert sorted(ENCODE_ORDER) == sorted(f.name for f in FIELDS)
+
+
+def test_zero_mask_wildcards_the_field() -> None:
+    data = encode_oxm("eth_type", 0x0800) + encode_oxm("ipv4_src", 0, 0)
+    assert decode_oxm_fields(data) == Match(eth_type=0x0800)
