@@ -55,6 +55,11 @@ def is_default(datum: Datum) -> bool:
     return datum.values == default_datum(datum.type).values
 
 
+def row_atoms(row: Row) -> int:
+    """How many atoms (set elements or map pairs) a row holds, as OVS counts them."""
+    return sum(len(d.values) for d in row.data.values())
+
+
 def default_data(table: TableSchema) -> dict[str, Datum]:
     return {name: default_datum(col.type) for name, col in table.columns.items()}
 
@@ -84,6 +89,30 @@ def _refs_of(col: ColumnSchema, datum: Datum, strong: bool):
             yield col.name, v.value, value.ref_table_name
 
 
+def index_key(row: Row, columns: list[str]) -> tuple:
+    """The value a row has for one index: its columns' contents, hashable."""
+    return tuple(frozenset(row.data[c].values.items()) for c in columns)
+
+
+class TableIndexes:
+    """Each index of one table as a dict from key to the committed row's uuid,
+    kept up to date on every apply, so commits check uniqueness without a scan."""
+
+    def __init__(self, ts: TableSchema) -> None:
+        self.columns = [[c.name for c in index] for index in ts.indexes]
+        self.maps: list[dict[tuple, uuid.UUID]] = [{} for _ in self.columns]
+
+    def add(self, row: Row) -> None:
+        for cols, keys in zip(self.columns, self.maps, strict=True):
+            keys[index_key(row, cols)] = row.uuid
+
+    def remove(self, row: Row) -> None:
+        for cols, keys in zip(self.columns, self.maps, strict=True):
+            key = index_key(row, cols)
+            if keys.get(key) == row.uuid:
+                del keys[key]
+
+
 class Database:
     """The committed state of one database."""
 
@@ -94,6 +123,8 @@ class Database:
         }
         # uuid -> number of strong references to that row from any row.
         self.refcount: dict[uuid.UUID, int] = {}
+        self.n_atoms = 0
+        self.indexes = {name: TableIndexes(ts) for name, ts in schema.parsed.tables.items()}
 
     @property
     def name(self) -> str:
@@ -107,14 +138,19 @@ class Database:
         for table_name, rows in changes.items():
             table = self.tables[table_name]
             ts = self.table_schema(table_name)
+            indexes = self.indexes[table_name]
             for row_uuid, (old, new) in rows.items():
                 if old is not None:
                     self._count_refs(ts, old, -1)
+                    self.n_atoms -= row_atoms(old)
+                    indexes.remove(old)
                 if new is None:
                     table.pop(row_uuid, None)
                 else:
                     table[row_uuid] = new
                     self._count_refs(ts, new, +1)
+                    self.n_atoms += row_atoms(new)
+                    indexes.add(new)
 
     def _count_refs(self, ts: TableSchema, row: Row, delta: int) -> None:
         for _col, target, _table in strong_refs(ts, row):

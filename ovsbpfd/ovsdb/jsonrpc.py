@@ -1,18 +1,24 @@
 """JSON-RPC 1.0 framing as OVSDB uses it: JSON objects back to back on a stream.
 
 There is no delimiter between messages, so the splitter tracks string and
-bracket nesting (with a C-implemented regex) to find where each top-level
-value ends, then hands it to the standard library's json parser.
+bracket nesting (with C-implemented regexes over the raw bytes) to find where
+each top-level value ends, then hands it to the standard library's json
+parser.  Scanning resumes where it stopped, so a message that arrives in many
+pieces costs linear time however large it is.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 from typing import Any
 
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|"|[{}\[\]]', re.S)
+# Outside strings only quotes and brackets matter; inside a string, a quote
+# ends it unless escaped.  UTF-8 never puts these ASCII bytes inside a
+# multi-byte character, so scanning bytes is exact.
+_STRUCTURAL = re.compile(rb'["{}\[\]]')
+_STRING_BODY = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.S)
+_SPACE = re.compile(rb"[ \t\r\n]*")
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -23,58 +29,84 @@ class ProtocolError(Exception):
 class MessageSplitter:
     """Turns received bytes into complete JSON values."""
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._buf = ""
-        self._scan = 0  # where tokenising resumes
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+        self.max_message = max_message
+        self._buf = bytearray()
+        self._pos = 0  # where scanning resumes
+        self._start: int | None = None  # first byte of the message being read
         self._depth = 0
-        self._start: int | None = None
+        self._in_string = False
 
     def feed(self, data: bytes) -> list[Any]:
-        try:
-            self._buf += self._decoder.decode(data)
-        except UnicodeDecodeError as e:
-            raise ProtocolError("invalid UTF-8") from e
+        self._buf += data
         out: list[Any] = []
         while True:
             value = self._next()
-            if value is None:
+            if value is _INCOMPLETE:
                 break
             out.append(value)
-        if len(self._buf) > MAX_MESSAGE:
+        if self._start is not None and len(self._buf) - self._start > self.max_message:
             raise ProtocolError("message too long")
+        if self._start is None and self._pos:
+            del self._buf[:self._pos]
+            self._pos = 0
+        elif self._start is not None and self._start > (1 << 16):
+            del self._buf[:self._start]
+            self._pos -= self._start
+            self._start = 0
         return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a message not yet complete."""
+        return len(self._buf) - (self._start if self._start is not None else self._pos)
 
     def _next(self) -> Any:
         buf = self._buf
         if self._start is None:
-            rest = buf[self._scan:]
-            pos = self._scan + len(rest) - len(rest.lstrip())
+            pos = _SPACE.match(buf, self._pos).end()
+            self._pos = pos
             if pos >= len(buf):
-                self._buf, self._scan = "", 0
-                return None
-            if buf[pos] not in "{[":
+                return _INCOMPLETE
+            if buf[pos] not in b"{[":
                 raise ProtocolError("message is not a JSON object")
-            self._start, self._scan, self._depth = pos, pos, 0
-        for m in _TOKENS.finditer(buf, self._scan):
-            tok = m.group()
-            if tok == '"':
-                self._scan = m.start()  # unterminated string: wait for more
-                return None
-            if tok[0] == '"':
+            self._start, self._depth, self._in_string = pos, 0, False
+        pos = self._pos
+        end = len(buf)
+        while pos < end:
+            if self._in_string:
+                pos = _STRING_BODY.match(buf, pos).end()
+                if pos >= end:
+                    break
+                if buf[pos] != 0x22:  # a lone backslash at the end: wait for more
+                    break
+                self._in_string = False
+                pos += 1
                 continue
-            self._depth += 1 if tok in "{[" else -1
-            if self._depth == 0:
-                end = m.end()
-                text = buf[self._start:end]
-                self._buf = buf[end:]
-                self._scan, self._start = 0, None
-                try:
-                    return json.loads(text)
-                except ValueError as e:
-                    raise ProtocolError(f"invalid JSON: {e}") from e
-        self._scan = len(buf)
-        return None
+            m = _STRUCTURAL.search(buf, pos)
+            if m is None:
+                pos = end
+                break
+            pos = m.end()
+            ch = buf[m.start()]
+            if ch == 0x22:
+                self._in_string = True
+            elif ch in b"{[":
+                self._depth += 1
+            else:
+                self._depth -= 1
+                if self._depth == 0:
+                    text = bytes(buf[self._start:pos])
+                    self._start, self._pos = None, pos
+                    try:
+                        return json.loads(text)
+                    except ValueError as e:  # includes invalid UTF-8
+                        raise ProtocolError(f"invalid JSON: {e}") from e
+        self._pos = pos
+        return _INCOMPLETE
+
+
+_INCOMPLETE = object()
 
 
 def encode(msg: dict) -> bytes:

@@ -14,6 +14,7 @@ from ovs.db.data import Atom, Datum
 
 from .database import Database, Row, default_data
 from .execution import TransactOutcome
+from .history import TxnHistory
 from .locks import LockManager
 from .schema import SERVER_DB_NAME, server_schema
 from .session import PendingTransact, Session
@@ -30,6 +31,7 @@ class DbHandle:
         self.db = db
         self.storage = storage
         self.pending: list[PendingTransact] = []
+        self.history = TxnHistory()
 
 
 class OvsdbServer:
@@ -139,8 +141,9 @@ class OvsdbServer:
 
     def _install(self, handle: DbHandle, changes: ChangeSet) -> None:
         handle.db.apply(changes)
+        txn_id = handle.history.record(changes, handle.db.n_atoms)
         for session in list(self.sessions):
-            session.db_changed(handle, changes)
+            session.db_changed(handle, changes, txn_id)
         for pending in list(handle.pending):
             pending.retry()
 

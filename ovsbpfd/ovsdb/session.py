@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from . import jsonrpc
 from .errors import OvsdbError, syntax_error
 from .execution import Executor, WaitPending
-from .monitor import ZERO_UUID, Monitor
+from .history import merge_changes
+from .monitor import Monitor
 
 if TYPE_CHECKING:
     from .server import DbHandle, OvsdbServer
@@ -209,19 +212,23 @@ class Session:
 
     def _monitor(self, msg_id: Any, params: list, method: str, version: int) -> Any:
         handle = self._db(method, params)
-        n = 4 if version == 3 else 3
-        if len(params) != n:
-            raise syntax_error(params, f"{method} request has wrong number of parameters")
-        key = jsonrpc.encode({"i": params[1]}).decode()
+        if len(params) != (4 if version == 3 else 3):
+            raise syntax_error(params, "invalid parameters")
+        since = None
+        if version == 3:
+            since = _parse_txn_id(params[3])
+        key = _monitor_key(params[1])
         if key in self.monitors:
             raise syntax_error(params[1], "duplicate monitor ID")
         mon = Monitor.parse(handle.db, params[1], version, params[2])
-        self.monitors[key] = mon
         mon.handle = handle
-        initial = mon.initial()
-        if version == 3:
-            return [False, ZERO_UUID, initial]
-        return initial
+        if version != 3:
+            self.monitors[key] = mon
+            return mon.initial()
+        replay = handle.history.changes_since(since)
+        updates = mon.initial() if replay is None else mon.updates(merge_changes(replay))
+        self.monitors[key] = mon
+        return [replay is not None, str(handle.history.latest), updates]
 
     def m_monitor(self, msg_id: Any, params: list) -> Any:
         return self._monitor(msg_id, params, "monitor", 1)
@@ -234,13 +241,12 @@ class Session:
 
     def m_monitor_cond_change(self, msg_id: Any, params: list) -> Any:
         if len(params) != 3:
-            raise syntax_error(params, "monitor_cond_change request has wrong number of "
-                               "parameters")
-        key = jsonrpc.encode({"i": params[0]}).decode()
+            raise syntax_error(params, "invalid parameters")
+        key = _monitor_key(params[0])
         mon = self.monitors.get(key)
         if mon is None:
             raise syntax_error(params[0], "unknown monitor session")
-        new_key = jsonrpc.encode({"i": params[1]}).decode()
+        new_key = _monitor_key(params[1])
         if new_key != key and new_key in self.monitors:
             raise syntax_error(params[1], "duplicate monitor ID")
         updates = mon.change_condition(params[2])
@@ -248,12 +254,15 @@ class Session:
         mon.id = params[1]
         self.monitors[new_key] = mon
         if updates:
-            self._send_updates(mon, updates)
+            self._send_updates(mon, updates, mon.handle.history.latest)
         return {}
 
     def m_monitor_cancel(self, msg_id: Any, params: list) -> Any:
-        key = jsonrpc.encode({"i": params[0] if params else None}).decode()
-        if len(params) != 1 or key not in self.monitors:
+        if len(params) != 1:
+            self.send(jsonrpc.error_reply(msg_id, "invalid parameters"))
+            return _NO_REPLY
+        key = _monitor_key(params[0])
+        if key not in self.monitors:
             self.send(jsonrpc.error_reply(msg_id, "unknown monitor"))
             return _NO_REPLY
         del self.monitors[key]
@@ -285,22 +294,37 @@ class Session:
         return {}
 
     # --- notifications out ---------------------------------------------------
-    def _send_updates(self, mon: Monitor, updates: dict) -> None:
+    def _send_updates(self, mon: Monitor, updates: dict, txn_id: uuid.UUID) -> None:
         if mon.version == 1:
             self.notify("update", [mon.id, updates])
         elif mon.version == 2:
             self.notify("update2", [mon.id, updates])
         else:
-            self.notify("update3", [mon.id, ZERO_UUID, updates])
+            self.notify("update3", [mon.id, str(txn_id), updates])
 
-    def db_changed(self, handle: DbHandle, changes: Any) -> None:
+    def db_changed(self, handle: DbHandle, changes: Any, txn_id: uuid.UUID) -> None:
         for mon in list(self.monitors.values()):
             if mon.handle is handle:
                 updates = mon.updates(changes)
                 if updates:
-                    self._send_updates(mon, updates)
+                    self._send_updates(mon, updates, txn_id)
 
 
+def _monitor_key(monitor_id: Any) -> str:
+    """Monitor ids are any JSON value; compare them by their encoding."""
+    return jsonrpc.encode({"i": monitor_id}).decode()
+
+
+def _parse_txn_id(value: Any) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise syntax_error(value, "last-txn-id must be string")
+    if not _UUID_TEXT.match(value):
+        raise syntax_error(value, "last-txn-id must be UUID format.")
+    return uuid.UUID(value)
+
+
+_UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                        r"[0-9a-fA-F]{12}$")
 _NO_REPLY = object()
 _METHODS = {
     "list_dbs": Session.m_list_dbs,

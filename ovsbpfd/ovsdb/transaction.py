@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from ovs.db.data import Datum
 from ovs.db.schema import TableSchema
 
-from .database import Database, Row, strong_refs, weak_ref_columns
+from .database import Database, Row, index_key, strong_refs, weak_ref_columns
 from .errors import OvsdbError
 
 Change = tuple[Row | None, Row | None]
@@ -159,15 +159,22 @@ class Transaction:
                 self.delete(table, row_uuid)
 
     def _check_max_rows(self, tables: dict[str, TableSchema]) -> None:
-        for table in self.written:
+        for table, rows in self.written.items():
             limit = tables[table].max_rows
-            if limit < (1 << 31):
-                n = sum(1 for _ in self.rows(table))
-                if n > limit:
-                    raise OvsdbError(
-                        "constraint violation",
-                        f'transaction causes "{table}" table to contain {n} rows, '
-                        f"greater than the schema-defined limit of {limit} row(s)")
+            if limit >= (1 << 31):
+                continue
+            committed = self.db.tables[table]
+            n = len(committed)
+            for row_uuid, new in rows.items():
+                if new is None and row_uuid in committed:
+                    n -= 1
+                elif new is not None and row_uuid not in committed:
+                    n += 1
+            if n > limit:
+                raise OvsdbError(
+                    "constraint violation",
+                    f'transaction causes "{table}" table to contain {n} rows, '
+                    f"greater than the schema-defined limit of {limit} row(s)")
 
     def _drop_weak_refs(self, tables: dict[str, TableSchema]) -> None:
         touched_tables = {t for t, rows in self.written.items()
@@ -218,24 +225,26 @@ class Transaction:
         return Row(row.uuid, row.version, new_data)
 
     def _check_indexes(self, tables: dict[str, TableSchema], changes: ChangeSet) -> None:
+        """Uniqueness of every index, looking only at the rows this transaction
+        changed and the committed index maps (no table scan)."""
         for table, rows in changes.items():
-            ts = tables[table]
-            for index in ts.indexes:
-                names = [c.name for c in index]
-                changed = {u: new for u, (_o, new) in rows.items() if new is not None}
-                if not changed:
-                    continue
+            indexes = self.db.indexes[table]
+            if not indexes.columns:
+                continue
+            changed = {u: new for u, (_o, new) in rows.items() if new is not None}
+            for names, committed_keys in zip(indexes.columns, indexes.maps, strict=True):
                 seen: dict[tuple, Row] = {}
-                for row in self.rows(table):
-                    key = tuple(_index_key(row.data[n]) for n in names)
+                for row in changed.values():
+                    key = index_key(row, names)
                     other = seen.get(key)
                     if other is None:
-                        seen[key] = row
-                        continue
-                    if other.uuid not in changed and row.uuid not in changed:
-                        continue
-                    raise OvsdbError("constraint violation",
-                                     self._index_message(table, names, row, other, changed))
+                        holder = committed_keys.get(key)
+                        if holder is not None and holder != row.uuid and holder not in rows:
+                            other = self.db.tables[table][holder]
+                    if other is not None:
+                        raise OvsdbError("constraint violation",
+                                         self._index_message(table, names, row, other, changed))
+                    seen[key] = row
 
     def _index_message(self, table: str, names: list[str], a: Row, b: Row,
                        changed: dict) -> str:
@@ -285,7 +294,3 @@ def _datum_text(datum: Datum) -> str:
     if datum.type.n_max == 1 and len(parts) == 1 and not datum.type.is_map():
         return parts[0]
     return ("{%s}" if datum.type.is_map() else "[%s]") % ", ".join(parts)
-
-
-def _index_key(datum: Datum) -> frozenset:
-    return frozenset(datum.values.items())
