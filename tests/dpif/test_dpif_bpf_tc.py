@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -72,6 +73,19 @@ def test_dpif_bpf_port_del_removes_clsact_it_created(veth: str, dpif: BpfDpif) -
     port_no = dpif.port_add(veth, ifindex)
     assert "clsact" in tc("qdisc", "show", "dev", veth)
     dpif.port_del(port_no)
+    assert "clsact" not in tc("qdisc", "show", "dev", veth)
+
+
+def test_dpif_bpf_port_del_works_inside_a_running_event_loop(veth: str, dpif: BpfDpif) -> None:
+    """The daemon deletes ports from its asyncio loop, where pyroute2's sync API refuses."""
+    ifindex = socket.if_nametoindex(veth)
+    port_no = dpif.port_add(veth, ifindex)
+
+    async def delete() -> None:
+        dpif.port_del(port_no)
+
+    asyncio.run(delete())
+    assert dpif.port_list() == []
     assert "clsact" not in tc("qdisc", "show", "dev", veth)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -16,11 +18,19 @@ def has_other_filters(ifindex: int) -> bool:
     created may be removed.  When in doubt (device gone, netlink error) say
     True, so we never remove something we cannot see.
     """
-    try:
-        with IPRoute() as ipr:
-            for parent in (CLSACT_INGRESS, CLSACT_EGRESS):
-                if tuple(ipr.get_filters(index=ifindex, parent=parent)):
-                    return True
-    except (NetlinkError, OSError):
-        return True
-    return False
+    answer = [True]
+
+    def query() -> None:
+        try:
+            with IPRoute() as ipr:
+                answer[0] = any(tuple(ipr.get_filters(index=ifindex, parent=parent))
+                                for parent in (CLSACT_INGRESS, CLSACT_EGRESS))
+        except (NetlinkError, OSError, RuntimeError):
+            answer[0] = True
+
+    # pyroute2's synchronous API refuses to run on a thread whose asyncio
+    # loop is running (the daemon's), so ask from a short-lived thread.
+    worker = threading.Thread(target=query, name="tc-filter-query")
+    worker.start()
+    worker.join()
+    return answer[0]
