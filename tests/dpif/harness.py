@@ -16,12 +16,19 @@ from ovsbpfd.dpif.dummy import DummyDpif
 from ovsbpfd.dpif.provider import Dpif
 from ovsbpfd.dpif.types import Upcall
 
+Attach = Callable[[str, int], int]
+
 
 class DatapathHarness(Protocol):
     dpif: Dpif
 
-    def add_port(self, name: str) -> int:
-        """Create a port (device) called ``name``; return its datapath port number."""
+    def add_port(self, name: str, attach: Attach | None = None) -> int:
+        """Create a port (device) called ``name``; return its datapath port number.
+
+        ``attach(name, ifindex) -> port_no`` attaches the device to the
+        datapath; by default ``dpif.port_add``.  A bridge test passes its own
+        so that the bridge, not the test, owns the port.
+        """
         ...
 
     def send(self, port_no: int, frame: bytes) -> None:
@@ -47,9 +54,9 @@ class DummyHarness:
         self.dpif = DummyDpif()
         self._next_ifindex = 1000
 
-    def add_port(self, name: str) -> int:
+    def add_port(self, name: str, attach: Attach | None = None) -> int:
         self._next_ifindex += 1
-        return self.dpif.port_add(name, self._next_ifindex)
+        return (attach or self.dpif.port_add)(name, self._next_ifindex)
 
     def send(self, port_no: int, frame: bytes) -> None:
         if any(p.port_no == port_no for p in self.dpif.port_list()):

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ovsbpfd.dpif.bpf.provider import BpfDpif
+from tests.dpif.harness import Attach
 
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
@@ -99,7 +100,8 @@ class BpfHarness:
         self.dpif = BpfDpif(pin_root=pin_root)
 
     # ------------------------------------------------------------ ports
-    def add_port(self, name: str, mtu: int | None = None) -> int:
+    def add_port(self, name: str, attach: Attach | None = None,
+                 mtu: int | None = None) -> int:
         self._counter += 1
         base = f"ob{self.tag}{self._counter}"
         dev, peer, netns = base + "d", base + "h", base
@@ -114,7 +116,7 @@ class BpfHarness:
                 sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
                 sock.bind((peer, ETH_P_ALL))
             sock.setblocking(False)
-            port_no = self.dpif.port_add(name, socket.if_nametoindex(dev))
+            port_no = (attach or self.dpif.port_add)(name, socket.if_nametoindex(dev))
         except BaseException:
             subprocess.run(["ip", "link", "del", dev], capture_output=True)
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)

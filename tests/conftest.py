@@ -1,4 +1,5 @@
-"""Fixtures: one ``harness`` per dpif provider, so each conformance test runs on both."""
+"""Shared fixtures: one datapath ``harness`` per dpif provider, so the same
+test code runs on both (dpif conformance, switching over each provider)."""
 
 from __future__ import annotations
 
