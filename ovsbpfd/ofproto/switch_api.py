@@ -16,6 +16,10 @@ from ovsbpfd.ofproto.types import (
     FlowRemoved,
     FlowStatsEntry,
     FlowStatsRequest,
+    GroupMod,
+    GroupStats,
+    MeterMod,
+    MeterStats,
     OfPort,
     OfPortStats,
     PacketIn,
@@ -65,3 +69,27 @@ class SwitchCore(Protocol):
     def add_listener(self, listener: SwitchListener) -> None: ...
 
     def remove_listener(self, listener: SwitchListener) -> None: ...
+
+
+class GroupMeterCore(Protocol):
+    """Optional part of a core (added for issue 4).  The front end calls these
+    only on a core that has them; otherwise GROUP_MOD and METER_MOD are
+    refused and group/meter multiparts report none."""
+
+    def group_mod(self, gm: GroupMod) -> None:
+        """Apply a GROUP_MOD (raises OfpError, changing nothing, on rejection)."""
+        ...
+
+    def group_desc(self) -> list[GroupMod]: ...
+
+    def group_stats(self, group_id: int) -> list[GroupStats]:
+        """One group, or all when ``group_id`` is OFPG_ALL."""
+        ...
+
+    def meter_mod(self, mm: MeterMod) -> None: ...
+
+    def meter_config(self, meter_id: int) -> list[MeterMod]:
+        """One meter, or all when ``meter_id`` is OFPM_ALL."""
+        ...
+
+    def meter_stats(self, meter_id: int) -> list[MeterStats]: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ovsbpfd.ofproto.actions import OFPG_ANY, OFPP_ANY, Instruction
+from ovsbpfd.ofproto.actions import OFPG_ANY, OFPP_ANY, Action, Instruction
 from ovsbpfd.ofproto.match import Match
 
 # ofp_flow_mod_command
@@ -176,3 +176,72 @@ class FlowRemoved:
     packet_count: int
     byte_count: int
     match: Match
+
+
+# ---------------------------------------------------------------- groups and meters
+# (Added by the OpenFlow front end for issue 4; a core that supports groups or
+# meters implements ``switch_api.GroupMeterCore`` with these records.)
+OFPGC_ADD, OFPGC_MODIFY, OFPGC_DELETE = 0, 1, 2
+OFPGT_ALL, OFPGT_SELECT, OFPGT_INDIRECT, OFPGT_FF = 0, 1, 2, 3
+OFPMC_ADD, OFPMC_MODIFY, OFPMC_DELETE = 0, 1, 2
+OFPMF_KBPS, OFPMF_PKTPS, OFPMF_BURST, OFPMF_STATS = 1, 2, 4, 8
+OFPMBT_DROP, OFPMBT_DSCP_REMARK = 1, 2
+OFPM_ALL = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Bucket:
+    actions: tuple[Action, ...] = ()
+    weight: int = 0
+    watch_port: int = OFPP_ANY
+    watch_group: int = OFPG_ANY
+
+
+@dataclass
+class GroupMod:
+    """OFPT_GROUP_MOD, and one entry of OFPMP_GROUP_DESC (command unused)."""
+
+    command: int
+    type: int
+    group_id: int
+    buckets: tuple[Bucket, ...] = ()
+
+
+@dataclass
+class GroupStats:
+    group_id: int
+    ref_count: int = 0
+    packet_count: int = 0
+    byte_count: int = 0
+    duration_sec: int = 0
+    duration_nsec: int = 0
+    bucket_counts: tuple[tuple[int, int], ...] = ()  # (packets, bytes) per bucket
+
+
+@dataclass(frozen=True)
+class MeterBand:
+    type: int  # OFPMBT_*
+    rate: int
+    burst_size: int = 0
+    prec_level: int = 0  # OFPMBT_DSCP_REMARK only
+
+
+@dataclass
+class MeterMod:
+    """OFPT_METER_MOD, and one entry of OFPMP_METER_CONFIG (command unused)."""
+
+    command: int
+    flags: int
+    meter_id: int
+    bands: tuple[MeterBand, ...] = ()
+
+
+@dataclass
+class MeterStats:
+    meter_id: int
+    flow_count: int = 0
+    packet_in_count: int = 0
+    byte_in_count: int = 0
+    duration_sec: int = 0
+    duration_nsec: int = 0
+    band_counts: tuple[tuple[int, int], ...] = ()  # (packets, bytes) per band
