@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import ovsbpfd
 from ovsbpfd.ofproto import actions as a
 from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.openflow import group_meter_codec as gmc
 from ovsbpfd.ofproto.openflow import multipart as mp
 from ovsbpfd.ofproto.openflow.connection import OfConnection
 from ovsbpfd.ofproto.openflow.errors import (
@@ -26,9 +27,13 @@ from ovsbpfd.ofproto.openflow.errors import (
     OFPBRC_IS_SLAVE,
     OFPBRC_MULTIPART_BUFFER_OVERFLOW,
     OFPET_BAD_REQUEST,
+    OFPET_GROUP_MOD_FAILED,
+    OFPET_METER_MOD_FAILED,
     OFPET_SWITCH_CONFIG_FAILED,
     OFPET_TABLE_FEATURES_FAILED,
     OFPET_TABLE_MOD_FAILED,
+    OFPGMFC_OUT_OF_GROUPS,
+    OFPMMFC_OUT_OF_METERS,
     OFPSCFC_BAD_FLAGS,
     OFPTFFC_EPERM,
     OFPTMFC_BAD_CONFIG,
@@ -49,6 +54,8 @@ from ovsbpfd.ofproto.openflow.messages import (
     GetAsyncRequest,
     GetConfigReply,
     GetConfigRequest,
+    GroupModMessage,
+    MeterModMessage,
     MultipartRequest,
     OfpMessage,
     PacketOut,
@@ -61,9 +68,9 @@ from ovsbpfd.ofproto.openflow.messages import (
 )
 from ovsbpfd.ofproto.openflow.port_codec import encode_port, encode_port_stats
 from ovsbpfd.ofproto.openflow.roles import RoleArbiter
-from ovsbpfd.ofproto.openflow.table_features import table_features_items
+from ovsbpfd.ofproto.openflow.table_features import ACTION_TYPES, table_features_items
 from ovsbpfd.ofproto.switch_api import SwitchCore
-from ovsbpfd.ofproto.types import OFP_NO_BUFFER, OFPTT_ALL
+from ovsbpfd.ofproto.types import OFP_NO_BUFFER, OFPGC_DELETE, OFPMC_DELETE, OFPTT_ALL
 
 CAPABILITIES = c.OFPC_FLOW_STATS | c.OFPC_TABLE_STATS | c.OFPC_PORT_STATS
 # Accumulated REQ_MORE request parts beyond this are refused.
@@ -72,6 +79,15 @@ MULTIPART_PENDING_LIMIT = 16  # unfinished multipart requests per connection
 # GROUP_FEATURES / METER_FEATURES bodies of a switch without groups or meters.
 NO_GROUP_FEATURES = bytes(40)
 NO_METER_FEATURES = bytes(16)
+# ... and of a core that has them (all four group types with weights,
+# liveness and chaining; every action; drop and DSCP-remark bands).
+_ACTION_BITS = sum(1 << t for t in ACTION_TYPES)
+GROUP_FEATURES = struct.pack("!II4I4I", 0xF, 0x7, *([0xFFFFFF00] * 4), *([_ACTION_BITS] * 4))
+METER_FEATURES = struct.pack("!IIIBB2x", 0xFFFF0000, 0x6, 0xF, 16, 0)
+GROUP_METER_MULTIPARTS = frozenset({
+    c.OFPMP_GROUP, c.OFPMP_GROUP_DESC, c.OFPMP_GROUP_FEATURES, c.OFPMP_METER,
+    c.OFPMP_METER_CONFIG, c.OFPMP_METER_FEATURES, c.OFPMP_QUEUE,
+})
 
 
 def _bad_request(code: int, message: str) -> OfpError:
@@ -102,6 +118,8 @@ class Dispatcher:
             SetAsync: self._set_async,
             TableMod: self._table_mod,
             PortMod: self._port_mod,
+            GroupModMessage: self._group_mod,
+            MeterModMessage: self._meter_mod,
         }
 
     async def __call__(self, conn: OfConnection, msg: OfpMessage) -> None:
@@ -152,6 +170,22 @@ class Dispatcher:
         if port_mod is None:
             raise _bad_request(OFPBRC_BAD_TYPE, "PORT_MOD not supported")
         port_mod(msg.port_no, msg.hw_addr, msg.config, msg.mask)
+
+    async def _group_mod(self, conn: OfConnection, msg: GroupModMessage) -> None:
+        group_mod = getattr(self.core, "group_mod", None)
+        if group_mod is None:  # GROUP_FEATURES said: room for no groups
+            if msg.gm.command == OFPGC_DELETE:
+                return  # deleting from an empty group table is a no-op
+            raise OfpError(OFPET_GROUP_MOD_FAILED, OFPGMFC_OUT_OF_GROUPS, "no group support")
+        group_mod(msg.gm)
+
+    async def _meter_mod(self, conn: OfConnection, msg: MeterModMessage) -> None:
+        meter_mod = getattr(self.core, "meter_mod", None)
+        if meter_mod is None:  # METER_FEATURES said: max_meter 0
+            if msg.mm.command == OFPMC_DELETE:
+                return
+            raise OfpError(OFPET_METER_MOD_FAILED, OFPMMFC_OUT_OF_METERS, "no meter support")
+        meter_mod(msg.mm)
 
     # ------------------------------------------------------------ switch changes
     async def _flow_mod(self, conn: OfConnection, msg: FlowModMessage) -> None:
@@ -238,21 +272,37 @@ class Dispatcher:
                 raise OfpError(OFPET_TABLE_FEATURES_FAILED, OFPTFFC_EPERM,
                                "table features cannot be changed")
             return list(table_features_items(core.n_tables))
-        if mp_type == c.OFPMP_GROUP_FEATURES:
-            return [NO_GROUP_FEATURES]
-        if mp_type == c.OFPMP_METER_FEATURES:
-            return [NO_METER_FEATURES]
-        if mp_type == c.OFPMP_GROUP_DESC:
-            return []  # no groups exist
-        if mp_type in (c.OFPMP_GROUP, c.OFPMP_METER, c.OFPMP_METER_CONFIG, c.OFPMP_QUEUE):
-            # Stats of groups, meters or queues: the switch has none.
-            if len(body) != 8:
-                raise _bad_request(OFPBRC_BAD_LEN, "request body must be 8 bytes")
-            if mp_type == c.OFPMP_QUEUE:
-                (port_no,) = struct.unpack_from("!I", body)
-                if port_no != a.OFPP_ANY and port_no not in {p.port_no for p in core.ports()}:
-                    raise _bad_request(OFPBRC_BAD_PORT, f"port {port_no}")
-            return []
+        if mp_type in GROUP_METER_MULTIPARTS:
+            return self._group_meter_items(mp_type, body)
         if mp_type == c.OFPMP_EXPERIMENTER:
             raise _bad_request(OFPBRC_BAD_EXPERIMENTER, "experimenter multipart")
         raise _bad_request(OFPBRC_BAD_MULTIPART, f"multipart type {mp_type}")
+
+    def _group_meter_items(self, mp_type: int, body: bytes) -> list[bytes]:
+        """Group and meter multiparts; a core without them has none."""
+        core = self.core
+        if mp_type == c.OFPMP_GROUP_FEATURES:
+            return [GROUP_FEATURES if hasattr(core, "group_mod") else NO_GROUP_FEATURES]
+        if mp_type == c.OFPMP_METER_FEATURES:
+            return [METER_FEATURES if hasattr(core, "meter_mod") else NO_METER_FEATURES]
+        if mp_type == c.OFPMP_GROUP_DESC:
+            return [gmc.encode_group_desc(g) for g in _optional(core, "group_desc")()]
+        object_id = gmc.decode_id_request(body)
+        if mp_type == c.OFPMP_GROUP:
+            return [gmc.encode_group_stats(st)
+                    for st in _optional(core, "group_stats")(object_id)]
+        if mp_type == c.OFPMP_METER:
+            return [gmc.encode_meter_stats(st)
+                    for st in _optional(core, "meter_stats")(object_id)]
+        if mp_type == c.OFPMP_METER_CONFIG:
+            return [gmc.encode_meter_config(mm)
+                    for mm in _optional(core, "meter_config")(object_id)]
+        # OFPMP_QUEUE: no port has queues.
+        if object_id != a.OFPP_ANY and object_id not in {p.port_no for p in core.ports()}:
+            raise _bad_request(OFPBRC_BAD_PORT, f"port {object_id}")
+        return []
+
+
+def _optional(core: object, method: str) -> Callable:
+    """A GroupMeterCore method, or one reporting no objects."""
+    return getattr(core, method, None) or (lambda *args: [])

@@ -36,6 +36,12 @@ from ovsbpfd.ofproto.openflow.errors import (
     OFPFMFC_BAD_TABLE_ID,
     OfpError,
 )
+from ovsbpfd.ofproto.openflow.group_meter_codec import (
+    decode_group_mod,
+    decode_meter_mod,
+    encode_group_mod,
+    encode_meter_mod,
+)
 from ovsbpfd.ofproto.openflow.header import OFP_HEADER_LEN, pack_message, pad8, parse_header
 from ovsbpfd.ofproto.openflow.oxm import decode_match, encode_match
 from ovsbpfd.ofproto.openflow.port_codec import decode_port, encode_port
@@ -45,9 +51,13 @@ from ovsbpfd.ofproto.types import (
     OFPFC_DELETE_STRICT,
     OFPFC_MODIFY,
     OFPFC_MODIFY_STRICT,
+    OFPGC_ADD,
+    OFPMC_ADD,
     OFPTT_ALL,
     FlowMod,
     FlowRemoved,
+    GroupMod,
+    MeterMod,
     OfPort,
     PacketIn,
 )
@@ -399,6 +409,32 @@ class TableMod(OfpMessage):
     config: int = 0
 
 
+@dataclass
+class GroupModMessage(OfpMessage):
+    MSG_TYPE: ClassVar[int] = c.OFPT_GROUP_MOD
+    gm: GroupMod = field(default_factory=lambda: GroupMod(OFPGC_ADD, 0, 1))
+
+    def encode_body(self) -> bytes:
+        return encode_group_mod(self.gm)
+
+    @classmethod
+    def decode_body(cls, reader: Reader) -> GroupModMessage:
+        return cls(decode_group_mod(reader))
+
+
+@dataclass
+class MeterModMessage(OfpMessage):
+    MSG_TYPE: ClassVar[int] = c.OFPT_METER_MOD
+    mm: MeterMod = field(default_factory=lambda: MeterMod(OFPMC_ADD, 0, 1))
+
+    def encode_body(self) -> bytes:
+        return encode_meter_mod(self.mm)
+
+    @classmethod
+    def decode_body(cls, reader: Reader) -> MeterModMessage:
+        return cls(decode_meter_mod(reader))
+
+
 # ---------------------------------------------------------------- switch -> controller
 PACKET_IN = struct.Struct("!IHBBQ")
 
@@ -469,6 +505,7 @@ MESSAGE_CLASSES: dict[int, type[OfpMessage]] = {
         Hello, Error, EchoRequest, EchoReply, Experimenter, FeaturesRequest,
         FeaturesReply, GetConfigRequest, GetConfigReply, SetConfig, PacketInMessage,
         FlowRemovedMessage, PortStatus, PacketOut, FlowModMessage, PortMod, TableMod,
+        GroupModMessage, MeterModMessage,
         MultipartRequest, MultipartReply, BarrierRequest, BarrierReply, RoleRequest,
         RoleReply, GetAsyncRequest, GetAsyncReply, SetAsync,
     )

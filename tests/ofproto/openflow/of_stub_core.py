@@ -8,19 +8,32 @@ from __future__ import annotations
 
 import asyncio
 
-from ovsbpfd.ofproto.actions import OFPP_LOCAL, Action
+from ovsbpfd.ofproto.actions import OFPG_ALL, OFPP_LOCAL, Action
 from ovsbpfd.ofproto.match import Match
-from ovsbpfd.ofproto.openflow.errors import OFPBRC_BAD_PORT, OFPET_BAD_REQUEST
+from ovsbpfd.ofproto.openflow.errors import (
+    OFPBRC_BAD_PORT,
+    OFPET_BAD_REQUEST,
+    OFPET_GROUP_MOD_FAILED,
+    OFPGMFC_GROUP_EXISTS,
+)
 from ovsbpfd.ofproto.types import (
     OFPFC_ADD,
     OFPFC_DELETE,
     OFPFC_DELETE_STRICT,
     OFPFC_MODIFY,
     OFPFC_MODIFY_STRICT,
+    OFPGC_ADD,
+    OFPGC_DELETE,
+    OFPM_ALL,
+    OFPMC_DELETE,
     OFPTT_ALL,
     FlowMod,
     FlowStatsEntry,
     FlowStatsRequest,
+    GroupMod,
+    GroupStats,
+    MeterMod,
+    MeterStats,
     OfpError,
     OfPort,
     OfPortStats,
@@ -119,3 +132,46 @@ class StubCore:
 
     def remove_listener(self, listener) -> None:
         self.listeners.remove(listener)
+
+
+class StubGroupMeterCore(StubCore):
+    """A StubCore that also keeps groups and meters (GroupMeterCore)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups: dict[int, GroupMod] = {}
+        self.meters: dict[int, MeterMod] = {}
+
+    def group_mod(self, gm: GroupMod) -> None:
+        if gm.command == OFPGC_ADD:
+            if gm.group_id in self.groups:
+                raise OfpError(OFPET_GROUP_MOD_FAILED, OFPGMFC_GROUP_EXISTS)
+            self.groups[gm.group_id] = gm
+        elif gm.command == OFPGC_DELETE:
+            if gm.group_id == OFPG_ALL:
+                self.groups.clear()
+            self.groups.pop(gm.group_id, None)
+        else:
+            self.groups[gm.group_id] = gm
+
+    def group_desc(self) -> list[GroupMod]:
+        return [self.groups[g] for g in sorted(self.groups)]
+
+    def group_stats(self, group_id: int) -> list[GroupStats]:
+        ids = sorted(self.groups) if group_id == OFPG_ALL else [group_id]
+        return [GroupStats(g, 0, 5, 300, 1, 0, tuple((2, 120) for _ in self.groups[g].buckets))
+                for g in ids if g in self.groups]
+
+    def meter_mod(self, mm: MeterMod) -> None:
+        if mm.command == OFPMC_DELETE:
+            self.meters.pop(mm.meter_id, None)
+        else:
+            self.meters[mm.meter_id] = mm
+
+    def meter_config(self, meter_id: int) -> list[MeterMod]:
+        ids = sorted(self.meters) if meter_id == OFPM_ALL else [meter_id]
+        return [self.meters[m] for m in ids if m in self.meters]
+
+    def meter_stats(self, meter_id: int) -> list[MeterStats]:
+        return [MeterStats(mm.meter_id, 1, 10, 1000, 2, 0, tuple((1, 64) for _ in mm.bands))
+                for mm in self.meter_config(meter_id)]

@@ -11,6 +11,7 @@ from ovsbpfd.ofproto.openflow import messages as m
 from ovsbpfd.ofproto.openflow import multipart as mp
 from ovsbpfd.ofproto.types import OFPFC_ADD, FlowMod, FlowStatsRequest, OfpError
 from tests.ofproto.openflow.test_of_codec import ALL_ACTIONS, ALL_INSTRUCTIONS, TCP_MATCH
+from tests.ofproto.openflow.test_of_groups_meters import METER, SELECT
 
 SEEDS = [
     m.encode_message(m.FlowModMessage(FlowMod(OFPFC_ADD, TCP_MATCH, ALL_INSTRUCTIONS))),
@@ -22,6 +23,8 @@ SEEDS = [
                                         body=mp.encode_flow_stats_request(FlowStatsRequest()))),
     m.encode_message(m.SetAsync((1, 2), (3, 4), (5, 6))),
     m.encode_message(m.RoleRequest(2, 3)),
+    m.encode_message(m.GroupModMessage(SELECT)),
+    m.encode_message(m.MeterModMessage(METER)),
 ]
 
 
