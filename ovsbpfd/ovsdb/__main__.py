@@ -1,7 +1,12 @@
 """python -m ovsbpfd.ovsdb: the embedded OVSDB server process.
 
-    python -m ovsbpfd.ovsdb [--remote punix:PATH]... [--schema SCHEMA]
-                            [--unixctl PATH] [--die-with-parent] DBFILE
+    python -m ovsbpfd.ovsdb [--remote REMOTE]... [--schema SCHEMA]
+                            [--unixctl PATH] [--die-with-parent]
+                            [--private-key FILE --certificate FILE --ca-cert FILE]
+                            [--max-backlog BYTES] DBFILE
+
+REMOTE is punix:PATH, ptcp:PORT[:IP], pssl:PORT[:IP], unix:PATH, tcp:IP:PORT,
+ssl:IP:PORT or db:DB,TABLE,COLUMN (e.g. db:Open_vSwitch,Open_vSwitch,manager_options).
 
 Runs until SIGTERM/SIGINT (or `ovs-appctl exit`), then exits 0.
 """
@@ -17,7 +22,9 @@ import signal
 import sys
 
 from .. import __version__
+from .remotes import SslFiles
 from .server import OvsdbServer
+from .session import DEFAULT_MAX_BACKLOG
 from .storage import create_db
 
 PR_SET_PDEATHSIG = 1
@@ -37,13 +44,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--schema", help="create DBFILE from this schema if it is missing")
     p.add_argument("--unixctl", help="serve ovs-appctl commands on this socket")
     p.add_argument("--die-with-parent", action="store_true")
+    p.add_argument("--private-key", "-p", help="PEM private key for SSL remotes")
+    p.add_argument("--certificate", "-c", help="PEM certificate for SSL remotes")
+    p.add_argument("--ca-cert", "-C", help="PEM CA certificate that peers must chain to")
+    p.add_argument("--max-backlog", type=int, default=DEFAULT_MAX_BACKLOG,
+                   help="drop a client once this many bytes wait unsent to it")
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("dbfile", nargs="+")
     return p.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> int:
-    server = OvsdbServer(args.dbfile, args.remote)
+    ssl_files = SslFiles(args.private_key, args.certificate, args.ca_cert)
+    server = OvsdbServer(args.dbfile, args.remote, ssl_files, args.max_backlog)
     await server.start()
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,8 +72,8 @@ async def serve(args: argparse.Namespace) -> int:
             loop.call_soon(done.set)
             return ""
 
-        def _compact(_args: list[str]) -> str:
-            server.compact()
+        async def _compact(_args: list[str]) -> str:
+            await server.compact_async()
             return ""
 
         unixctl.register("exit", "", 0, 0, _exit)

@@ -200,7 +200,9 @@ class Executor:
             self.symtab[uuid_name] = row_uuid
             self.symtab.created.add(uuid_name)
         data = default_data(table)
-        data.update(self._parse_row(table, row_json, p.op, for_update=False))
+        given = self._parse_row(table, row_json, p.op, for_update=False)
+        data.update(given)
+        _check_defaults(table, data, given)
         self.txn.insert(table.name, Row(row_uuid, uuid.uuid4(), data))
         return {"uuid": ["uuid", str(row_uuid)]}
 
@@ -299,6 +301,20 @@ class Executor:
         if lock not in self.held_locks:
             raise OvsdbError("not owner", f"Asserted lock {lock} not held.")
         return {}
+
+
+def _check_defaults(table: TableSchema, data: dict[str, Datum], given: dict) -> None:
+    """Defaults must meet the column's constraints too (an enum that does not
+    contain "" or 0, a range that excludes 0); ovsdb-server checks every
+    one-element value on insert, and given values were checked when parsed."""
+    for name, col in table.columns.items():
+        datum = data[name]
+        if name in given or len(datum.values) != 1:
+            continue
+        for key, value in datum.values.items():
+            key.check_constraints(col.type.key)
+            if value is not None:
+                value.check_constraints(col.type.value)
 
 
 def _row_key(data: dict[str, Datum]) -> frozenset:

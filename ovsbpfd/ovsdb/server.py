@@ -5,19 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
+import ssl
 import uuid
 from typing import Any
 
 from ovs.db.data import Atom, Datum
 
 from .database import Database, Row, default_data
-from .execution import TransactOutcome
+from .execution import Executor, TransactOutcome
 from .history import TxnHistory
 from .locks import LockManager
+from .remotes import (
+    PassiveRemote,
+    Remote,
+    RemoteConfig,
+    RemoteError,
+    SslFiles,
+    make_remote,
+)
 from .schema import SERVER_DB_NAME, server_schema
-from .session import PendingTransact, Session
+from .session import DEFAULT_MAX_BACKLOG, PendingTransact, Session
 from .storage import Storage, changes_to_record
 from .transaction import ChangeSet
 
@@ -35,16 +42,34 @@ class DbHandle:
 
 
 class OvsdbServer:
-    def __init__(self, db_files: list[str], remotes: list[str]) -> None:
+    """Serves databases on remotes.  A remote "db:DB,TABLE,COLUMN" names a
+    column whose values are remotes (strings, or rows with a "target" column
+    such as the Manager table), re-read after every commit, as ovsdb-server's
+    --remote=db:Open_vSwitch,Open_vSwitch,manager_options does; the rows get
+    is_connected and status written back."""
+
+    def __init__(self, db_files: list[str], remotes: list[str],
+                 ssl_files: SslFiles | None = None,
+                 max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.db_files = list(db_files)
         self.remotes = list(remotes)
+        self.ssl_files = ssl_files or SslFiles()
+        self.max_backlog = max_backlog
         self.dbs: dict[str, DbHandle] = {}
         self.sessions: set[Session] = set()
         self.locks = LockManager(self._lock_notify)
-        self.listeners: list[asyncio.AbstractServer] = []
-        self.unix_paths: list[str] = []
-        self.tcp_ports: list[int] = []  # bound ptcp ports, in remote order
+        self.static_remotes: list[Remote] = []
+        self.db_remote_specs: list[tuple[str, str, str]] = []
+        self.db_remotes: dict[RemoteConfig, Remote] = {}
+        self._status_pending = False
+        self._syncing = False
         self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def tcp_ports(self) -> list[int]:
+        """Bound ptcp/pssl ports of the command-line remotes, in order."""
+        return [r.bound_port for r in self.static_remotes
+                if isinstance(r, PassiveRemote) and r.bound_port is not None]
 
     # --- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -56,67 +81,134 @@ class OvsdbServer:
                 raise ValueError(f"{path}: duplicate database name {db.name}")
             self.dbs[db.name] = DbHandle(db, storage)
         self.dbs[SERVER_DB_NAME] = DbHandle(self._build_server_db(), None)
-        for remote in self.remotes:
-            await self._listen(remote)
+        for target in self.remotes:
+            if target.startswith("db:"):
+                self.db_remote_specs.append(self._parse_db_remote(target))
+                continue
+            remote = make_remote(RemoteConfig(target), self._serve, self.ssl_files)
+            await remote.start()
+            self.static_remotes.append(remote)
+        await self._sync_db_remotes()
 
     async def stop(self) -> None:
-        for listener in self.listeners:
-            listener.close()
+        remotes = self.static_remotes + list(self.db_remotes.values())
+        self.static_remotes, self.db_remotes = [], {}
+        for remote in remotes:
+            await remote.close()
         for session in list(self.sessions):
             session.close()
-        for listener in self.listeners:
-            await listener.wait_closed()
-        self.listeners.clear()
-        for task in list(self._tasks):
+        others = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in others:
             task.cancel()
-        for path in self.unix_paths:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        self.unix_paths.clear()
+        await asyncio.gather(*others, return_exceptions=True)
         for handle in self.dbs.values():
             if handle.storage is not None:
                 handle.storage.close()
 
-    async def _listen(self, remote: str) -> None:
-        kind, _, rest = remote.partition(":")
-        if kind == "punix":
-            path = rest
-            if os.path.exists(path):
-                os.unlink(path)  # a stale socket left by a crashed server
-            old_umask = os.umask(0o027)
-            try:
-                listener = await asyncio.start_unix_server(self._accept, path=path)
-            finally:
-                os.umask(old_umask)
-            os.chmod(path, 0o750)
-            self.unix_paths.append(path)
-        elif kind == "ptcp":
-            port_s, _, host = rest.partition(":")
-            host = host.strip("[]") or "0.0.0.0"
-            listener = await asyncio.start_server(self._accept, host=host, port=int(port_s),
-                                                  reuse_address=True)
-            sock = listener.sockets[0]
-            self.tcp_ports.append(sock.getsockname()[1])
-        else:
-            raise ValueError(f"unsupported remote {remote!r}")
-        self.listeners.append(listener)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        session = Session(self, reader, writer)
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     remote: Remote) -> None:
+        session = Session(self, reader, writer, probe_ms=remote.config.probe_ms(),
+                          max_backlog=self.max_backlog)
         self.sessions.add(session)
+        remote.session_started(session)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
             await session.run()
         finally:
+            remote.session_ended(session)
             if task is not None:
                 self._tasks.discard(task)
+
+    # --- remotes named by database columns -----------------------------------
+    def _parse_db_remote(self, target: str) -> tuple[str, str, str]:
+        parts = target[3:].split(",")
+        if len(parts) != 3:
+            raise RemoteError(f"{target}: expected db:DB,TABLE,COLUMN")
+        db_name, table, column = parts
+        handle = self.dbs.get(db_name)
+        if handle is None:
+            raise RemoteError(f"{target}: no database named {db_name}")
+        ts = handle.db.schema.parsed.tables.get(table)
+        if ts is None or column not in ts.columns:
+            raise RemoteError(f"{target}: no column {column} in table {table}")
+        return db_name, table, column
+
+    def _wanted_db_remotes(self) -> dict[RemoteConfig, uuid.UUID | None]:
+        """Remote configs the database asks for -> the row describing each."""
+        wanted: dict[RemoteConfig, uuid.UUID | None] = {}
+        for db_name, table, column in self.db_remote_specs:
+            db = self.dbs[db_name].db
+            col_type = db.table_schema(table).columns[column].type
+            for row in db.tables[table].values():
+                for atom in row.data[column].values:
+                    if col_type.key.type.to_string() == "string":
+                        wanted.setdefault(RemoteConfig(atom.value), None)
+                        continue
+                    ref_table = col_type.key.ref_table_name
+                    target_row = db.tables.get(ref_table, {}).get(atom.value)
+                    if target_row is not None and "target" in target_row.data:
+                        wanted.setdefault(_row_config(target_row), target_row.uuid)
+        return wanted
+
+    async def _sync_db_remotes(self) -> None:
+        if not self.db_remote_specs or self._syncing:
+            return
+        self._syncing = True
+        try:
+            wanted = self._wanted_db_remotes()
+            for config in [c for c in self.db_remotes if c not in wanted]:
+                await self.db_remotes.pop(config).close()
+            for config, row_uuid in wanted.items():
+                if config in self.db_remotes:
+                    self.db_remotes[config].row_uuid = row_uuid
+                    continue
+                try:
+                    remote = make_remote(config, self._serve, self.ssl_files)
+                    remote.row_uuid = row_uuid
+                    await remote.start()
+                except (RemoteError, OSError, ssl.SSLError) as e:
+                    log.warning("%s: cannot start remote: %s", config.target, e)
+                    continue
+                remote.on_change = self._status_changed
+                self.db_remotes[config] = remote
+        finally:
+            self._syncing = False
+        self._status_changed()
+
+    def _status_changed(self) -> None:
+        """Write Manager-style status soon (once, however many changes come)."""
+        if self._status_pending or not self.db_remotes:
+            return
+        self._status_pending = True
+        asyncio.get_running_loop().call_later(0.05, self._write_status)
+
+    def _write_status(self) -> None:
+        self._status_pending = False
+        for db_name, table, _column in self.db_remote_specs:
+            handle = self.dbs[db_name]
+            ts = handle.db.table_schema(table)
+            ops = []
+            for remote in self.db_remotes.values():
+                row = handle.db.tables[table].get(getattr(remote, "row_uuid", None))
+                if row is None:
+                    continue
+                new: dict[str, Any] = {}
+                if "is_connected" in ts.columns:
+                    new["is_connected"] = remote.is_connected
+                if "status" in ts.columns:
+                    new["status"] = ["map", sorted(remote.status().items())]
+                if "status" in new:
+                    new["status"] = ["map", [list(kv) for kv in new["status"][1]]]
+                if all(row.data[c].to_json() == v for c, v in new.items()):
+                    continue
+                ops.append({"op": "update", "table": table, "row": new,
+                            "where": [["_uuid", "==", ["uuid", str(row.uuid)]]]})
+            if ops:
+                outcome = Executor(handle.db, set()).run(ops)
+                if outcome.changes:
+                    self.commit(handle, outcome)
 
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -137,7 +229,10 @@ class OvsdbServer:
                 handle.storage.append(record)
         self._install(handle, changes)
         if handle.storage is not None and handle.storage.should_compact():
-            self.compact()
+            self._spawn(self._compact_one(handle))
+        if any(spec[0] == handle.db.name and spec[1] in changes
+               for spec in self.db_remote_specs):
+            self._spawn(self._sync_db_remotes())
 
     def _install(self, handle: DbHandle, changes: ChangeSet) -> None:
         handle.db.apply(changes)
@@ -148,9 +243,28 @@ class OvsdbServer:
             pending.retry()
 
     def compact(self) -> None:
+        """Compact every database now, on the loop (blocking)."""
         for handle in self.dbs.values():
-            if handle.storage is not None:
+            if handle.storage is not None and not handle.storage.compacting:
                 handle.storage.compact(handle.db)
+
+    async def compact_async(self) -> None:
+        """Compact every database with the heavy part in a worker thread."""
+        for handle in list(self.dbs.values()):
+            await self._compact_one(handle)
+
+    async def _compact_one(self, handle: DbHandle) -> None:
+        if handle.storage is None:
+            return
+        try:
+            await handle.storage.compact_async(handle.db)
+        except OSError as e:
+            log.error("compacting %s failed: %s", handle.db.name, e)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- _Server -------------------------------------------------------------
     def _build_server_db(self) -> Database:
@@ -170,6 +284,20 @@ class OvsdbServer:
             changes["Database"][row.uuid] = (None, row)
         sdb.apply(changes)
         return sdb
+
+
+def _row_config(row: Row) -> RemoteConfig:
+    """A Manager-like row's target and connection options."""
+
+    def optional_int(column: str) -> int | None:
+        datum = row.data.get(column)
+        if datum is None or len(datum.values) != 1:
+            return None
+        value = next(iter(datum.values)).value
+        return value if isinstance(value, int) else None
+
+    target = next(iter(row.data["target"].values)).value
+    return RemoteConfig(target, optional_int("inactivity_probe"), optional_int("max_backoff"))
 
 
 def _datum(ts: Any, column: str, value: Any) -> Datum:

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
     from .server import DbHandle, OvsdbServer
 
 log = logging.getLogger(__name__)
-MAX_WRITE_BUFFER = 128 * 1024 * 1024
+# ovsdb-server drops a client whose unsent backlog grows past its limits
+# rather than letting a client that stopped reading eat the server's memory.
+DEFAULT_MAX_BACKLOG = 64 * 1024 * 1024
+ECHO_PROBE = {"id": "echo", "method": "echo", "params": []}
 
 
 class PendingTransact:
@@ -54,23 +57,36 @@ class PendingTransact:
 
 
 class Session:
+    """One client.  With probe_ms > 0 it sends an echo request after that long
+    without hearing from the client, and drops the client if another probe_ms
+    passes in silence (OVS's inactivity probe)."""
+
     def __init__(self, server: OvsdbServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+                 writer: asyncio.StreamWriter, probe_ms: int = 0,
+                 max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
+        self.probe_ms = probe_ms
+        self.max_backlog = max_backlog
         self.monitors: dict[str, Monitor] = {}  # json-encoded id -> monitor
         self.pending: list[PendingTransact] = []
         self.closed = False
+        self.last_heard = time.monotonic()
+        self.probe_sent: float | None = None
+        self._probe_timer: asyncio.TimerHandle | None = None
 
     # --- I/O -----------------------------------------------------------------
     async def run(self) -> None:
         splitter = jsonrpc.MessageSplitter()
+        self._arm_probe(self.probe_ms / 1000.0)
         try:
             while not self.closed:
                 data = await self.reader.read(1 << 16)
                 if not data:
                     break
+                self.last_heard = time.monotonic()
+                self.probe_sent = None
                 for msg in splitter.feed(data):
                     self.handle_message(msg)
                     if self.closed:
@@ -82,6 +98,30 @@ class Session:
             pass
         finally:
             self.close()
+
+    def _arm_probe(self, delay: float) -> None:
+        if self.probe_ms > 0 and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._probe_timer = loop.call_later(max(delay, 0.01), self._probe)
+
+    def _probe(self) -> None:
+        interval = self.probe_ms / 1000.0
+        now = time.monotonic()
+        if self.probe_sent is not None:
+            if now - self.probe_sent >= interval:
+                log.warning("no response to inactivity probe after %g seconds, "
+                            "disconnecting", interval)
+                self.close()
+                return
+            self._arm_probe(self.probe_sent + interval - now)
+            return
+        idle = now - self.last_heard
+        if idle >= interval:
+            self.probe_sent = now
+            self.send(ECHO_PROBE)
+            self._arm_probe(interval)
+        else:
+            self._arm_probe(interval - idle)
 
     async def _drain(self) -> None:
         try:
@@ -96,11 +136,13 @@ class Session:
         if transport.is_closing():
             self.close()
             return
-        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
-            log.warning("client stopped reading; dropping it")
+        data = jsonrpc.encode(msg)
+        if transport.get_write_buffer_size() + len(data) > self.max_backlog:
+            log.warning("client's backlog passed %d bytes (it stopped reading?); "
+                        "dropping it", self.max_backlog)
             self.close()
             return
-        self.writer.write(jsonrpc.encode(msg))
+        self.writer.write(data)
 
     def notify(self, method: str, params: list) -> None:
         self.send(jsonrpc.notification(method, params))
@@ -109,6 +151,8 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
         for p in list(self.pending):
             p.cancel()
         self.pending.clear()

@@ -8,6 +8,8 @@ A record is fsync'd before the transaction that produced it is acknowledged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -151,13 +153,20 @@ def changes_to_record(db: Database, changes: ChangeSet, comments: list[str]) -> 
     return record
 
 
-def snapshot_record(db: Database) -> dict:
+def freeze_rows(db: Database) -> dict[str, list[Row]]:
+    """The rows of every table as they are now.  Rows are immutable, so this
+    shallow copy stays a consistent snapshot while later commits go on."""
+    return {name: list(rows.values()) for name, rows in db.tables.items()}
+
+
+def snapshot_record(db: Database, frozen: dict[str, list[Row]] | None = None) -> dict:
     record: dict[str, Any] = {}
-    for table_name, rows in db.tables.items():
+    tables = frozen if frozen is not None else freeze_rows(db)
+    for table_name, rows in tables.items():
         ts = db.schema.parsed.tables[table_name]
         persistent = [c for c in ts.columns.values() if c.persistent]
         out = {}
-        for row in rows.values():
+        for row in rows:
             out[str(row.uuid)] = {c.name: row.data[c.name].to_json() for c in persistent
                                   if not is_default(row.data[c.name])}
         if out:
@@ -168,7 +177,14 @@ def snapshot_record(db: Database) -> dict:
 
 
 class Storage:
-    """An open database file: loads it, appends commits, compacts it."""
+    """An open database file: loads it, appends commits, compacts it.
+
+    Compaction can run in a worker thread (compact_async): the snapshot is
+    taken from immutable rows, written and fsync'd to a temporary file while
+    commits keep being appended (and fsync'd) to the live file; the records
+    committed meanwhile are then copied behind the snapshot, fsync'd, and only
+    then does the rename make the new file live.  A crash at any point leaves
+    one complete file holding every acknowledged commit."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -176,6 +192,11 @@ class Storage:
         self.snapshot_size = 0
         self.log_size = 0
         self.n_records = 0
+        self._since_snapshot: list[bytes] | None = None  # set while compacting
+
+    @property
+    def compacting(self) -> bool:
+        return self._since_snapshot is not None
 
     def load(self) -> Database:
         records, end = read_records(self.path)
@@ -199,20 +220,59 @@ class Storage:
         os.fsync(self.file.fileno())
         self.log_size += len(data)
         self.n_records += 1
+        if self._since_snapshot is not None:
+            self._since_snapshot.append(data)
 
     def should_compact(self) -> bool:
         """Compact when the log is 4x the last snapshot and past 10 MB or 100 records,
         roughly ovsdb-server's rule."""
+        if self.compacting:
+            return False
         grown = self.log_size - self.snapshot_size
         return self.log_size > 4 * self.snapshot_size and (
             grown > 10 * 1024 * 1024 or self.n_records > 100)
 
     def compact(self, db: Database) -> None:
         """Rewrite the file as schema + one snapshot, atomically via rename."""
+        tmp = self._write_snapshot(db, freeze_rows(db))
+        self._install_snapshot(tmp, [])
+
+    async def compact_async(self, db: Database) -> None:
+        """compact(), with the serialising and writing done in a worker thread."""
+        if self.compacting:
+            return
+        frozen = freeze_rows(db)
+        self._since_snapshot = []
+        try:
+            tmp = await asyncio.to_thread(self._write_snapshot, db, frozen)
+        except BaseException:
+            self._since_snapshot = None
+            raise
+        backlog, self._since_snapshot = self._since_snapshot, None
+        if self.file is None:  # closed meanwhile
+            os.unlink(tmp)
+            return
+        self._install_snapshot(tmp, backlog)
+
+    def _write_snapshot(self, db: Database, frozen: dict[str, list[Row]]) -> str:
         tmp = f"{self.path}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(_record_bytes(db.schema.to_json()))
-            f.write(_record_bytes(snapshot_record(db)))
+        try:
+            with open(tmp, "wb") as f:
+                f.write(_record_bytes(db.schema.to_json()))
+                f.write(_record_bytes(snapshot_record(db, frozen)))
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+
+    def _install_snapshot(self, tmp: str, backlog: list[bytes]) -> None:
+        with open(tmp, "ab") as f:
+            snapshot_size = f.tell()
+            for data in backlog:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, self.path)
@@ -220,8 +280,9 @@ class Storage:
         self.file.close()
         self.file = open(self.path, "r+b")  # noqa: SIM115
         self.file.seek(0, os.SEEK_END)
-        self.snapshot_size = self.log_size = self.file.tell()
-        self.n_records = 2
+        self.snapshot_size = snapshot_size
+        self.log_size = self.file.tell()
+        self.n_records = 2 + len(backlog)
 
     def close(self) -> None:
         if self.file is not None:
