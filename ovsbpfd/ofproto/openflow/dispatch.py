@@ -29,11 +29,13 @@ from ovsbpfd.ofproto.openflow.errors import (
     OFPET_BAD_REQUEST,
     OFPET_GROUP_MOD_FAILED,
     OFPET_METER_MOD_FAILED,
+    OFPET_QUEUE_OP_FAILED,
     OFPET_SWITCH_CONFIG_FAILED,
     OFPET_TABLE_FEATURES_FAILED,
     OFPET_TABLE_MOD_FAILED,
     OFPGMFC_OUT_OF_GROUPS,
     OFPMMFC_OUT_OF_METERS,
+    OFPQOFC_BAD_PORT,
     OFPSCFC_BAD_FLAGS,
     OFPTFFC_EPERM,
     OFPTMFC_BAD_CONFIG,
@@ -60,6 +62,8 @@ from ovsbpfd.ofproto.openflow.messages import (
     OfpMessage,
     PacketOut,
     PortMod,
+    QueueGetConfigReply,
+    QueueGetConfigRequest,
     RoleReply,
     RoleRequest,
     SetAsync,
@@ -120,6 +124,7 @@ class Dispatcher:
             PortMod: self._port_mod,
             GroupModMessage: self._group_mod,
             MeterModMessage: self._meter_mod,
+            QueueGetConfigRequest: self._queue_config,
         }
 
     async def __call__(self, conn: OfConnection, msg: OfpMessage) -> None:
@@ -144,8 +149,16 @@ class Dispatcher:
         raise _bad_request(OFPBRC_BAD_EXPERIMENTER, f"experimenter 0x{msg.experimenter:x}")
 
     async def _features(self, conn: OfConnection, msg: FeaturesRequest) -> None:
+        capabilities = CAPABILITIES | (c.OFPC_GROUP_STATS if hasattr(self.core, "group_mod")
+                                       else 0)
         conn.send(FeaturesReply(self.core.datapath_id, 0, self.core.n_tables, 0,
-                                CAPABILITIES, xid=msg.xid))
+                                capabilities, xid=msg.xid))
+
+    async def _queue_config(self, conn: OfConnection, msg: QueueGetConfigRequest) -> None:
+        # No port has queues; the port itself must exist (or be ANY).
+        if msg.port != a.OFPP_ANY and msg.port not in {p.port_no for p in self.core.ports()}:
+            raise OfpError(OFPET_QUEUE_OP_FAILED, OFPQOFC_BAD_PORT, f"port {msg.port}")
+        conn.send(QueueGetConfigReply(msg.port, xid=msg.xid))
 
     async def _get_config(self, conn: OfConnection, msg: GetConfigRequest) -> None:
         conn.send(GetConfigReply(self.frag_flags, conn.miss_send_len, xid=msg.xid))

@@ -391,6 +391,28 @@ class GetAsyncReply(AsyncConfig):
     MSG_TYPE: ClassVar[int] = c.OFPT_GET_ASYNC_REPLY
 
 
+@_struct_message(c.OFPT_QUEUE_GET_CONFIG_REQUEST, "!I4x", ("port",))
+@dataclass
+class QueueGetConfigRequest(OfpMessage):
+    port: int = 0xFFFFFFFF
+
+
+@dataclass
+class QueueGetConfigReply(OfpMessage):
+    """Carries no queue descriptions: no port of this switch has queues."""
+
+    MSG_TYPE: ClassVar[int] = c.OFPT_QUEUE_GET_CONFIG_REPLY
+    port: int = 0xFFFFFFFF
+
+    def encode_body(self) -> bytes:
+        return struct.pack("!I4x", self.port)
+
+    @classmethod
+    def decode_body(cls, reader: Reader) -> QueueGetConfigReply:
+        (port,) = reader.unpack(struct.Struct("!I4x"))
+        return cls(port)  # queue descriptions, if any, are ignored
+
+
 @_struct_message(c.OFPT_PORT_MOD, "!I4x6s2xIII4x",
                  ("port_no", "hw_addr", "config", "mask", "advertise"))
 @dataclass
@@ -505,7 +527,7 @@ MESSAGE_CLASSES: dict[int, type[OfpMessage]] = {
         Hello, Error, EchoRequest, EchoReply, Experimenter, FeaturesRequest,
         FeaturesReply, GetConfigRequest, GetConfigReply, SetConfig, PacketInMessage,
         FlowRemovedMessage, PortStatus, PacketOut, FlowModMessage, PortMod, TableMod,
-        GroupModMessage, MeterModMessage,
+        GroupModMessage, MeterModMessage, QueueGetConfigRequest, QueueGetConfigReply,
         MultipartRequest, MultipartReply, BarrierRequest, BarrierReply, RoleRequest,
         RoleReply, GetAsyncRequest, GetAsyncReply, SetAsync,
     )

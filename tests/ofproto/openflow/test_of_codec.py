@@ -102,6 +102,7 @@ def apply_actions(raw_actions: bytes) -> bytes:
     m.GetAsyncRequest(), m.GetAsyncReply((3, 0), (7, 7), (15, 0)),
     m.SetAsync((1, 2), (3, 4), (5, 6)),
     m.PortMod(1, b"\x02\x00\x00\x00\x00\x01", 1, 1, 0), m.TableMod(0, 3),
+    m.QueueGetConfigRequest(3, xid=2), m.QueueGetConfigReply(3, xid=2),
 ])
 def test_message_round_trip(msg: m.OfpMessage) -> None:
     assert roundtrip(msg) == msg

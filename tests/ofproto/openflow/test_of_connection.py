@@ -134,6 +134,10 @@ async def test_bad_messages_get_spec_errors_and_connection_continues() -> None:
         (m.encode_message(m.MultipartRequest(c.OFPMP_PORT_STATS,
                                              body=mp.encode_port_stats_request(99), xid=21)),
          e.OFPET_BAD_REQUEST, e.OFPBRC_BAD_PORT),
+        (m.encode_message(m.QueueGetConfigRequest(99, xid=22)),
+         e.OFPET_QUEUE_OP_FAILED, e.OFPQOFC_BAD_PORT),
+        (m.encode_message(m.GroupModMessage(xid=23)),
+         e.OFPET_GROUP_MOD_FAILED, e.OFPGMFC_OUT_OF_GROUPS),
     ]
     async with running_manager(core) as mgr, raw_client(mgr.mgmt_path) as client:
         for sent, type_, code in cases:
