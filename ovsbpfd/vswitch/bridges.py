@@ -10,6 +10,7 @@ created: ports it attached and internal devices it made.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno as errno_mod
 import logging
 import uuid
@@ -61,6 +62,7 @@ class AttachedIface:
     requested: int | None = None  # ofport_request when attached
     vlan: tuple[int | None, tuple[int, ...]] | None = None
     state: tuple[bool, bool] | None = None  # (link_up, admin_up) last pushed
+    host_seen: NetdevInfo | None = None  # an internal port's host end, last seen here
 
 
 @dataclass
@@ -87,6 +89,21 @@ def datapath_id_for(cfg: BridgeConfig, local: InternalPort | None) -> int:
         digest = uuid.uuid5(uuid.NAMESPACE_DNS, cfg.name).bytes
         mac = bytes([(digest[0] & 0xFC) | 0x02]) + digest[1:6]
     return int.from_bytes(mac, "big")
+
+
+def internal_host_view(
+    host: NetdevInfo | None, peer: NetdevInfo | None, last_seen: NetdevInfo | None
+) -> NetdevInfo | None:
+    """The host end of an internal port, even after users moved it to another netns.
+
+    People move internal ports into namespaces (as with OVS).  The datapath
+    end stays here, and its carrier tells whether the far end is up; the
+    identity is what we saw last.
+    """
+    if host is not None or peer is None or last_seen is None:
+        return host
+    return dataclasses.replace(last_seen, admin_up=peer.link_up, link_up=peer.link_up,
+                               mtu=peer.mtu, stats={})
 
 
 def _errno_of(exc: BaseException) -> int:
@@ -321,7 +338,10 @@ class BridgeSet:
     ) -> tuple[NetdevInfo | None, NetdevInfo | None]:
         visible = links.get(att.name)
         if att.kind == "internal":
-            return visible, links.get(internal_peer_name(att.name))
+            peer = links.get(internal_peer_name(att.name))
+            if visible is not None:
+                att.host_seen = visible
+            return internal_host_view(visible, peer, att.host_seen), peer
         return visible, visible
 
     async def _attach(
@@ -373,8 +393,8 @@ class BridgeSet:
     ) -> InterfaceStatus:
         if live.local is None or live.local_error:
             return InterfaceStatus.failed(live.local_error or no_such_device(live.cfg.name))
-        visible = links.get(live.cfg.name)
         counted = links.get(live.local.peer.name)
+        visible = internal_host_view(links.get(live.cfg.name), counted, live.local.host)
         if visible is None or counted is None:
             return InterfaceStatus.failed(no_such_device(live.cfg.name))
         vlan = (port.tag, port.trunks)

@@ -123,3 +123,33 @@ def test_dpctl_dump_flows_shows_megaflows(switch: Switch) -> None:
     assert "in_port(" in out and "actions:" in out, out
     fdb = switch.daemon.appctl("fdb/show", "br0").stdout
     assert switch.h1.mac() in fdb and switch.h2.mac() in fdb, fdb
+
+
+def move_into_namespace(device: str, ns: str, ip_addr: str) -> Host:
+    """Put an ovsbpfd-made device into a fresh namespace with an address there."""
+    run("ip", "netns", "add", ns)
+    host = Host(ns, device, ip_addr)
+    run("ip", "link", "set", device, "netns", ns)
+    host.exec("ip", "addr", "add", f"{ip_addr}/24", "dev", device)
+    host.exec("ip", "link", "set", device, "up")
+    return host
+
+
+def test_internal_and_local_ports_are_addressable_hosts(switch: Switch) -> None:
+    internal = unique_name("obfi", 1)
+    switch.daemon.vsctl("add-port", "br0", internal, "--", "set", "Interface", internal,
+                        "type=internal")
+    moved: list[tuple[str, str]] = []
+    try:
+        for device, ns, addr in ((internal, unique_name("obfins", 1), "10.200.0.3"),
+                                 ("br0", unique_name("obflns", 1), "10.200.0.4")):
+            move_into_namespace(device, ns, addr)
+            moved.append((device, ns))
+            assert Host(ns, device, addr).ping(switch.h1.ip_addr, count=2), (
+                f"{device}: {switch.daemon.log_text()}")
+        fdb = switch.daemon.appctl("fdb/show", "br0").stdout
+        assert "LOCAL" in fdb, fdb
+    finally:
+        for device, ns in moved:  # hand the devices back so the bridge can delete them
+            run("ip", "-n", ns, "link", "set", device, "netns", "1", check=False)
+            run("ip", "netns", "del", ns, check=False)
