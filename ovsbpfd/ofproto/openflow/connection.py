@@ -83,6 +83,9 @@ class OfConnection(asyncio.Protocol):
                  on_connected: Callable[[OfConnection], None] | None = None) -> None:
         self.handler = handler
         self.on_connected = on_connected
+        # Versions we offer in HELLO (bit n = wire version n); the owner may
+        # narrow it (Bridge.protocols).  Only OpenFlow 1.3 is implemented.
+        self.version_bitmap = 1 << c.OFP_VERSION
         self.run_task: asyncio.Future | None = None
         self.kind = kind
         self.name = name
@@ -186,7 +189,7 @@ class OfConnection(asyncio.Protocol):
     # ------------------------------------------------------------ input
     async def run(self) -> None:
         """Serve the channel until the peer or we close it."""
-        self.send(Hello())
+        self.send(Hello(self.version_bitmap))
         try:
             await self._negotiate()
             await self._serve()
@@ -252,8 +255,9 @@ class OfConnection(asyncio.Protocol):
             try:
                 hello = decode_message(frame)
                 assert isinstance(hello, Hello)
-                ok = (hello.bitmap & (1 << c.OFP_VERSION) if hello.bitmap is not None
-                      else header.version >= c.OFP_VERSION)
+                ok = bool(self.version_bitmap & (1 << c.OFP_VERSION)) and (
+                    bool(hello.bitmap & (1 << c.OFP_VERSION)) if hello.bitmap is not None
+                    else header.version >= c.OFP_VERSION)
             except OfpError:
                 ok = False
             if ok:

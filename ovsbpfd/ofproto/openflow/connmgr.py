@@ -33,6 +33,7 @@ MIN_BACKOFF = 1.0
 MAX_BACKOFF = 8.0
 CONTROLLER_PROBE_INTERVAL = 5.0
 MGMT_SOCKET_MODE = 0o750
+PROTOCOL_VERSIONS = {f"OpenFlow1{n}": n + 1 for n in range(6)}
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -165,6 +166,7 @@ class ConnectionManager:
         self._links: dict[str, ControllerLink] = {}
         self._mgmt_server: asyncio.AbstractServer | None = None
         self._pending_targets: list[str] | None = None
+        self.version_bitmap = 1 << c.OFP_VERSION
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -204,6 +206,7 @@ class ConnectionManager:
         """A protocol instance for a new socket; it starts serving at once."""
         conn = OfConnection(self.dispatcher, kind, name, probe_interval,
                             on_connected=lambda c: self._serve(c, link))
+        conn.version_bitmap = self.version_bitmap
         return conn
 
     def _serve(self, conn: OfConnection, link: ControllerLink | None) -> None:
@@ -231,6 +234,17 @@ class ConnectionManager:
 
     def all_connections(self) -> list[OfConnection]:
         return [conn for conn in self._conns if conn.negotiated]
+
+    def set_protocols(self, protocols: list[str]) -> None:
+        """Bridge.protocols ("OpenFlow10" ... "OpenFlow15"; empty: the default).
+
+        Only OpenFlow 1.3 is implemented, so a list without OpenFlow13 makes
+        every new connection fail version negotiation, as OVS does."""
+        if not protocols:
+            self.version_bitmap = 1 << c.OFP_VERSION
+            return
+        wanted = {PROTOCOL_VERSIONS[p] for p in protocols if p in PROTOCOL_VERSIONS}
+        self.version_bitmap = (1 << c.OFP_VERSION) if c.OFP_VERSION in wanted else 0
 
     def set_controllers(self, targets: list[str]) -> None:
         """Make the controller targets exactly ``targets`` (order and repeats ignored)."""

@@ -445,3 +445,20 @@ async def test_peer_not_reading_replies_is_not_buffered_without_bound() -> None:
             reply = await client.recv()
             if isinstance(reply, m.MultipartReply) and not reply.flags:
                 finals += 1
+
+
+@async_test
+async def test_bridge_protocols_without_openflow13_refuse_connections() -> None:
+    async with running_manager(StubCore()) as mgr:
+        mgr.set_protocols(["OpenFlow10", "OpenFlow14"])
+        async with raw_client(mgr.mgmt_path, hello=False) as client:
+            hello = await client.recv()
+            assert isinstance(hello, m.Hello) and hello.bitmap == 0
+            await client.send(m.Hello())
+            raw = await client.recv_raw()
+            assert struct.unpack_from("!HH", raw, 8) == (e.OFPET_HELLO_FAILED,
+                                                         e.OFPHFC_INCOMPATIBLE)
+            assert await client.closed()
+        mgr.set_protocols(["OpenFlow10", "OpenFlow13"])
+        async with raw_client(mgr.mgmt_path) as client:
+            await still_alive(client)
