@@ -121,7 +121,7 @@ class Remote:
         self.last_connect: float | None = None
         self.last_disconnect: float | None = None
         self.last_error: str | None = None
-        self.row_uuid: Any = None  # the database row that asked for this remote
+        self.row_ref: Any = None  # (db, table, uuid) of the row that asked for it
         self.on_change: Callable[[], None] = lambda: None
 
     async def start(self) -> None:

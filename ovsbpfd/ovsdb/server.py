@@ -135,9 +135,15 @@ class OvsdbServer:
             raise RemoteError(f"{target}: no column {column} in table {table}")
         return db_name, table, column
 
-    def _wanted_db_remotes(self) -> dict[RemoteConfig, uuid.UUID | None]:
-        """Remote configs the database asks for -> the row describing each."""
-        wanted: dict[RemoteConfig, uuid.UUID | None] = {}
+    def _remote_tables(self, db_name: str, table: str, column: str) -> set[str]:
+        """Tables whose changes can change the remotes a db: spec names."""
+        key = self.dbs[db_name].db.table_schema(table).columns[column].type.key
+        return {table, key.ref_table_name} if key.ref_table_name else {table}
+
+    def _wanted_db_remotes(self) -> dict[RemoteConfig, tuple[str, str, uuid.UUID] | None]:
+        """Remote configs the database asks for -> (db, table, uuid) of the row
+        describing each (None when the column holds plain strings)."""
+        wanted: dict[RemoteConfig, tuple[str, str, uuid.UUID] | None] = {}
         for db_name, table, column in self.db_remote_specs:
             db = self.dbs[db_name].db
             col_type = db.table_schema(table).columns[column].type
@@ -149,7 +155,8 @@ class OvsdbServer:
                     ref_table = col_type.key.ref_table_name
                     target_row = db.tables.get(ref_table, {}).get(atom.value)
                     if target_row is not None and "target" in target_row.data:
-                        wanted.setdefault(_row_config(target_row), target_row.uuid)
+                        wanted.setdefault(_row_config(target_row),
+                                          (db_name, ref_table, target_row.uuid))
         return wanted
 
     async def _sync_db_remotes(self) -> None:
@@ -160,13 +167,13 @@ class OvsdbServer:
             wanted = self._wanted_db_remotes()
             for config in [c for c in self.db_remotes if c not in wanted]:
                 await self.db_remotes.pop(config).close()
-            for config, row_uuid in wanted.items():
+            for config, row_ref in wanted.items():
                 if config in self.db_remotes:
-                    self.db_remotes[config].row_uuid = row_uuid
+                    self.db_remotes[config].row_ref = row_ref
                     continue
                 try:
                     remote = make_remote(config, self._serve, self.ssl_files)
-                    remote.row_uuid = row_uuid
+                    remote.row_ref = row_ref
                     await remote.start()
                 except (RemoteError, OSError, ssl.SSLError) as e:
                     log.warning("%s: cannot start remote: %s", config.target, e)
@@ -186,29 +193,31 @@ class OvsdbServer:
 
     def _write_status(self) -> None:
         self._status_pending = False
-        for db_name, table, _column in self.db_remote_specs:
+        ops_by_db: dict[str, list[dict]] = {}
+        for remote in self.db_remotes.values():
+            if remote.row_ref is None:
+                continue
+            db_name, table, row_uuid = remote.row_ref
             handle = self.dbs[db_name]
-            ts = handle.db.table_schema(table)
-            ops = []
-            for remote in self.db_remotes.values():
-                row = handle.db.tables[table].get(getattr(remote, "row_uuid", None))
-                if row is None:
-                    continue
-                new: dict[str, Any] = {}
-                if "is_connected" in ts.columns:
-                    new["is_connected"] = remote.is_connected
-                if "status" in ts.columns:
-                    new["status"] = ["map", sorted(remote.status().items())]
-                if "status" in new:
-                    new["status"] = ["map", [list(kv) for kv in new["status"][1]]]
-                if all(row.data[c].to_json() == v for c, v in new.items()):
-                    continue
-                ops.append({"op": "update", "table": table, "row": new,
-                            "where": [["_uuid", "==", ["uuid", str(row.uuid)]]]})
-            if ops:
-                outcome = Executor(handle.db, set()).run(ops)
-                if outcome.changes:
-                    self.commit(handle, outcome)
+            row = handle.db.tables[table].get(row_uuid)
+            if row is None:
+                continue
+            columns = handle.db.table_schema(table).columns
+            new: dict[str, Any] = {}
+            if "is_connected" in columns:
+                new["is_connected"] = remote.is_connected
+            if "status" in columns:
+                new["status"] = ["map", [list(kv) for kv in sorted(remote.status().items())]]
+            if all(row.data[c].to_json() == v for c, v in new.items()):
+                continue
+            ops_by_db.setdefault(db_name, []).append(
+                {"op": "update", "table": table, "row": new,
+                 "where": [["_uuid", "==", ["uuid", str(row_uuid)]]]})
+        for db_name, ops in ops_by_db.items():
+            handle = self.dbs[db_name]
+            outcome = Executor(handle.db, set()).run(ops)
+            if outcome.changes:
+                self.commit(handle, outcome)
 
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -230,8 +239,8 @@ class OvsdbServer:
         self._install(handle, changes)
         if handle.storage is not None and handle.storage.should_compact():
             self._spawn(self._compact_one(handle))
-        if any(spec[0] == handle.db.name and spec[1] in changes
-               for spec in self.db_remote_specs):
+        if any(db_name == handle.db.name and changes.keys() & self._remote_tables(db_name, t, c)
+               for db_name, t, c in self.db_remote_specs):
             self._spawn(self._sync_db_remotes())
 
     def _install(self, handle: DbHandle, changes: ChangeSet) -> None:
