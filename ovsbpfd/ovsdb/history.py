@@ -65,11 +65,14 @@ class TxnHistory:
 
 
 def changeset_atoms(changes: ChangeSet) -> int:
+    """Size of a change set as a clustered ovsdb-server weighs its history:
+    every row it keeps, old and new versions both."""
     total = 0
     for rows in changes.values():
         for old, new in rows.values():
-            row = new if new is not None else old
-            total += row_atoms(row) if row is not None else 0
+            for row in (old, new):
+                if row is not None:
+                    total += row_atoms(row)
     return total
 
 

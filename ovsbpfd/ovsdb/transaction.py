@@ -123,7 +123,10 @@ class Transaction:
             if new is None:
                 continue
             for col, target, target_table in strong_refs(tables[table], new):
-                if self.get(target_table, target) is None:
+                # A committed row deleted by this transaction still counts as
+                # existing here: ovsdb-server reports it below as "cannot delete".
+                if (self.get(target_table, target) is None
+                        and target not in self.db.tables[target_table]):
                     raise OvsdbError(
                         "referential integrity violation",
                         f"Table {table} column {col} row {new.uuid} references "

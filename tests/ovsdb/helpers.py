@@ -138,3 +138,31 @@ class RpcClient:
     def transact(self, db: str, *ops: dict) -> list:
         reply, _ = self.call("transact", [db, *ops])
         return reply["result"]
+
+
+@contextmanager
+def debian_cluster_server(tmpdir: str, schema: str = SCHEMA):
+    """Debian's ovsdb-server on a one-member cluster: the reference for
+    transaction history (a standalone ovsdb-server keeps none)."""
+    sock = os.path.join(tmpdir, "cluster.sock")
+    db = os.path.join(tmpdir, "cluster.db")
+    subprocess.run(["ovsdb-tool", "create-cluster", db, schema,
+                    f"unix:{tmpdir}/raft.sock"], check=True, capture_output=True)
+    proc = subprocess.Popen(
+        ["ovsdb-server", f"--remote=punix:{sock}", f"--unixctl={tmpdir}/cluster.ctl",
+         "--no-chdir", f"--log-file={tmpdir}/cluster.log", db],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_socket(sock, proc)
+        client = RpcClient(sock)
+        deadline = time.monotonic() + 10
+        while True:  # until the single member has elected itself leader
+            res = client.transact("Open_vSwitch", {"op": "select", "table": "Open_vSwitch",
+                                                   "where": []})
+            if "error" not in res[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        client.close()
+        yield sock, proc
+    finally:
+        stop_process(proc)
