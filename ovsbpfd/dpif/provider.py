@@ -13,6 +13,7 @@ tests (tests/dpif/).
 from __future__ import annotations
 
 import abc
+import errno as errno_mod
 from collections.abc import Sequence
 
 from ovsbpfd.dpif.types import (
@@ -22,6 +23,9 @@ from ovsbpfd.dpif.types import (
     DpStats,
     FlowKey,
     FlowStats,
+    MeterBand,
+    MeterFeatures,
+    MeterStats,
     PortStats,
     Upcall,
 )
@@ -50,6 +54,16 @@ class Dpif(abc.ABC):
         Packets received on the device enter the datapath with that in_port;
         ``Output(port_no)`` transmits on it.  ``port_no`` requests a number
         (EEXIST if taken); otherwise the lowest free number >= 1 is used.
+
+        Takeover after a restart: a port that was already in the datapath when
+        this handle opened (a previous process added it, see
+        ``recovered_ports``) is *adopted* by a port_add with the same name and
+        ifindex (and ``port_no`` None or equal): its number is returned and
+        its filter and counters stay, so installed flows remain valid.  Only
+        the first such call adopts; later duplicates get EEXIST as usual.  A
+        recovered port that shares only the name or only the ifindex is stale
+        (its device was replaced or renamed): it is removed and the port is
+        added afresh.
         """
 
     @abc.abstractmethod
@@ -59,6 +73,14 @@ class Dpif(abc.ABC):
     @abc.abstractmethod
     def port_list(self) -> list[DpPort]:
         ...
+
+    def recovered_ports(self) -> list[DpPort]:
+        """Ports found in the datapath on open that no port_add has adopted yet.
+
+        A restarted daemon adopts the ones its configuration still names and
+        removes the rest.  Providers without persistent state have none.
+        """
+        return []
 
     @abc.abstractmethod
     def port_stats(self, port_no: int) -> PortStats:
@@ -115,6 +137,37 @@ class Dpif(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> DpStats:
         ...
+
+    # ------------------------------------------------------------ meters
+    # OVS's dpif meter_set/meter_get/meter_del.  Providers without meters keep
+    # these defaults, so a Meter action is refused by their flow_put instead.
+    def meter_features(self) -> MeterFeatures:
+        """Limits and capabilities of this datapath's meters."""
+        raise DpifError(errno_mod.EOPNOTSUPP, f"{self.type or 'this'} datapath has no meters")
+
+    def meter_set(self, meter_id: int, bands: Sequence[MeterBand], kbps: bool,
+                  burst: bool = False) -> None:
+        """Create or replace meter ``meter_id`` (0 .. max_meters-1).
+
+        Rates are pkts/s (kbit/s if ``kbps``); each band's bucket holds
+        ``burst_size`` packets (kbits) when ``burst`` and burst_size > 0, else
+        one second of its rate.  Buckets start full; a replaced meter starts
+        over with full buckets and zero counters.  EINVAL for a bad id or bad
+        bands (none, too many, rate 0, values out of range), EOPNOTSUPP for a
+        band type other than "drop"; a failed call changes nothing.
+        """
+        raise DpifError(errno_mod.EOPNOTSUPP, f"{self.type or 'this'} datapath has no meters")
+
+    def meter_get(self, meter_id: int) -> MeterStats:
+        """The meter's counters; ENOENT if it is not set, EINVAL for a bad id."""
+        raise DpifError(errno_mod.EOPNOTSUPP, f"{self.type or 'this'} datapath has no meters")
+
+    def meter_del(self, meter_id: int) -> MeterStats:
+        """Remove the meter and return its final counters (ENOENT/EINVAL as meter_get).
+
+        Flows that still name it let their packets through from now on.
+        """
+        raise DpifError(errno_mod.EOPNOTSUPP, f"{self.type or 'this'} datapath has no meters")
 
     def now_ns(self) -> int:
         """The datapath clock that ``FlowStats.used_ns`` is measured on."""

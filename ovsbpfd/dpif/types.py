@@ -171,8 +171,66 @@ class Userspace:
     cookie: int = 0
 
 
-DpAction = Output | PushVlan | PopVlan | Userspace
+# Fields SetMasked can rewrite -> width in bytes.  Integer fields of FlowKey
+# take int values; the others take bytes, exactly as FlowKey holds them.
+SET_FIELD_WIDTHS: dict[str, int] = {
+    "eth_src": 6, "eth_dst": 6,
+    "ip_src": 16, "ip_dst": 16,  # IPv4 (and ARP SPA/TPA) in the first 4 bytes
+    "nw_tos": 1, "nw_ttl": 1,
+    "tp_src": 2, "tp_dst": 2,
+    "arp_sha": 6, "arp_tha": 6,
+}
+SET_INT_FIELDS = frozenset({"nw_tos", "nw_ttl", "tp_src", "tp_dst"})
+
+
+@dataclass(frozen=True)
+class SetMasked:
+    """Rewrite the bits of ``field`` that are set in ``mask`` to ``value``'s bits.
+
+    OVS_ACTION_ATTR_SET_MASKED: ``field`` is a FlowKey field name (see
+    SET_FIELD_WIDTHS); ``value``/``mask`` have that field's FlowKey type and
+    width, and, as in the kernel datapath, ``value`` has no bits outside
+    ``mask`` (else EINVAL).  A 4-byte ``ip_src``/``ip_dst`` value and mask are
+    taken as IPv4 and padded to the key's 16 bytes.  Checksums that cover the
+    field are fixed up; on a packet without the field (tp_src of an ARP, an
+    IPv4 later fragment's ports) the action does nothing.  dec_ttl is
+    ``SetMasked("nw_ttl", ttl - 1, 0xff)`` with the TTL in the flow's mask.
+    """
+
+    field: str
+    value: int | bytes
+    mask: int | bytes
+
+    def __post_init__(self) -> None:
+        if self.field in ("ip_src", "ip_dst"):
+            for name in ("value", "mask"):
+                raw = getattr(self, name)
+                if isinstance(raw, bytes) and len(raw) == 4:
+                    object.__setattr__(self, name, raw + bytes(12))
+
+    @classmethod
+    def exact(cls, field: str, value: int | bytes) -> SetMasked:
+        """Set every bit of ``field`` (a plain set_field)."""
+        width = SET_FIELD_WIDTHS.get(field, 0)
+        if field in ("ip_src", "ip_dst") and isinstance(value, bytes) and len(value) == 4:
+            return cls(field, value, b"\xff" * 4)
+        if field in SET_INT_FIELDS:
+            return cls(field, value, (1 << (8 * width)) - 1)
+        return cls(field, value, b"\xff" * width)
+
+
+@dataclass(frozen=True)
+class Meter:
+    """Run the packet through meter ``meter_id``; it continues unless a drop band
+    drops it (then the remaining actions are skipped).  A meter id that is not
+    set lets every packet through, as in the kernel datapath."""
+
+    meter_id: int
+
+
+DpAction = Output | PushVlan | PopVlan | Userspace | SetMasked | Meter
 MAX_ACTIONS = 32  # fixed action array length in the BPF flow value
+MAX_SET_ACTIONS = 8  # SetMasked actions per flow (their values live beside the array)
 
 
 def format_actions(actions: tuple[DpAction, ...] | list[DpAction]) -> str:
@@ -191,7 +249,48 @@ def format_actions(actions: tuple[DpAction, ...] | list[DpAction]) -> str:
             parts.append("pop_vlan")
         elif isinstance(act, Userspace):
             parts.append(f"userspace(cookie={act.cookie})")
+        elif isinstance(act, SetMasked):
+            parts.append(_format_set(act))
+        elif isinstance(act, Meter):
+            parts.append(f"meter({act.meter_id})")
     return ",".join(parts)
+
+
+def _format_set(act: SetMasked) -> str:
+    """``set(ipv4(ttl=63))``, ``set(eth(src=02:00:00:00:00:01))``, ``/mask`` if partial."""
+    family, name = _SET_FIELD_NAMES.get(act.field, ("?", act.field))
+    value, mask = act.value, act.mask
+    if family == "ip" and isinstance(value, bytes) and isinstance(mask, bytes):
+        v4 = not any(value[4:]) and not any(mask[4:])
+        family = "ipv4" if v4 else "ipv6"
+        width = 4 if v4 else 16
+        render = _render_ip(value[:width]), _render_ip(mask[:width])
+        full = mask[:width] == b"\xff" * width
+    elif isinstance(value, bytes) and isinstance(mask, bytes):
+        render = ":".join(f"{b:02x}" for b in value), ":".join(f"{b:02x}" for b in mask)
+        full = mask == b"\xff" * len(mask)
+    else:
+        width = SET_FIELD_WIDTHS.get(act.field, 0)
+        hexa = act.field == "nw_tos"
+        render = (hex(value) if hexa else str(value)), hex(mask)  # type: ignore[arg-type]
+        full = mask == (1 << (8 * width)) - 1
+    text = f"{name}={render[0]}" + ("" if full else f"/{render[1]}")
+    return f"set({family}({text}))"
+
+
+def _render_ip(raw: bytes) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_address(raw))
+
+
+_SET_FIELD_NAMES = {
+    "eth_src": ("eth", "src"), "eth_dst": ("eth", "dst"),
+    "ip_src": ("ip", "src"), "ip_dst": ("ip", "dst"),
+    "nw_tos": ("ipv4", "tos"), "nw_ttl": ("ipv4", "ttl"),
+    "tp_src": ("l4", "src"), "tp_dst": ("l4", "dst"),
+    "arp_sha": ("arp", "sha"), "arp_tha": ("arp", "tha"),
+}
 
 
 # ---------------------------------------------------------------- records
@@ -241,6 +340,46 @@ class DpStats:
     n_lost: int = 0  # upcalls dropped (ring buffer full)
     n_flows: int = 0
     n_masks: int = 0
+
+
+# ---------------------------------------------------------------- meters
+
+METER_BAND_DROP = "drop"
+
+
+@dataclass(frozen=True)
+class MeterBand:
+    """One band of a meter: above ``rate`` (pkts/s, or kbit/s for a kbps meter)
+    with a bucket of ``burst_size`` (packets or kbits), packets take this band.
+    Only ``"drop"`` bands exist; others are EOPNOTSUPP."""
+
+    rate: int
+    burst_size: int = 0
+    type: str = METER_BAND_DROP
+
+
+@dataclass
+class MeterStats:
+    """Counters of one meter: everything that entered it, and per band what the
+    band took (for a drop band: what it dropped)."""
+
+    packets_in: int = 0
+    bytes_in: int = 0
+    band_packets: list[int] = field(default_factory=list)
+    band_bytes: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MeterFeatures:
+    """What ``meter_set`` accepts, for OpenFlow's METER_FEATURES reply."""
+
+    max_meters: int  # valid meter ids are 0 .. max_meters-1
+    max_bands: int
+    band_types: tuple[str, ...] = (METER_BAND_DROP,)
+    kbps: bool = True
+    pktps: bool = True
+    burst: bool = True
+    stats: bool = True
 
 
 UPCALL_MISS, UPCALL_ACTION = 0, 1
