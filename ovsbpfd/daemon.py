@@ -5,6 +5,11 @@ datapath and its backer, the vswitch (DB rows -> bridges), netdev watching,
 then the unixctl socket.  SIGTERM/SIGINT or ``ovs-appctl exit`` stop it;
 plain exit leaves the datapath pinned and attached (forwarding goes on, as
 OVS leaves the kernel datapath), ``exit --cleanup`` removes it.
+
+A restart is seamless: the datapath keeps the previous run's ports and
+flows, the vswitch adopts the ports by name and ifindex (same datapath port
+numbers), and once the first configuration is applied the backer takes over
+the flows and the ports nobody claimed are removed.
 """
 
 from __future__ import annotations
@@ -108,14 +113,14 @@ class Daemon:
         # On a worker thread: a provider may use blocking netlink helpers that
         # refuse to run on a thread with a running event loop.
         self.dpif = await asyncio.to_thread(open_dpif, cfg.datapath, **dp_kwargs)
-        await asyncio.to_thread(self._release_stale_ports)
         self.backer = DatapathBacker(self.dpif)
         await _maybe_await(self.backer.start())
 
         owner = f"{OWNER_ALIAS} {cfg.pin_root}" if cfg.datapath == "bpf" else (
             f"{OWNER_ALIAS} {cfg.datapath} {os.path.abspath(cfg.rundir)}")
         self.netdevs = AsyncNetdevs(owner)
-        self.bridges = BridgeSet(self.netdevs, OfprotoFactory(self.backer, cfg.rundir))
+        self.bridges = BridgeSet(self.netdevs, OfprotoFactory(self.backer, cfg.rundir),
+                                 on_first_apply=self._take_over_datapath)
         self.vswitch = Vswitch(remote, self.bridges, version=__version__,
                                datapath_types=[cfg.datapath])
         await self.vswitch.start()
@@ -127,31 +132,13 @@ class Daemon:
         self._register_commands(self.unixctl)
         await self.unixctl.start()
 
-    def _release_stale_ports(self) -> None:
-        """Drop ports and flows a previous run left in a pinned datapath.
+    async def _take_over_datapath(self) -> None:
+        """After the first DB reconcile: adopt the previous run's flows, drop its extra ports.
 
-        The new backer does not know them, so the vswitch could not re-add
-        them (EEXIST) and their megaflows name old port numbers.  Removing
-        them lets the vswitch attach the same netdevs again moments later;
-        forwarding pauses only for that gap.
+        Until now the old flows kept forwarding untouched; the ports the
+        configuration still has were adopted by the vswitch in the meantime.
         """
-        try:
-            stale = self.dpif.port_list()
-        except Exception:
-            log.exception("cannot list datapath ports")
-            return
-        if not stale:
-            return
-        log.info("re-attaching %d port(s) left by a previous run", len(stale))
-        for port in stale:
-            try:
-                self.dpif.port_del(port.port_no)
-            except Exception as exc:
-                log.warning("cannot release datapath port %s: %s", port.name, exc)
-        try:
-            self.dpif.flow_flush()
-        except Exception:
-            log.exception("cannot flush stale datapath flows")
+        await self.backer.finish_takeover()
 
     async def _shutdown(self) -> None:
         """Undo _start in reverse; every step runs even if an earlier one failed."""

@@ -141,6 +141,7 @@ class DummyDpif(Dpif):
         self.max_flows = max_flows
         self.max_ports = max_ports
         self._ports: dict[int, DpPort] = {}
+        self._recovered: set[int] = set()  # see simulate_restart
         self._port_stats: dict[int, PortStats] = {}
         self._outputs: dict[int, deque[bytes]] = {}
         self._output_queue_len = output_queue_len
@@ -157,6 +158,9 @@ class DummyDpif(Dpif):
             raise DpifError(errno.EINVAL, f"bad port name {name!r}")
         if not _is_uint(ifindex, 32) or ifindex == 0:
             raise DpifError(errno.EINVAL, f"bad ifindex {ifindex!r}")
+        adopted = self._adopt_recovered(name, ifindex, port_no)
+        if adopted is not None:
+            return adopted
         for port in self._ports.values():
             if port.name == name or port.ifindex == ifindex:
                 raise DpifError(errno.EEXIST, f"{name} (ifindex {ifindex}) is already a port")
@@ -173,10 +177,35 @@ class DummyDpif(Dpif):
         self._outputs[port_no] = deque(maxlen=self._output_queue_len)
         return port_no
 
+    def _adopt_recovered(self, name: str, ifindex: int, port_no: int | None) -> int | None:
+        """Take over a port from before simulate_restart (as the bpf provider does)."""
+        for recovered in sorted(self._recovered):
+            port = self._ports[recovered]
+            same_name, same_device = port.name == name, port.ifindex == ifindex
+            if same_name and same_device and port_no in (None, recovered):
+                self._recovered.discard(recovered)
+                return recovered
+            if same_name or same_device:
+                self.port_del(recovered)
+        return None
+
     def port_del(self, port_no: int) -> None:
         if port_no not in self._ports:
             raise DpifError(errno.ENOENT, f"no datapath port {port_no}")
         del self._ports[port_no], self._port_stats[port_no], self._outputs[port_no]
+        self._recovered.discard(port_no)
+
+    def recovered_ports(self) -> list[DpPort]:
+        return [self._ports[n] for n in sorted(self._recovered)]
+
+    def simulate_restart(self) -> None:
+        """Act as a datapath a new process has just opened (test API, like inject).
+
+        Every port becomes recovered (adoptable by a matching port_add) while
+        flows, counters and queued upcalls stay, as the bpf provider's pinned
+        maps do across a daemon restart.
+        """
+        self._recovered = set(self._ports)
 
     def port_list(self) -> list[DpPort]:
         return [self._ports[n] for n in sorted(self._ports)]

@@ -5,6 +5,12 @@ Like OVS's ``ofproto-dpif`` backer: it owns the datapath port space (dp port
 translated, installed as a megaflow and executed; a ``userspace`` action
 becomes a PACKET_IN), schedules revalidation after changes and runs the
 once-a-second sweep (counters, idle flows, timeouts, MAC aging).
+
+Restart takeover: a backer opened on a datapath that already holds flows (a
+previous daemon's, still forwarding) leaves them alone until its bridges and
+ports are back (``finish_takeover``); then it re-learns MAC addresses from
+them, adopts the ones that still translate the same, fixes or deletes the
+rest, and removes datapath ports no bridge claimed.
 """
 
 from __future__ import annotations
@@ -13,12 +19,30 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ovsbpfd.dpif.format import format_flow
 from ovsbpfd.dpif.provider import Dpif
-from ovsbpfd.dpif.types import UPCALL_ACTION, UPCALL_MISS, DpAction, FlowKey, Upcall
-from ovsbpfd.ofproto.revalidator import FlowOwner, Revalidator
+from ovsbpfd.dpif.types import (
+    UPCALL_ACTION,
+    UPCALL_MISS,
+    DpAction,
+    DpFlow,
+    DpPort,
+    FlowKey,
+    Upcall,
+)
+from ovsbpfd.ofproto.mac_learning import MacLearning
+from ovsbpfd.ofproto.revalidator import (
+    DELETED,
+    FIXED,
+    KEPT,
+    FlowOwner,
+    Revalidator,
+    flow_ident,
+    mask_covers,
+)
 from ovsbpfd.ofproto.xlate import PacketInSpec, XlateResult
 
 log = logging.getLogger(__name__)
@@ -27,18 +51,32 @@ UPCALL_BATCH = 64
 BATCHES_PER_WAKEUP = 8  # bound the work per event-loop callback
 REVALIDATE_DELAY_S = 0.02  # coalesce bursts of changes
 SWEEP_INTERVAL_S = 1.0
+TAKEOVER_CHUNK = 256  # flows handled between yields to the event loop
+_FULL_MAC = b"\xff" * 6
 
 
 class BackedBridge(FlowOwner, Protocol):
     """What the backer needs from a bridge (``OfprotoBridge``)."""
 
     name: str
+    mac: MacLearning
 
     def translate_key(self, key: FlowKey, in_ofport: int, side_effects: bool) -> XlateResult: ...
 
     def emit_packet_in(self, spec: PacketInSpec, data: bytes, total_len: int) -> None: ...
 
     def periodic(self) -> None: ...
+
+
+@dataclass
+class TakeoverResult:
+    """What ``finish_takeover`` did with a previous process's datapath state."""
+
+    kept: int = 0
+    fixed: int = 0
+    deleted: int = 0
+    relearned: int = 0  # MAC entries re-learned from adopted flows
+    released_ports: tuple[str, ...] = ()
 
 
 class DatapathBacker:
@@ -56,6 +94,10 @@ class DatapathBacker:
         self._reval_pending = False
         self.n_upcalls = 0
         self.n_action_upcalls = 0
+        # Flows already in the datapath belong to a previous process: keep
+        # them untouched until finish_takeover (their ports are not back yet).
+        self.takeover_pending = dpif.stats().n_flows > 0
+        self.revalidator.leave_unknown = self.takeover_pending
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -112,6 +154,87 @@ class DatapathBacker:
 
     def port_owner(self, dp_port: int) -> tuple[BackedBridge, int] | None:
         return self._ports.get(dp_port)
+
+    # ------------------------------------------------------------ restart takeover
+    def release_unclaimed_ports(self) -> list[DpPort]:
+        """Remove datapath ports a previous process left that no bridge adopted."""
+        released = []
+        for port in self.dpif.recovered_ports():
+            if port.port_no in self._ports:
+                continue
+            try:
+                self.dpif.port_del(port.port_no)
+            except Exception as exc:
+                log.warning("cannot release datapath port %s: %s", port.name, exc)
+                continue
+            released.append(port)
+        if released:
+            self.request_revalidation()
+        return released
+
+    async def finish_takeover(self) -> TakeoverResult:
+        """The bridges and ports are back: take over the datapath's flows.
+
+        Called once the configuration has been applied.  Ports nobody claimed
+        go first (their flows then translate to nothing and are deleted).
+        MAC learning state died with the old process, but the old NORMAL
+        flows still say where each source address was seen: it is learned
+        again from them first, so they translate to the same unicast
+        actions and are kept instead of flooding.  Yields every
+        ``TAKEOVER_CHUNK`` flows so a big table does not stall the loop.
+        """
+        outcome = TakeoverResult()
+        outcome.released_ports = tuple(p.name for p in self.release_unclaimed_ports())
+        if self.takeover_pending:
+            unknown = [f for f in self.dpif.flow_dump()
+                       if flow_ident(f.key, f.mask) not in self.revalidator.records]
+            outcome.relearned = await self._relearn_macs(unknown)
+            counts = {KEPT: 0, FIXED: 0, DELETED: 0}
+            for i, flow in enumerate(unknown):
+                if i and i % TAKEOVER_CHUNK == 0:
+                    await asyncio.sleep(0)
+                if flow_ident(flow.key, flow.mask) in self.revalidator.records:
+                    continue  # re-installed by an upcall meanwhile
+                try:
+                    counts[self.revalidator.adopt(flow)] += 1
+                except Exception:
+                    log.exception("adopting a datapath flow failed")
+            outcome.kept, outcome.fixed, outcome.deleted = counts[KEPT], counts[FIXED], \
+                counts[DELETED]
+        self.takeover_pending = False
+        self.revalidator.leave_unknown = False
+        if outcome.relearned:
+            self.request_revalidation()  # flows installed meanwhile may have flooded
+        log.info("datapath takeover: %d flow(s) kept, %d fixed, %d deleted, %d MAC(s) "
+                 "re-learned, %d stale port(s) removed", outcome.kept, outcome.fixed,
+                 outcome.deleted, outcome.relearned, len(outcome.released_ports))
+        return outcome
+
+    async def _relearn_macs(self, flows: list[DpFlow]) -> int:
+        """Learn every source MAC the adoptable NORMAL flows were created for.
+
+        Oldest use first, so where a MAC moved, its latest port wins.
+        """
+        learned = 0
+        ordered = sorted(flows, key=lambda f: f.stats.used_ns)
+        for i, flow in enumerate(ordered):
+            if i and i % TAKEOVER_CHUNK == 0:
+                await asyncio.sleep(0)
+            owner = self._ports.get(flow.key.in_port)
+            if owner is None or flow.mask.eth_src != _FULL_MAC:
+                continue
+            bridge, ofport = owner
+            try:
+                result = bridge.translate_key(flow.key, ofport, False)
+            except Exception:
+                log.exception("translating a datapath flow failed")
+                continue
+            if not mask_covers(flow.mask, result.mask):
+                continue
+            for vlan, mac, port in result.learned:
+                if bridge.mac.learn(vlan, mac, port):
+                    learned += 1
+        return learned
 
     # ------------------------------------------------------------ packet-in cookies
     def packet_in_cookie(self, spec: PacketInSpec) -> int:

@@ -6,6 +6,12 @@ through and the datapath counters already credited to them.  After a
 flow-table or MAC-learning change ``revalidate`` re-translates every record and
 fixes or deletes the stale flows; ``sweep`` (once a second) pushes counter
 deltas onto rules, refreshes MAC entries and deletes idle datapath flows.
+
+A flow found in the datapath without a record (installed by a previous
+process) is *adopted*: re-translated from its masked key, kept or fixed in
+place when the translation still fits its mask, deleted otherwise.  While
+``leave_unknown`` is set (a restarted daemon whose ports are not all back
+yet) such flows are left alone.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ovsbpfd.dpif.provider import Dpif, DpifError
-from ovsbpfd.dpif.types import DpAction, FlowKey, FlowStats
+from ovsbpfd.dpif.types import DpAction, DpFlow, FlowKey, FlowStats
 from ovsbpfd.ofproto.rule import Rule
 from ovsbpfd.ofproto.xlate import XlateResult
 
@@ -26,6 +32,7 @@ log = logging.getLogger(__name__)
 
 IDLE_FLOW_NS = 10 * 1_000_000_000
 
+KEPT, FIXED, DELETED = "kept", "fixed", "deleted"
 
 
 class FlowOwner(Protocol):
@@ -69,12 +76,23 @@ def flow_ident(key: FlowKey, mask: FlowKey) -> tuple[bytes, bytes]:
     return key.masked(mask).pack(), mask.pack()
 
 
+def mask_covers(flow_mask: FlowKey, needed: FlowKey) -> bool:
+    """True if a flow with ``flow_mask`` matches every bit a translation consulted.
+
+    Then every packet the flow matches translates the same way, so its
+    actions are right even if the mask is narrower than needed (more bits).
+    """
+    return all(have & want == want
+               for have, want in zip(flow_mask.pack(), needed.pack(), strict=True))
+
+
 class Revalidator:
     def __init__(self, dpif: Dpif, translate: Translator) -> None:
         self.dpif = dpif
         self.translate = translate
         self.records: dict[tuple[bytes, bytes], FlowRecord] = {}
         self.n_revalidations = 0
+        self.leave_unknown = False
 
     def __len__(self) -> int:
         return len(self.records)
@@ -114,7 +132,7 @@ class Revalidator:
                 continue
             owner, result = translated
             actions = tuple(result.actions)
-            if result.mask != record.mask or owner is not record.owner:
+            if not mask_covers(record.mask, result.mask) or owner is not record.owner:
                 self._delete(record)
                 changed += 1
             elif actions != record.actions:
@@ -150,9 +168,9 @@ class Revalidator:
             ident = (flow.key.pack(), flow.mask.pack())
             record = self.records.get(ident)
             if record is None:
-                record = self._adopt_unknown(flow.key, flow.mask, flow.actions, flow.stats)
-                if record is None:
+                if self.leave_unknown or self.adopt(flow) == DELETED:
                     continue
+                record = self.records[ident]
             seen.add(ident)
             self._credit(record, flow.stats, now_ns)
             last = flow.stats.used_ns or record.created_ns
@@ -161,20 +179,37 @@ class Revalidator:
         for ident in [i for i in self.records if i not in seen]:
             del self.records[ident]  # the datapath no longer has it
 
-    def _adopt_unknown(self, key: FlowKey, mask: FlowKey, actions: tuple[DpAction, ...],
-                       stats: FlowStats) -> FlowRecord | None:
-        """A flow installed before a restart: keep it if it is still right."""
-        translated = self.translate(key)
-        if (translated is None or translated[1].mask != mask
-                or tuple(translated[1].actions) != tuple(actions)):
-            self.dpif.flow_del(key, mask)
-            return None
+    # ------------------------------------------------------------ adoption
+    def adopt(self, flow: DpFlow) -> str:
+        """Take over a datapath flow this process did not install (a restart).
+
+        KEPT if its translation still fits (same actions, mask covering what
+        the translation consulted), FIXED if only its actions were stale
+        (changed in place, so the megaflow never disappears), DELETED if it
+        belongs to no port or its mask no longer fits.  A kept or fixed flow
+        gets a record whose baseline is its current counters, so traffic
+        from before the restart is not credited to rules again.
+        """
+        translated = self.translate(flow.key)
+        if translated is None or not mask_covers(flow.mask, translated[1].mask):
+            self.dpif.flow_del(flow.key, flow.mask)
+            return DELETED
         owner, result = translated
-        record = FlowRecord(key, mask, tuple(actions), owner, packets=stats.packets,
-                            bytes=stats.bytes, created_ns=self.dpif.now_ns())
+        actions = tuple(result.actions)
+        outcome = KEPT
+        if actions != tuple(flow.actions):
+            try:
+                self.dpif.flow_put(flow.key, flow.mask, actions, create=False)
+            except DpifError as err:
+                log.info("cannot fix adopted datapath flow (%s): deleting it", err)
+                self.dpif.flow_del(flow.key, flow.mask)
+                return DELETED
+            outcome = FIXED
+        record = FlowRecord(flow.key, flow.mask, actions, owner, packets=flow.stats.packets,
+                            bytes=flow.stats.bytes, created_ns=self.dpif.now_ns())
         record.adopt(result)
         self.records[record.ident] = record
-        return record
+        return outcome
 
     def _credit(self, record: FlowRecord, stats: FlowStats, now_ns: int | None = None) -> None:
         packets = stats.packets - record.packets

@@ -5,6 +5,11 @@ it creates and destroys OpenFlow bridges, creates the internal devices it
 needs, attaches netdevs as ports, applies VLAN settings and controllers, and
 returns what each Interface row should now say.  It removes only what it
 created: ports it attached and internal devices it made.
+
+After a daemon restart the datapath still holds the previous run's ports;
+attaching the same netdevs adopts them (same datapath port numbers), and the
+``on_first_apply`` hook runs once the first configuration is in place, so the
+daemon can take over the old flows and drop the ports nobody claimed.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno as errno_mod
+import inspect
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -114,12 +121,16 @@ def _errno_of(exc: BaseException) -> int:
 class BridgeSet:
     """The live bridges, kept equal to the last applied ``SwitchConfig``."""
 
-    def __init__(self, netdevs: NetdevProvider, factory: SwitchFactory) -> None:
+    def __init__(
+        self, netdevs: NetdevProvider, factory: SwitchFactory,
+        on_first_apply: Callable[[], Awaitable[object] | object] | None = None,
+    ) -> None:
         self.netdevs = netdevs
         self.factory = factory
         self.bridges: dict[str, LiveBridge] = {}
         self._lock = asyncio.Lock()
         self._swept = False
+        self._on_first_apply = on_first_apply
 
     # ------------------------------------------------------------ apply
     async def apply(self, cfg: SwitchConfig) -> dict[uuid.UUID, InterfaceStatus]:
@@ -148,7 +159,20 @@ class BridgeSet:
                 for port, iface in bcfg.interfaces():
                     statuses[iface.uuid] = await self._sync_iface(live, port, iface, links)
                 self._sync_controllers(live)
+            await self._first_apply_done()
             return statuses
+
+    async def _first_apply_done(self) -> None:
+        """Run the on_first_apply hook once (every bridge and port is in place now)."""
+        hook, self._on_first_apply = self._on_first_apply, None
+        if hook is None:
+            return
+        try:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("first-apply hook failed")
 
     async def refresh(self) -> dict[uuid.UUID, InterfaceStatus]:
         """Statuses (and link states) of the current config, without DB input."""

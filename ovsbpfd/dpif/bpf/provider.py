@@ -91,6 +91,9 @@ class BpfDpif(Dpif):
         self._watch_event_fd()
         self._exec_tx: dict[int, PortStats] = {}
         self._ports = self._read_ports()
+        # Ports a previous process added: adoptable by a matching port_add.
+        self._recovered: set[int] = set(self._ports)
+        self._unattached: set[int] = set()  # recovered ports whose filter is missing
         self._masks: list[bytes | None] = self._read_masks()
         self._mask_refs = self._count_flows_per_mask()
         self._write_config()
@@ -133,12 +136,18 @@ class BpfDpif(Dpif):
         return refs
 
     def _reattach_ports(self) -> None:
-        """Point every existing port's filter at the program this process loaded."""
+        """Point every existing port's filter at the program this process loaded.
+
+        The filter is replaced in place (one netlink request), so the device
+        never goes without one and forwarding does not pause.
+        """
         for port in self._ports.values():
             try:
                 tc_attach_ingress(port.ifindex, self._prog_fd(), TC_HANDLE, TC_PRIORITY)
             except LibbpfError:
-                pass  # the device is gone; the owner will port_del it
+                # The device or its clsact is gone: a port_add that adopts it
+                # attaches again; otherwise the owner port_dels it.
+                self._unattached.add(port.port_no)
 
     @property
     def pin_dir(self) -> str | None:
@@ -156,6 +165,9 @@ class BpfDpif(Dpif):
             raise DpifError(errno.EINVAL, f"bad port name {name!r}")
         if not isinstance(ifindex, int) or not 0 < ifindex < 1 << 31:
             raise DpifError(errno.EINVAL, f"bad ifindex {ifindex!r}")
+        adopted = self._adopt_recovered(name, ifindex, port_no)
+        if adopted is not None:
+            return adopted
         for port in self._ports.values():
             if port.name == name or port.ifindex == ifindex:
                 raise DpifError(errno.EEXIST, f"{name} (ifindex {ifindex}) is already a port")
@@ -181,6 +193,42 @@ class BpfDpif(Dpif):
         self._ports[port_no] = DpPort(port_no, name, ifindex)
         self._exec_tx[port_no] = PortStats()
         return port_no
+
+    def _adopt_recovered(self, name: str, ifindex: int, port_no: int | None) -> int | None:
+        """Take over a port a previous process left (see Dpif.port_add); None if none fits.
+
+        Its map entries, counters and filter stay as they are.  A recovered
+        port that matches only by name or only by device is stale and goes.
+        """
+        for recovered in sorted(self._recovered):
+            port = self._ports[recovered]
+            same_name, same_device = port.name == name, port.ifindex == ifindex
+            if same_name and same_device and port_no in (None, recovered):
+                if recovered in self._unattached:
+                    self._attach_filter(port)
+                self._recovered.discard(recovered)
+                self._exec_tx.setdefault(recovered, PortStats())
+                return recovered
+            if same_name or same_device:
+                self.port_del(recovered)
+        return None
+
+    def _attach_filter(self, port: DpPort) -> None:
+        """(Re)attach our filter to a recovered port whose filter was missing on open."""
+        try:
+            if tc_ensure_clsact(port.ifindex):
+                raw = self._maps["ports"].lookup(_u32(port.port_no))
+                entry = structs.Port.from_buffer_copy(raw) if raw else structs.Port(
+                    ifindex=port.ifindex, name=port.name.encode())
+                entry.flags |= structs.PORT_F_OWN_CLSACT
+                self._maps["ports"].update(_u32(port.port_no), bytes(entry))
+            tc_attach_ingress(port.ifindex, self._prog_fd(), TC_HANDLE, TC_PRIORITY)
+        except LibbpfError as exc:
+            raise _dpif_error(exc, f"attaching {port.name}") from exc
+        self._unattached.discard(port.port_no)
+
+    def recovered_ports(self) -> list[DpPort]:
+        return [self._ports[n] for n in sorted(self._recovered)]
 
     def _choose_port_no(self, port_no: int | None) -> int:
         if port_no is None:
@@ -213,6 +261,8 @@ class BpfDpif(Dpif):
         flags = structs.Port.from_buffer_copy(raw).flags if raw else 0
         self._forget_port(port_no, port.ifindex, bool(flags & structs.PORT_F_OWN_CLSACT))
         del self._ports[port_no]
+        self._recovered.discard(port_no)
+        self._unattached.discard(port_no)
         self._exec_tx.pop(port_no, None)
 
     def port_list(self) -> list[DpPort]:
