@@ -10,8 +10,10 @@ tests/dpif/test_dpif_conformance.py holds both to that.
 Errors (``DpifError.errno``): EEXIST for a taken port number/name/ifindex or
 an existing flow without ``modify``; ENOENT for an unknown port or a missing
 flow without ``create``; EFBIG when a new mask would exceed ``MAX_MASKS`` or
-the flow table is full; E2BIG for more than ``MAX_ACTIONS`` actions; EINVAL
-for malformed arguments (port number out of range, unknown action, bad TPID).
+the flow table is full; E2BIG for more than ``MAX_ACTIONS`` actions or more
+than ``MAX_SET_ACTIONS`` SetMasked; EINVAL for malformed arguments (port number
+out of range, unknown action, bad TPID, a SetMasked value with bits outside
+its mask, a meter id out of range).  Meters follow ovsbpfd/dpif/meter.py on ``time.monotonic_ns``.
 """
 
 from __future__ import annotations
@@ -24,17 +26,22 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ovsbpfd.dpif.meter import MAX_METER_BANDS, MAX_METERS, MeterTable, meter_packet
 from ovsbpfd.dpif.packet import (
     ETH_HEADER_LEN,
     VLAN_TPIDS,
     parse_packet,
     pop_vlan,
     push_vlan,
+    set_masked,
     tcp_flags,
 )
 from ovsbpfd.dpif.provider import Dpif, DpifError
 from ovsbpfd.dpif.types import (
     MAX_ACTIONS,
+    MAX_SET_ACTIONS,
+    SET_FIELD_WIDTHS,
+    SET_INT_FIELDS,
     UPCALL_ACTION,
     UPCALL_MISS,
     DpAction,
@@ -43,10 +50,15 @@ from ovsbpfd.dpif.types import (
     DpStats,
     FlowKey,
     FlowStats,
+    Meter,
+    MeterBand,
+    MeterFeatures,
+    MeterStats,
     Output,
     PopVlan,
     PortStats,
     PushVlan,
+    SetMasked,
     Upcall,
     Userspace,
 )
@@ -94,6 +106,9 @@ def validate_actions(actions: Sequence[DpAction]) -> tuple[DpAction, ...]:
         raise DpifError(errno.EINVAL, f"actions must be a sequence: {exc}") from exc
     if len(actions) > MAX_ACTIONS:
         raise DpifError(errno.E2BIG, f"{len(actions)} actions exceed the limit of {MAX_ACTIONS}")
+    n_sets = sum(1 for act in actions if isinstance(act, SetMasked))
+    if n_sets > MAX_SET_ACTIONS:
+        raise DpifError(errno.E2BIG, f"{n_sets} set actions exceed the limit of {MAX_SET_ACTIONS}")
     for act in actions:
         if isinstance(act, Output):
             ok = _is_uint(act.port, 32)
@@ -101,11 +116,31 @@ def validate_actions(actions: Sequence[DpAction]) -> tuple[DpAction, ...]:
             ok = act.tpid in VLAN_TPIDS and _is_uint(act.tci, 16)
         elif isinstance(act, Userspace):
             ok = _is_uint(act.cookie, 64)
+        elif isinstance(act, SetMasked):
+            ok = valid_set_masked(act)
+        elif isinstance(act, Meter):
+            ok = _is_uint(act.meter_id, 32) and act.meter_id < MAX_METERS
         else:
             ok = isinstance(act, PopVlan)
         if not ok:
             raise DpifError(errno.EINVAL, f"bad datapath action {act!r}")
     return actions
+
+
+def valid_set_masked(act: SetMasked) -> bool:
+    """A known field, value and mask of its type and width, no value bit outside the mask."""
+    width = SET_FIELD_WIDTHS.get(act.field) if isinstance(act.field, str) else None
+    if width is None:
+        return False
+    value, mask = act.value, act.mask
+    if act.field in SET_INT_FIELDS:
+        return (_is_uint(value, 8 * width) and _is_uint(mask, 8 * width)
+                and not value & ~mask)  # type: ignore[operator]
+    if not isinstance(value, bytes) or not isinstance(mask, bytes):
+        return False
+    if len(value) != width or len(mask) != width:
+        return False
+    return not any(v & ~m for v, m in zip(value, mask, strict=True))
 
 
 def check_key_and_mask(key: FlowKey, mask: FlowKey) -> None:
@@ -150,6 +185,7 @@ class DummyDpif(Dpif):
         self._upcalls: deque[Upcall] = deque()
         self._upcall_queue_len = upcall_queue_len
         self._dp_stats = DpStats()
+        self._meters = MeterTable()
         self._event_fd: int | None = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     # ------------------------------------------------------------ ports
@@ -336,6 +372,12 @@ class DummyDpif(Dpif):
                 packet = pop_vlan(packet)
             elif isinstance(act, Userspace):
                 self._queue_upcall(Upcall(UPCALL_ACTION, key, packet, len(packet), act.cookie))
+            elif isinstance(act, SetMasked):
+                packet = set_masked(packet, act.field, act.value, act.mask)
+            elif isinstance(act, Meter):
+                meter = self._meters.meters.get(act.meter_id)
+                if meter is not None and meter_packet(meter, len(packet), self.now_ns()):
+                    return
 
     def _transmit(self, port_no: int, packet: bytes) -> None:
         queue = self._outputs.get(port_no)
@@ -348,6 +390,20 @@ class DummyDpif(Dpif):
         queue.append(packet)
         tx.tx_packets += 1
         tx.tx_bytes += len(packet)
+
+    # ------------------------------------------------------------ meters
+    def meter_features(self) -> MeterFeatures:
+        return MeterFeatures(max_meters=MAX_METERS, max_bands=MAX_METER_BANDS)
+
+    def meter_set(self, meter_id: int, bands: Sequence[MeterBand], kbps: bool,
+                  burst: bool = False) -> None:
+        self._meters.set(meter_id, bands, kbps, burst, self.now_ns())
+
+    def meter_get(self, meter_id: int) -> MeterStats:
+        return self._meters.get(meter_id).stats()
+
+    def meter_del(self, meter_id: int) -> MeterStats:
+        return self._meters.delete(meter_id)
 
     # ------------------------------------------------------------ upcalls
     def _queue_upcall(self, upcall: Upcall) -> None:

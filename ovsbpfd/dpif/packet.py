@@ -46,6 +46,7 @@ from ovsbpfd.dpif.types import (
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    SET_FIELD_WIDTHS,
     VLAN_TAG_PRESENT,
     FlowKey,
 )
@@ -371,3 +372,228 @@ def pop_vlan(frame: bytes) -> bytes:
     if int.from_bytes(frame[12:14], "big") not in VLAN_TPIDS:
         return frame
     return frame[:12] + frame[16:]
+
+
+# ----------------------------------------------------------------- set-field
+# What a SetMasked action does to a frame, byte for byte as the BPF program
+# does it (bpf/datapath.bpf.c set_masked): merge the masked bits in, then fix
+# the checksums that cover them incrementally (RFC 1624), so a checksum that
+# was wrong stays wrong by the same amount.  Where the frame lacks the field
+# (no such layer, the L4 header not wholly in the frame, a later fragment)
+# nothing changes.  Offsets come from the parser's rules above.
+
+_PSEUDO_HEADER_PROTOCOLS = frozenset({IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6})
+
+
+def _ones_fold(total: int) -> int:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def csum_replace(csum: int, old: bytes, new: bytes) -> int:
+    """The checksum ``csum`` after 16-bit-aligned bytes ``old`` became ``new``."""
+    total = ~csum & 0xFFFF
+    for i in range(0, len(old), 2):
+        total += (~int.from_bytes(old[i:i + 2], "big") & 0xFFFF) + int.from_bytes(
+            new[i:i + 2], "big")
+    return ~_ones_fold(total) & 0xFFFF
+
+
+def _fix_csum(out: bytearray, at: int, old: bytes, new: bytes, udp: bool = False) -> None:
+    """Update the checksum at ``at``; a zero UDP checksum ("none") stays zero,
+    and a UDP result of zero is sent as 0xffff."""
+    csum = int.from_bytes(out[at:at + 2], "big")
+    if udp and csum == 0:
+        return
+    csum = csum_replace(csum, old, new)
+    if udp and csum == 0:
+        csum = 0xFFFF
+    out[at:at + 2] = csum.to_bytes(2, "big")
+
+
+def _merge(old: bytes, value: bytes, mask: bytes) -> bytes:
+    return bytes((o & ~m) | (v & m) for o, v, m in zip(old, value, mask, strict=True))
+
+
+def _field_bytes(field: str, value: int | bytes) -> bytes:
+    if isinstance(value, int):
+        return value.to_bytes(SET_FIELD_WIDTHS[field], "big")
+    return bytes(value)
+
+
+def set_masked(frame: bytes, field: str, value: int | bytes, mask: int | bytes) -> bytes:
+    """``frame`` with ``field`` (a SetMasked field name) rewritten under ``mask``."""
+    frame = bytes(frame)
+    if field not in SET_FIELD_WIDTHS or len(frame) < ETH_HEADER_LEN:
+        return frame
+    val, msk = _field_bytes(field, value), _field_bytes(field, mask)
+    out = bytearray(frame)
+    if field in ("eth_src", "eth_dst"):
+        at = 6 if field == "eth_src" else 0
+        out[at:at + 6] = _merge(frame[at:at + 6], val, msk)
+        return bytes(out)
+    _, eth_type, off = _l2(frame)
+    if off < 0:
+        return frame
+    if eth_type == ETH_TYPE_ARP:
+        _set_arp(out, off, field, val, msk)
+    elif eth_type == ETH_TYPE_IP:
+        _set_ipv4(out, off, field, val, msk)
+    elif eth_type == ETH_TYPE_IPV6:
+        _set_ipv6(out, off, field, val, msk)
+    return bytes(out)
+
+
+_ARP_OFFSETS = {"arp_sha": (8, 6), "ip_src": (14, 4), "arp_tha": (18, 6), "ip_dst": (24, 4)}
+
+
+def _set_arp(out: bytearray, off: int, field: str, val: bytes, msk: bytes) -> None:
+    where = _ARP_OFFSETS.get(field)
+    if where is None or not _arp_fields(bytes(out), off):
+        return
+    at, width = where[0] + off, where[1]
+    out[at:at + width] = _merge(out[at:at + width], val[:width], msk[:width])
+
+
+def _l4_header(frame: bytes, off: int, eth_type: int) -> tuple[int, int] | None:
+    """(protocol, offset) of an L4 header the parser would read: not a later
+    fragment and the whole fixed header in the frame."""
+    if eth_type == ETH_TYPE_IP:
+        if (int.from_bytes(frame[off + 6:off + 8], "big") & 0x1FFF) != 0:
+            return None
+        proto, l4 = frame[off + 9], off + (frame[off] & 0x0F) * 4
+    else:
+        proto, l4, _ = _ipv6_walk(frame, off + 40, frame[off + 6])
+        if l4 < 0:
+            return None
+    need = _L4_MIN_LEN.get(proto)
+    if need is None or len(frame) - l4 < need:
+        return None
+    return proto, l4
+
+
+def _l3_end(frame: bytes, off: int, eth_type: int) -> int:
+    """Where the IP payload ends: the header's length field, bounded by the frame."""
+    if eth_type == ETH_TYPE_IP:
+        end = off + int.from_bytes(frame[off + 2:off + 4], "big")
+    else:
+        end = off + 40 + int.from_bytes(frame[off + 4:off + 6], "big")
+    return min(end, len(frame))
+
+
+def _fix_l4_pseudo(out: bytearray, off: int, eth_type: int, old: bytes, new: bytes) -> None:
+    """An address in the pseudo-header changed: fix TCP/UDP/ICMPv6 checksums."""
+    l4 = _l4_header(bytes(out), off, eth_type)
+    if l4 is None or l4[0] not in _PSEUDO_HEADER_PROTOCOLS:
+        return
+    if eth_type == ETH_TYPE_IP and l4[0] == IPPROTO_ICMPV6:
+        return
+    _fix_csum(out, l4[1] + _CHECKSUM_OFFSET[l4[0]], old, new, udp=l4[0] == IPPROTO_UDP)
+
+
+def _set_ipv4(out: bytearray, off: int, field: str, val: bytes, msk: bytes) -> None:
+    frame = bytes(out)
+    if not _ipv4_fields(frame, off):
+        return
+    if field in ("ip_src", "ip_dst"):
+        at = off + (12 if field == "ip_src" else 16)
+        old = frame[at:at + 4]
+        new = _merge(old, val[:4], msk[:4])
+        out[at:at + 4] = new
+        _fix_csum(out, off + 10, old, new)
+        _fix_l4_pseudo(out, off, ETH_TYPE_IP, old, new)
+    elif field in ("nw_tos", "nw_ttl"):
+        word = off + (0 if field == "nw_tos" else 8)  # the 16-bit word holding it
+        old = frame[word:word + 2]
+        at = word + (1 if field == "nw_tos" else 0)
+        out[at] = (out[at] & ~msk[0]) | (val[0] & msk[0])
+        _fix_csum(out, off + 10, old, bytes(out[word:word + 2]))
+    elif field in ("tp_src", "tp_dst"):
+        _set_port(out, off, ETH_TYPE_IP, field, val, msk)
+
+
+def _set_ipv6(out: bytearray, off: int, field: str, val: bytes, msk: bytes) -> None:
+    frame = bytes(out)
+    if len(frame) - off < 40 or frame[off] >> 4 != 6:
+        return
+    if field in ("ip_src", "ip_dst"):
+        at = off + (8 if field == "ip_src" else 24)
+        old = frame[at:at + 16]
+        new = _merge(old, val, msk)
+        out[at:at + 16] = new
+        _fix_l4_pseudo(out, off, ETH_TYPE_IPV6, old, new)
+    elif field == "nw_tos":
+        tclass = ((frame[off] & 0x0F) << 4) | (frame[off + 1] >> 4)
+        tclass = (tclass & ~msk[0]) | (val[0] & msk[0])
+        out[off] = (frame[off] & 0xF0) | (tclass >> 4)
+        out[off + 1] = (frame[off + 1] & 0x0F) | ((tclass & 0x0F) << 4)
+    elif field == "nw_ttl":
+        out[off + 7] = (frame[off + 7] & ~msk[0]) | (val[0] & msk[0])
+    elif field in ("tp_src", "tp_dst"):
+        _set_port(out, off, ETH_TYPE_IPV6, field, val, msk)
+
+
+def _set_port(out: bytearray, off: int, eth_type: int, field: str, val: bytes,
+              msk: bytes) -> None:
+    frame = bytes(out)
+    l4 = _l4_header(frame, off, eth_type)
+    if l4 is None or l4[0] not in _PORT_PROTOCOLS:
+        return
+    proto, l4_off = l4
+    at = l4_off + (0 if field == "tp_src" else 2)
+    old = frame[at:at + 2]
+    new = _merge(old, val, msk)
+    out[at:at + 2] = new
+    if proto == IPPROTO_SCTP:
+        end = _l3_end(frame, off, eth_type)
+        _fix_sctp_crc(out, l4_off, end, frame[l4_off:l4_off + 4], bytes(out[l4_off:l4_off + 4]))
+    else:
+        _fix_csum(out, l4_off + _CHECKSUM_OFFSET[proto], old, new, udp=proto == IPPROTO_UDP)
+
+
+# SCTP's checksum is a CRC32c of the whole packet.  CRCs are affine, so after
+# bytes at the start of the packet change, the new CRC is the old one XOR the
+# plain CRC (no init, no final XOR) of the change followed by as many zero bytes
+# as follow it: cheap, works in BPF too, and keeps a wrong CRC wrong.
+CRC32C_POLY_REFLECTED = 0x82F63B78
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (CRC32C_POLY_REFLECTED if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC32c as SCTP uses it (stored little-endian in the header)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def crc32c_raw_shifted(start: bytes, zeros: int) -> int:
+    """CRC32c without init/final XOR of ``start`` followed by ``zeros`` zero bytes."""
+    crc = 0
+    for byte in start:
+        crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    for _ in range(zeros):
+        crc = CRC32C_TABLE[crc & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def _fix_sctp_crc(out: bytearray, l4: int, end: int, old: bytes, new: bytes) -> None:
+    if end - l4 < 12:
+        return
+    delta = bytes(a ^ b for a, b in zip(old, new, strict=True))
+    change = crc32c_raw_shifted(delta, end - l4 - len(delta))
+    stored = int.from_bytes(out[l4 + 8:l4 + 12], "little") ^ change
+    out[l4 + 8:l4 + 12] = stored.to_bytes(4, "little")
