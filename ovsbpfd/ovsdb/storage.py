@@ -40,8 +40,15 @@ def read_records(path: str) -> tuple[list[Any], int]:
     """All complete records of a log file, and the byte offset where they end.
 
     A torn record at the end (a crash during append) is ignored, like OVS does."""
+    records, ends = read_records_with_ends(path)
+    return records, ends[-1]
+
+
+def read_records_with_ends(path: str) -> tuple[list[Any], list[int]]:
+    """Like read_records, with the byte offset where each record ends."""
     with open(path, "rb") as f:
         data = f.read()
+    ends: list[int] = []
     records: list[Any] = []
     pos = 0
     while pos < len(data):
@@ -60,9 +67,10 @@ def read_records(path: str) -> tuple[list[Any], int]:
         except ValueError:
             break
         pos = nl + 1 + length
+        ends.append(pos)
     if not records:
         raise OvsdbError("ovsdb error", f"{path}: not an OVSDB standalone database")
-    return records, pos
+    return records, ends
 
 
 def create_db(path: str, schema_path: str) -> None:
@@ -199,7 +207,8 @@ class Storage:
         return self._since_snapshot is not None
 
     def load(self) -> Database:
-        records, end = read_records(self.path)
+        records, ends = read_records_with_ends(self.path)
+        end = ends[-1]
         schema = Schema.from_json(records[0])
         db = Database(schema)
         for record in records[1:]:
@@ -208,7 +217,9 @@ class Storage:
         self.file = open(self.path, "r+b")  # noqa: SIM115 - kept open for appends
         self.file.truncate(end)
         self.file.seek(end)
-        self.snapshot_size = end
+        # The schema and first data record stand for the snapshot, so a file
+        # reopened with a long log still compacts after 100 more commits.
+        self.snapshot_size = ends[min(1, len(ends) - 1)]
         self.log_size = end
         self.n_records = len(records)
         return db
