@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.openflow.bundle import BundleTable, ExperimenterError
 from ovsbpfd.ofproto.openflow.errors import (
     ERROR_DATA_MAX,
     OFPBRC_BAD_LEN,
@@ -98,6 +100,7 @@ class OfConnection(asyncio.Protocol):
         self.last_error = ""
         self.dropped_async = 0
         self.multipart_parts: dict[tuple[int, int], list[bytes]] = {}
+        self.bundles = BundleTable()  # ONF bundles open on this connection
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._pos = 0  # start of unconsumed input in _buf
@@ -167,7 +170,10 @@ class OfConnection(asyncio.Protocol):
 
     def send_error(self, err: OfpError, xid: int, offending: bytes) -> None:
         log.info("%s: sending %s (%s)", self.name, error_name(err.type, err.code), err)
-        self.send(Error(err.type, err.code, bytes(offending[:ERROR_DATA_MAX]), xid=xid))
+        data = bytes(offending[:ERROR_DATA_MAX])
+        if isinstance(err, ExperimenterError):  # ofp_error_experimenter_msg
+            data = struct.pack("!I", err.experimenter) + data
+        self.send(Error(err.type, err.code, data, xid=xid))
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -15,6 +15,14 @@ from ovsbpfd.ofproto import actions as a
 from ovsbpfd.ofproto.openflow import constants as c
 from ovsbpfd.ofproto.openflow import group_meter_codec as gmc
 from ovsbpfd.ofproto.openflow import multipart as mp
+from ovsbpfd.ofproto.openflow.bundle import (
+    OFPBFC_MSG_FAILED,
+    ONFT_BUNDLE_CONTROL,
+    InnerMessageFailed,
+    bundle_error,
+    commit_atomically,
+    is_bundle_message,
+)
 from ovsbpfd.ofproto.openflow.connection import OfConnection
 from ovsbpfd.ofproto.openflow.errors import (
     OFPBRC_BAD_EXPERIMENTER,
@@ -69,6 +77,7 @@ from ovsbpfd.ofproto.openflow.messages import (
     SetAsync,
     SetConfig,
     TableMod,
+    encode_message,
 )
 from ovsbpfd.ofproto.openflow.port_codec import encode_port, encode_port_stats
 from ovsbpfd.ofproto.openflow.roles import RoleArbiter
@@ -146,7 +155,18 @@ class Dispatcher:
         conn.last_error = f"peer sent error type {msg.type} code {msg.code}"
 
     async def _experimenter(self, conn: OfConnection, msg: Experimenter) -> None:
-        raise _bad_request(OFPBRC_BAD_EXPERIMENTER, f"experimenter 0x{msg.experimenter:x}")
+        if not is_bundle_message(msg):
+            raise _bad_request(OFPBRC_BAD_EXPERIMENTER, f"experimenter 0x{msg.experimenter:x}")
+        if msg.exp_type != ONFT_BUNDLE_CONTROL:
+            conn.bundles.add(msg, encode_message(msg),
+                             role_allows=conn.role != c.OFPCR_ROLE_SLAVE)
+            return
+        try:
+            reply = conn.bundles.control(msg, lambda fms: commit_atomically(self.core, fms))
+        except InnerMessageFailed as failed:
+            conn.send_error(failed.error, failed.xid, failed.add_bytes)
+            raise bundle_error(OFPBFC_MSG_FAILED, "a message of the bundle failed") from None
+        conn.send(reply)
 
     async def _features(self, conn: OfConnection, msg: FeaturesRequest) -> None:
         capabilities = CAPABILITIES | (c.OFPC_GROUP_STATS if hasattr(self.core, "group_mod")

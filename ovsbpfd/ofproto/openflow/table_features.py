@@ -84,8 +84,9 @@ def table_features_items(n_tables: int) -> tuple[bytes, ...]:
             _prop(OFPTFPT_NEXT_TABLES, next_tables),
             _prop(OFPTFPT_NEXT_TABLES_MISS, next_tables),
         )) + common
+        # No name, as ovs-vswitchd reports a table not named in Flow_Table
+        # (ovs-ofctl then prints one stanza and "ditto" for identical tables).
         head = TABLE_FEATURES.pack(TABLE_FEATURES.size + len(props), table_id,
-                                   f"table{table_id}".encode(), 2**64 - 1, 2**64 - 1,
-                                   0, MAX_ENTRIES)
+                                   b"", 2**64 - 1, 2**64 - 1, 0, MAX_ENTRIES)
         items.append(head + props)
     return tuple(items)

@@ -1,0 +1,245 @@
+"""Bundles for OpenFlow 1.3: the ONF extension (EXT-230) that ovs-ofctl --bundle uses.
+
+A bundle collects FLOW_MODs on one connection and commits them all or none.
+The messages travel as OFPT_EXPERIMENTER with the ONF experimenter id:
+exp_type 2300 carries ``ofp_bundle_ctrl_msg`` (open/close/commit/discard and
+their replies), exp_type 2301 carries ``ofp_bundle_add_msg`` (one whole
+inner message).  Errors are experimenter errors whose exp_type is the
+bundle failure code (2300 + the OpenFlow 1.4 OFPBFC_* number), as OVS sends.
+
+What a bundle may hold and when it fails follows ovs-vswitchd: the inner
+message must carry the ADD's xid; an unsupported inner message is refused
+without touching the bundle; any other failed ADD discards the bundle; a
+failing commit reports the inner message's own error (with its xid) and then
+OFPBFC_MSG_FAILED, and applies nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.openflow.errors import OFPET_EXPERIMENTER, OfpError
+from ovsbpfd.ofproto.openflow.header import HEADER, OFP_HEADER_LEN
+from ovsbpfd.ofproto.openflow.messages import (
+    Experimenter,
+    FlowModMessage,
+    OfpMessage,
+    decode_message,
+)
+from ovsbpfd.ofproto.types import FlowMod
+
+ONF_EXPERIMENTER_ID = 0x4F4E4600
+ONFT_BUNDLE_CONTROL = 2300
+ONFT_BUNDLE_ADD_MESSAGE = 2301
+
+# ofp_bundle_ctrl_type
+OPEN_REQUEST, OPEN_REPLY, CLOSE_REQUEST, CLOSE_REPLY = 0, 1, 2, 3
+COMMIT_REQUEST, COMMIT_REPLY, DISCARD_REQUEST, DISCARD_REPLY = 4, 5, 6, 7
+REPLY_TO = {OPEN_REQUEST: OPEN_REPLY, CLOSE_REQUEST: CLOSE_REPLY,
+            COMMIT_REQUEST: COMMIT_REPLY, DISCARD_REQUEST: DISCARD_REPLY}
+# ofp_bundle_flags
+OFPBF_ATOMIC = 1 << 0
+OFPBF_ORDERED = 1 << 1
+KNOWN_FLAGS = OFPBF_ATOMIC | OFPBF_ORDERED
+
+# ofp_bundle_failed_code (OpenFlow 1.4), sent in 1.3 as ONF exp_type 2300 + code.
+OFPBFC_UNKNOWN = 0
+OFPBFC_EPERM = 1
+OFPBFC_BAD_ID = 2
+OFPBFC_BUNDLE_EXIST = 3
+OFPBFC_BUNDLE_CLOSED = 4
+OFPBFC_OUT_OF_BUNDLES = 5
+OFPBFC_BAD_TYPE = 6
+OFPBFC_BAD_FLAGS = 7
+OFPBFC_MSG_BAD_LEN = 8
+OFPBFC_MSG_BAD_XID = 9
+OFPBFC_MSG_UNSUP = 10
+OFPBFC_MSG_CONFLICT = 11
+OFPBFC_MSG_TOO_MANY = 12
+OFPBFC_MSG_FAILED = 13
+ONF_BUNDLE_ERROR_BASE = 2300
+
+# A connection may hold this many open bundles of this many messages each.
+MAX_BUNDLES = 16
+MAX_MESSAGES = 1 << 18
+
+BUNDLE_CTRL = struct.Struct("!IHH")  # bundle_id, type, flags
+BUNDLE_ADD = struct.Struct("!I2xH")  # bundle_id, pad, flags
+
+
+class ExperimenterError(OfpError):
+    """An OFPET_EXPERIMENTER error: ``code`` is the exp_type."""
+
+    def __init__(self, exp_type: int, experimenter: int, message: str = "") -> None:
+        super().__init__(OFPET_EXPERIMENTER, exp_type, message)
+        self.experimenter = experimenter
+
+
+def bundle_error(code: int, message: str) -> ExperimenterError:
+    return ExperimenterError(ONF_BUNDLE_ERROR_BASE + code, ONF_EXPERIMENTER_ID, message)
+
+
+class InnerMessageFailed(Exception):
+    """A committed message failed: ``error`` is its own error, ``xid`` its xid."""
+
+    def __init__(self, error: OfpError, xid: int, add_bytes: bytes) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.xid = xid
+        self.add_bytes = add_bytes
+
+
+def is_bundle_message(msg: Experimenter) -> bool:
+    return msg.experimenter == ONF_EXPERIMENTER_ID and msg.exp_type in (
+        ONFT_BUNDLE_CONTROL, ONFT_BUNDLE_ADD_MESSAGE)
+
+
+def control_reply(bundle_id: int, ctrl_type: int, xid: int) -> Experimenter:
+    """The reply to a control request (ovs-vswitchd answers with flags 0)."""
+    return Experimenter(ONF_EXPERIMENTER_ID, ONFT_BUNDLE_CONTROL,
+                        BUNDLE_CTRL.pack(bundle_id, REPLY_TO[ctrl_type], 0), xid=xid)
+
+
+@dataclass
+class Entry:
+    """One added message: the decoded FLOW_MOD and the ADD that carried it."""
+
+    fm: FlowMod
+    xid: int
+    add_bytes: bytes
+
+
+@dataclass
+class Bundle:
+    flags: int
+    closed: bool = False
+    entries: list[Entry] = field(default_factory=list)
+
+
+Committer = Callable[[Sequence[FlowMod]], None]
+
+
+class BundleTable:
+    """The open bundles of one connection and the ONF messages that drive them."""
+
+    def __init__(self) -> None:
+        self.bundles: dict[int, Bundle] = {}
+
+    def control(self, msg: Experimenter, commit: Committer) -> Experimenter:
+        """Handle a BUNDLE_CONTROL request; return the reply or raise an error."""
+        if len(msg.data) < BUNDLE_CTRL.size:
+            raise bundle_error(OFPBFC_MSG_BAD_LEN, "bundle control too short")
+        bundle_id, ctrl_type, flags = BUNDLE_CTRL.unpack_from(msg.data)
+        if ctrl_type not in REPLY_TO:
+            raise bundle_error(OFPBFC_BAD_TYPE, f"bundle control type {ctrl_type}")
+        if flags & ~KNOWN_FLAGS:
+            self.bundles.pop(bundle_id, None)
+            raise bundle_error(OFPBFC_BAD_FLAGS, f"bundle flags 0x{flags:x}")
+        if ctrl_type == OPEN_REQUEST:
+            if self.bundles.pop(bundle_id, None) is not None:
+                raise bundle_error(OFPBFC_BAD_ID, f"bundle {bundle_id} already open")
+            if len(self.bundles) >= MAX_BUNDLES:
+                raise bundle_error(OFPBFC_OUT_OF_BUNDLES, "too many open bundles")
+            self.bundles[bundle_id] = Bundle(flags)
+            return control_reply(bundle_id, ctrl_type, msg.xid)
+        bundle = self.bundles.get(bundle_id)
+        if bundle is None:
+            raise bundle_error(OFPBFC_BAD_ID, f"no bundle {bundle_id}")
+        if ctrl_type == DISCARD_REQUEST:
+            del self.bundles[bundle_id]
+            return control_reply(bundle_id, ctrl_type, msg.xid)
+        if flags != bundle.flags:
+            del self.bundles[bundle_id]
+            raise bundle_error(OFPBFC_BAD_FLAGS, "flags differ from the open request")
+        if ctrl_type == CLOSE_REQUEST:
+            if bundle.closed:
+                del self.bundles[bundle_id]
+                raise bundle_error(OFPBFC_BUNDLE_CLOSED, f"bundle {bundle_id} is closed")
+            bundle.closed = True
+            return control_reply(bundle_id, ctrl_type, msg.xid)
+        # COMMIT: all or nothing, and the bundle is gone either way.
+        del self.bundles[bundle_id]
+        try:
+            commit([entry.fm for entry in bundle.entries])
+        except CommitFailed as failed:
+            entry = bundle.entries[failed.index]
+            raise InnerMessageFailed(failed.error, entry.xid, entry.add_bytes) from None
+        return control_reply(bundle_id, ctrl_type, msg.xid)
+
+    def add(self, msg: Experimenter, raw: bytes, role_allows: bool) -> None:
+        """Handle a BUNDLE_ADD_MESSAGE (no reply on success)."""
+        if len(msg.data) < BUNDLE_ADD.size + OFP_HEADER_LEN:
+            raise bundle_error(OFPBFC_MSG_BAD_LEN, "bundle add too short")
+        bundle_id, flags = BUNDLE_ADD.unpack_from(msg.data)
+        inner_bytes = msg.data[BUNDLE_ADD.size:]
+        version, inner_type, length, inner_xid = HEADER.unpack_from(inner_bytes)
+        if length < OFP_HEADER_LEN or length > len(inner_bytes) or version != c.OFP_VERSION:
+            raise bundle_error(OFPBFC_MSG_BAD_LEN, "inner message length or version")
+        if inner_type != c.OFPT_FLOW_MOD:
+            raise bundle_error(OFPBFC_MSG_UNSUP, f"message type {inner_type} in a bundle")
+        bundle = self.bundles.get(bundle_id)
+        try:
+            if inner_xid != msg.xid:
+                raise bundle_error(OFPBFC_MSG_BAD_XID, "inner xid differs from the add's")
+            if not role_allows:
+                raise bundle_error(OFPBFC_EPERM, "slave may not modify the switch")
+            if bundle is None:  # an ADD opens the bundle implicitly, as in OVS
+                if len(self.bundles) >= MAX_BUNDLES:
+                    raise bundle_error(OFPBFC_OUT_OF_BUNDLES, "too many open bundles")
+                bundle = self.bundles[bundle_id] = Bundle(flags)
+            if flags & ~KNOWN_FLAGS or flags != bundle.flags:
+                raise bundle_error(OFPBFC_BAD_FLAGS, "flags differ from the open request")
+            if bundle.closed:
+                raise bundle_error(OFPBFC_BUNDLE_CLOSED, f"bundle {bundle_id} is closed")
+            if len(bundle.entries) >= MAX_MESSAGES:
+                raise bundle_error(OFPBFC_MSG_TOO_MANY, "bundle is full")
+            inner: OfpMessage = decode_message(bytes(inner_bytes[:length]))
+            assert isinstance(inner, FlowModMessage)
+            bundle.entries.append(Entry(inner.fm, inner_xid, raw))
+        except OfpError:
+            self.bundles.pop(bundle_id, None)
+            raise
+
+
+class CommitFailed(Exception):
+    """Message ``index`` of a commit was refused with ``error``; nothing applied."""
+
+    def __init__(self, index: int, error: OfpError) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+def commit_atomically(core: object, fms: Sequence[FlowMod]) -> None:
+    """Apply ``fms`` in order on ``core``, all of them or (CommitFailed) none.
+
+    A core may offer ``flow_mod_batch(fms)`` that does this itself (raising
+    CommitFailed).  Otherwise the FLOW_MODs are first tried, in order, on a
+    copy of the core's flow tables with the core's own validation, and only
+    then applied for real: every refusal a FLOW_MOD can meet (bad match,
+    actions or table, an overlap, a full table) shows up in the trial.
+    """
+    batch = getattr(core, "flow_mod_batch", None)
+    if batch is not None:
+        batch(fms)
+        return
+    pipeline = getattr(core, "pipeline", None)
+    if pipeline is not None and fms:
+        from ovsbpfd.ofproto.validation import check_flow_mod
+
+        trial = copy.deepcopy(pipeline)
+        for index, fm in enumerate(fms):
+            try:
+                check_flow_mod(fm)
+                trial.apply(fm)
+            except OfpError as err:
+                raise CommitFailed(index, err) from None
+    for index, fm in enumerate(fms):
+        try:
+            core.flow_mod(fm)  # type: ignore[attr-defined]
+        except OfpError as err:
+            raise CommitFailed(index, err) from None
