@@ -4,8 +4,10 @@ Ports are devices with our filter on their clsact ingress; megaflows live in
 the pinned ``flows``/``masks`` maps; misses arrive on the ``upcalls`` ring
 buffer; ``execute`` transmits through AF_PACKET.  All state is in the pinned
 maps, so a new ``BpfDpif`` on the same ``pin_root`` (a restarted daemon) finds
-the ports and flows that kept forwarding meanwhile.  Error numbers follow the
-dummy provider (see ovsbpfd/dpif/dummy.py).
+the ports and flows that kept forwarding meanwhile: it re-points their filters
+at its own program (an in-place replace) and lets port_add adopt the ports
+(see ``Dpif.port_add``).  Error numbers follow the dummy provider (see
+ovsbpfd/dpif/dummy.py).
 """
 
 from __future__ import annotations
