@@ -82,7 +82,8 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         finally:
             for host in hosts:
                 host.close()
-            run("ip", "link", "del", "br0", check=False)
+            for dev in ("br0", unique_name("rsi", 1)):
+                run("ip", "link", "del", dev, check=False)
 
 
 class FilterWatch:
@@ -121,9 +122,12 @@ def ping_summary(text: str) -> tuple[int, int]:
 
 def test_restart_under_ping_loses_nothing_and_adopts_flows(setup: Setup) -> None:
     d, h1, h2 = setup.daemon, setup.h1, setup.h2
+    internal = unique_name("rsi", 1)
+    d.vsctl("add-port", "br0", internal, "--", "set", "Interface", internal, "type=internal")
     assert h1.ping(h2.ip_addr, count=2), d.log_text()
     ofports = [setup.get("Interface", h.port, "ofport") for h in (h1, h2)]
     dp_ports = setup.datapath_ports()
+    assert len(dp_ports) == 4, dp_ports  # LOCAL, the internal port and both hosts
     pinger = h1.popen("ping", "-i", "0.05", "-W", "1", h2.ip_addr)
     try:
         with FilterWatch([h1.port, h2.port]) as watch:
