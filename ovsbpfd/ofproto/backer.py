@@ -285,6 +285,8 @@ class DatapathBacker:
         result = bridge.translate_key(upcall.key, ofport, True)
         for rule in result.rules:
             rule.credit(1, upcall.packet_len)
+        for counter in result.counters:
+            counter.credit(1, upcall.packet_len)
         self.revalidator.install(upcall.key, bridge, result)
         if not upcall.truncated and result.actions:
             self.dpif.execute(upcall.packet, result.actions)

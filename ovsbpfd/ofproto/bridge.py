@@ -7,10 +7,11 @@ import logging
 import time
 
 from ovsbpfd.dpif.packet import parse_packet
-from ovsbpfd.dpif.types import VLAN_TAG_PRESENT, FlowKey
+from ovsbpfd.dpif.types import ETH_TYPE_IP, ETH_TYPE_IPV6, VLAN_TAG_PRESENT, FlowKey
 from ovsbpfd.ofproto import error_codes as ec
 from ovsbpfd.ofproto.actions import (
     OFPCML_NO_BUFFER,
+    OFPG_ALL,
     OFPP_ANY,
     OFPP_CONTROLLER,
     OFPP_LOCAL,
@@ -20,10 +21,14 @@ from ovsbpfd.ofproto.actions import (
     Action,
     ActOutput,
     InstApplyActions,
+    InstMeter,
 )
 from ovsbpfd.ofproto.backer import DatapathBacker
+from ovsbpfd.ofproto.fail_open import ControllerMonitor, FailOpen
+from ovsbpfd.ofproto.groups import GroupTable
 from ovsbpfd.ofproto.mac_learning import MacLearning
 from ovsbpfd.ofproto.match import Match
+from ovsbpfd.ofproto.meters import MeterTable
 from ovsbpfd.ofproto.pipeline import Pipeline
 from ovsbpfd.ofproto.port import BridgePort
 from ovsbpfd.ofproto.rule import Rule
@@ -40,10 +45,17 @@ from ovsbpfd.ofproto.types import (
     OFPPR_ADD,
     OFPPR_DELETE,
     OFPPR_MODIFY,
+    OFPRR_DELETE,
+    OFPRR_GROUP_DELETE,
+    OFPTT_ALL,
     FlowMod,
     FlowRemoved,
     FlowStatsEntry,
     FlowStatsRequest,
+    GroupMod,
+    GroupStats,
+    MeterMod,
+    MeterStats,
     OfpError,
     OfPort,
     OfPortStats,
@@ -77,32 +89,58 @@ class OfprotoBridge:
         self.pipeline = Pipeline()
         self.mac = MacLearning()
         self.port_map: dict[int, BridgePort] = {}
+        self.groups = GroupTable()
+        self.meters = MeterTable(backer.dpif)
+        self.fail_open = FailOpen()
+        self.fail_open_active = False  # the hidden fail-open NORMAL rule is in place
         self._listeners: list[SwitchListener] = []
-        self._normal_rule: Rule | None = None
         backer.add_bridge(self)
-        if fail_mode == "standalone":
-            self._add_normal_rule()
+        self._add_default_flows()
 
     # ------------------------------------------------------------ configuration
-    def _add_normal_rule(self) -> None:
-        """The ``priority=0 actions=NORMAL`` flow of a bridge without a controller."""
-        self._normal_rule = Rule(0, 0, Match(), (InstApplyActions((ActOutput(OFPP_NORMAL),)),))
-        self.pipeline.add_rule(self._normal_rule)
+    def _add_default_flows(self) -> None:
+        """After a flush: ``priority=0 actions=NORMAL`` if standalone without controllers."""
+        if self.fail_mode == "standalone" and not self.fail_open.had_controllers:
+            self.pipeline.add_rule(
+                Rule(0, 0, Match(), (InstApplyActions((ActOutput(OFPP_NORMAL),)),)))
+
+    def flush_flows(self) -> None:
+        """Delete every flow and set up the default ones again (OVS's flush)."""
+        for rule in self.pipeline.rules():
+            self.pipeline.remove_rule(rule)
+            self._flow_removed(rule, OFPRR_DELETE)
+        self._add_default_flows()
+        self._changed()
 
     def set_fail_mode(self, fail_mode: str) -> None:
-        """standalone keeps (or restores) the NORMAL flow; secure removes it."""
+        """Without controllers the flows start over; with them, fail-open follows."""
         if fail_mode == self.fail_mode:
             return
         self.fail_mode = fail_mode
-        table = self.pipeline.tables[0]
-        present = (self._normal_rule is not None
-                   and table.find_strict(Match(), 0) is self._normal_rule)
-        if fail_mode == "secure" and present:
-            self.pipeline.remove_rule(self._normal_rule)
-            self._changed()
-        elif fail_mode == "standalone" and not present and table.find_strict(Match(), 0) is None:
-            self._add_normal_rule()
-            self._changed()
+        if not self.fail_open.had_controllers:
+            self.flush_flows()
+        self._sync_controllers()
+
+    def watch_controllers(self, monitor: ControllerMonitor | None) -> None:
+        """Follow the connection manager's controllers (for the fail modes)."""
+        self.fail_open.watch(monitor)
+        self._sync_controllers()
+
+    def _sync_controllers(self, now: float | None = None) -> None:
+        """Apply controller changes: flush on gaining/losing them, fail-open in or out."""
+        if self.fail_open.controllers_changed():
+            self.flush_flows()
+        should_open = self.fail_open.should_be_open(self.fail_mode, now)
+        if should_open == self.fail_open_active:
+            return
+        if should_open:
+            log.warning("%s: no controller connected for %.0f s, failing open", self.name,
+                        self.fail_open.fail_after_s)
+            self.flush_flows()
+        else:
+            log.warning("%s: no longer in fail-open mode", self.name)
+        self.fail_open_active = should_open
+        self._changed()
 
     def set_datapath_id(self, datapath_id: int) -> None:
         self.datapath_id = datapath_id
@@ -206,7 +244,8 @@ class OfprotoBridge:
 
     # ------------------------------------------------------------ flows
     def flow_mod(self, fm: FlowMod) -> None:
-        check_flow_mod(fm)
+        self._sync_controllers()
+        check_flow_mod(fm, self.groups.__contains__, self.meters.__contains__)
         if fm.buffer_id != OFP_NO_BUFFER:
             raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BUFFER_UNKNOWN,
                            "this switch does not buffer packets")
@@ -229,19 +268,72 @@ class OfprotoBridge:
             raise OfpError(OFPET_BAD_REQUEST, ec.OFPBRC_BAD_PACKET, "no Ethernet frame")
         port = self.port_map.get(in_port)
         key = parse_packet(bytes(data), port.dp_port if port is not None else 0)
-        packet_match = Match(vlan_vid=key.vlan_tci & 0x1FFF) \
-            if key.vlan_tci & VLAN_TAG_PRESENT else Match()
-        check_actions(actions, packet_match, packet_out=True)
+        check_actions(actions, _packet_match(key), packet_out=True,
+                      group_exists=self.groups.__contains__)
         ofport = OFPP_CONTROLLER if in_port == OFPP_ANY else in_port
         result = Xlate(self, key, ofport, side_effects=True).translate_actions(actions)
         for rule in result.rules:
             rule.credit(1, len(data))
+        for counter in result.counters:
+            counter.credit(1, len(data))
         if result.mac_changed:
             self.backer.request_revalidation()
         self.backer.execute(bytes(data), result.actions)
 
     async def barrier(self) -> None:
         await self.backer.wait_revalidated()
+
+    # ------------------------------------------------------------ groups (GroupMeterCore)
+    def group_mod(self, gm: GroupMod) -> None:
+        self._sync_controllers()
+        outcome = self.groups.apply(
+            gm, lambda actions: check_actions(actions, None,
+                                              group_exists=self.groups.__contains__))
+        for group_id in outcome.deleted:
+            self._remove_rules(self.pipeline.select(OFPTT_ALL, Match(), 0, False,
+                                                    out_group=group_id), OFPRR_GROUP_DELETE)
+        if outcome.changed:
+            self._changed()
+
+    def group_desc(self) -> list[GroupMod]:
+        return [g.describe() for g in self.groups.sorted()]
+
+    def group_stats(self, group_id: int) -> list[GroupStats]:
+        groups = self.groups.sorted() if group_id == OFPG_ALL else \
+            [g for g in (self.groups.get(group_id),) if g is not None]
+        now = time.monotonic()
+        out = []
+        for group in groups:
+            flows = len(self.pipeline.select(OFPTT_ALL, Match(), 0, False,
+                                             out_group=group.group_id))
+            out.append(group.stats(flows + self.groups.referrers(group.group_id), now))
+        return out
+
+    # ------------------------------------------------------------ meters (GroupMeterCore)
+    def meter_mod(self, mm: MeterMod) -> None:
+        self._sync_controllers()
+        deleted = self.meters.apply(mm)
+        if deleted:
+            gone = set(deleted)
+            self._remove_rules([r for r in self.pipeline.rules() if _meter_of(r) in gone],
+                               OFPRR_DELETE)
+        self._changed()
+
+    def meter_config(self, meter_id: int) -> list[MeterMod]:
+        return [m.config for m in self.meters.selected(meter_id)]
+
+    def meter_stats(self, meter_id: int) -> list[MeterStats]:
+        counts: dict[int, int] = {}
+        for rule in self.pipeline.rules():
+            meter = _meter_of(rule)
+            if meter is not None:
+                counts[meter] = counts.get(meter, 0) + 1
+        return self.meters.stats(meter_id, counts)
+
+    def _remove_rules(self, rules: list[Rule], reason: int) -> None:
+        for rule in rules:
+            self.pipeline.remove_rule(rule)
+            self._flow_removed(rule, reason)
 
     # ------------------------------------------------------------ listeners
     def add_listener(self, listener: SwitchListener) -> None:
@@ -298,7 +390,8 @@ class OfprotoBridge:
         self.mac.refresh(vlan, mac, port)
 
     def periodic(self) -> None:
-        """Expire rules by timeout (FLOW_REMOVED) and MAC entries by age."""
+        """Expire rules by timeout (FLOW_REMOVED) and MAC entries by age; fail modes."""
+        self._sync_controllers()
         expired = self.pipeline.expire()
         for rule, reason in expired:
             self._flow_removed(rule, reason)
@@ -324,6 +417,21 @@ class OfprotoBridge:
         return run_trace(self, flow_spec)
 
     def destroy(self) -> None:
+        self.meters.destroy()
         self.backer.remove_bridge(self)
         self.port_map.clear()
         self._listeners.clear()
+
+
+def _meter_of(rule: Rule) -> int | None:
+    return next((i.meter_id for i in rule.instructions if isinstance(i, InstMeter)), None)
+
+
+def _packet_match(key: FlowKey) -> Match:
+    """What a PACKET_OUT's packet is, for the actions' consistency checks."""
+    fields: dict[str, int | tuple[int, int | None]] = {"eth_type": key.eth_type}
+    if key.vlan_tci & VLAN_TAG_PRESENT:
+        fields["vlan_vid"] = key.vlan_tci & 0x1FFF
+    if key.eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+        fields["ip_proto"] = key.nw_proto
+    return Match(fields)

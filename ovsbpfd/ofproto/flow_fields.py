@@ -23,6 +23,7 @@ from ovsbpfd.dpif.types import (
     VLAN_TAG_PRESENT,
     FlowKey,
 )
+from ovsbpfd.ofproto.rewrites import SET_TARGETS
 
 IPPROTO_SCTP = 132
 
@@ -74,7 +75,7 @@ _KEY_BITS: dict[str, tuple[tuple[str, int, int], ...]] = {
 SUPPORTED_FIELDS = frozenset(_KEY_BITS)
 
 #: OXM fields whose value a set_field action may change in the datapath.
-SETTABLE_FIELDS = frozenset({"vlan_vid", "vlan_pcp"})
+SETTABLE_FIELDS = frozenset({"vlan_vid", "vlan_pcp"}) | frozenset(SET_TARGETS)
 
 _DP_IN_PORT_BITS = 0xFFFFFFFF
 

@@ -55,6 +55,7 @@ class FlowRecord:
     actions: tuple[DpAction, ...]
     owner: FlowOwner
     rules: list[Rule] = field(default_factory=list)
+    counters: list = field(default_factory=list)  # group/bucket counters (``credit``)
     tables: list[int] = field(default_factory=list)
     learned: list[tuple[int, bytes, int]] = field(default_factory=list)
     packets: int = 0  # datapath counters already credited
@@ -70,6 +71,7 @@ class FlowRecord:
         self.rules = list(result.rules)
         self.tables = list(result.tables)
         self.learned = list(result.learned)
+        self.counters = list(result.counters)
 
 
 def flow_ident(key: FlowKey, mask: FlowKey) -> tuple[bytes, bytes]:
@@ -222,6 +224,8 @@ class Revalidator:
             when -= max(0, now_ns - stats.used_ns) / 1e9
         for rule in record.rules:
             rule.credit(packets, nbytes, when)
+        for counter in record.counters:
+            counter.credit(packets, nbytes)
         record.owner.credit_tables(record.tables, [r.table_id for r in record.rules], packets)
         for vlan, mac, port in record.learned:
             record.owner.refresh_mac(vlan, mac, port)

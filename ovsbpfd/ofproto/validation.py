@@ -6,7 +6,7 @@ OpenFlow 1.3 spec names, so nothing is ever silently ignored at xlate time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ovsbpfd.ofproto import error_codes as ec
 from ovsbpfd.ofproto.actions import (
@@ -18,12 +18,14 @@ from ovsbpfd.ofproto.actions import (
     OFPP_MAX,
     OFPP_NORMAL,
     OFPP_TABLE,
+    ActDecNwTtl,
     ActGroup,
     Action,
     ActOutput,
     ActPopVlan,
     ActPushVlan,
     ActSetField,
+    ActSetNwTtl,
     ActSetQueue,
     InstApplyActions,
     InstClearActions,
@@ -35,6 +37,7 @@ from ovsbpfd.ofproto.actions import (
 )
 from ovsbpfd.ofproto.flow_fields import SETTABLE_FIELDS, SUPPORTED_FIELDS
 from ovsbpfd.ofproto.match import FIELDS_BY_NAME, OFPVID_PRESENT, Match
+from ovsbpfd.ofproto.rewrites import SET_TARGETS
 from ovsbpfd.ofproto.types import (
     OFPET_BAD_ACTION,
     OFPET_BAD_INSTRUCTION,
@@ -56,6 +59,7 @@ from ovsbpfd.ofproto.types import (
 )
 
 N_TABLES = 254
+Exists = Callable[[int], bool]  # does this group / meter id exist?
 _KNOWN_FLAGS = (OFPFF_SEND_FLOW_REM | OFPFF_CHECK_OVERLAP | OFPFF_RESET_COUNTS
                 | OFPFF_NO_PKT_COUNTS | OFPFF_NO_BYT_COUNTS)
 _RESERVED_OUTPUTS = frozenset({OFPP_IN_PORT, OFPP_NORMAL, OFPP_FLOOD, OFPP_ALL,
@@ -63,7 +67,12 @@ _RESERVED_OUTPUTS = frozenset({OFPP_IN_PORT, OFPP_NORMAL, OFPP_FLOOD, OFPP_ALL,
 _ETH_TYPES_VLAN_PUSH = (0x8100, 0x88A8)
 
 
-def check_flow_mod(fm: FlowMod, group_exists=lambda gid: False) -> None:
+def _none(_object_id: int) -> bool:
+    return False
+
+
+def check_flow_mod(fm: FlowMod, group_exists: Exists = _none,
+                   meter_exists: Exists = _none) -> None:
     """Raise ``OfpError`` if ``fm`` must be refused."""
     if not OFPFC_ADD <= fm.command <= OFPFC_DELETE_STRICT:
         raise OfpError(OFPET_FLOW_MOD_FAILED, ec.OFPFMFC_BAD_COMMAND, "unknown command")
@@ -74,7 +83,8 @@ def check_flow_mod(fm: FlowMod, group_exists=lambda gid: False) -> None:
         raise OfpError(OFPET_FLOW_MOD_FAILED, ec.OFPFMFC_BAD_FLAGS, "unknown flags")
     check_match(fm.match)
     if fm.command in (OFPFC_ADD, OFPFC_MODIFY, OFPFC_MODIFY_STRICT):
-        check_instructions(fm.instructions, fm.table_id, fm.match, group_exists)
+        check_instructions(fm.instructions, fm.table_id, fm.match, group_exists,
+                           meter_exists)
 
 
 def check_match(match: Match) -> None:
@@ -92,7 +102,7 @@ def check_match(match: Match) -> None:
 
 
 def check_instructions(instructions: Iterable[Instruction], table_id: int, match: Match,
-                       group_exists=lambda gid: False) -> None:
+                       group_exists: Exists = _none, meter_exists: Exists = _none) -> None:
     seen: set[type] = set()
     for inst in instructions:
         if type(inst) in seen:
@@ -105,8 +115,9 @@ def check_instructions(instructions: Iterable[Instruction], table_id: int, match
                 raise OfpError(OFPET_BAD_INSTRUCTION, ec.OFPBIC_BAD_TABLE_ID,
                                f"goto_table:{inst.table_id} from table {table_id}")
         elif isinstance(inst, InstMeter):
-            raise OfpError(OFPET_METER_MOD_FAILED, ec.OFPMMFC_UNKNOWN_METER,
-                           f"meter {inst.meter_id} does not exist")
+            if not meter_exists(inst.meter_id):
+                raise OfpError(OFPET_METER_MOD_FAILED, ec.OFPMMFC_UNKNOWN_METER,
+                               f"meter {inst.meter_id} does not exist")
         elif isinstance(inst, InstApplyActions):
             check_actions(inst.actions, match, group_exists=group_exists)
         elif isinstance(inst, InstWriteActions):
@@ -126,10 +137,14 @@ def match_has_vlan(match: Match) -> bool:
     return bool(vid and vid[0] & OFPVID_PRESENT and match.mask_of("vlan_vid") & OFPVID_PRESENT)
 
 
-def check_actions(actions: Iterable[Action], match: Match, *, packet_out: bool = False,
-                  group_exists=lambda gid: False) -> None:
-    """Refuse actions the datapath cannot perform (BAD_ACTION codes)."""
-    vlan_known = match_has_vlan(match)
+def check_actions(actions: Iterable[Action], match: Match | None, *,
+                  packet_out: bool = False, group_exists: Exists = _none) -> None:
+    """Refuse actions the datapath cannot perform (BAD_ACTION codes).
+
+    ``match`` says what the packets are (for MATCH_INCONSISTENT); None for a
+    group's bucket, which any packet may reach: there a rewrite of a field
+    the packet lacks does nothing, as in OVS."""
+    vlan_known = match is None or match_has_vlan(match)
     for act in actions:
         if isinstance(act, ActOutput):
             _check_output_port(act.port, packet_out)
@@ -141,7 +156,13 @@ def check_actions(actions: Iterable[Action], match: Match, *, packet_out: bool =
         elif isinstance(act, ActPopVlan):
             vlan_known = False
         elif isinstance(act, ActSetField):
-            _check_set_field(act, vlan_known)
+            _check_set_field(act, vlan_known, match)
+        elif isinstance(act, (ActSetNwTtl, ActDecNwTtl)):
+            if isinstance(act, ActSetNwTtl) and not 0 <= act.ttl <= 0xFF:
+                raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_ARGUMENT, f"ttl {act.ttl}")
+            if match is not None and not _is_ip_match(match):
+                raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_MATCH_INCONSISTENT,
+                               "TTL actions need an IPv4 or IPv6 match")
         elif isinstance(act, ActGroup):
             if not group_exists(act.group_id):
                 raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_OUT_GROUP,
@@ -160,14 +181,27 @@ def _check_output_port(port: int, packet_out: bool) -> None:
         raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_OUT_PORT, f"output to port {port:#x}")
 
 
-def _check_set_field(act: ActSetField, vlan_known: bool) -> None:
+def _is_ip_match(match: Match) -> bool:
+    eth_type = match.get("eth_type")
+    return eth_type is not None and eth_type[0] in (0x0800, 0x86DD)
+
+
+def _check_set_field(act: ActSetField, vlan_known: bool, match: Match | None) -> None:
     if act.field not in FIELDS_BY_NAME or act.field not in SETTABLE_FIELDS:
         raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_SET_TYPE,
                        f"the datapath cannot set {act.field}")
-    limit = 0x1FFF if act.field == "vlan_vid" else 0x7
+    field = FIELDS_BY_NAME[act.field]
+    limit = {"vlan_vid": 0x1FFF, "vlan_pcp": 0x7, "ip_dscp": 0x3F,
+             "ip_ecn": 0x3}.get(act.field, field.full_mask)
     if not 0 <= act.value <= limit:
         raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_BAD_SET_ARGUMENT,
                        f"{act.field} value {act.value:#x}")
+    if act.field in SET_TARGETS:
+        if match is not None and act.field in Match(
+                dict(match), **{act.field: act.value}).missing_prereqs():
+            raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_MATCH_INCONSISTENT,
+                           f"set_field {act.field}: the match does not meet its prerequisites")
+        return
     if not vlan_known:
         raise OfpError(OFPET_BAD_ACTION, ec.OFPBAC_MATCH_INCONSISTENT,
                        f"set_field {act.field} needs a VLAN header (match one or push_vlan)")

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ovsbpfd.dpif.types import (
+    ETH_TYPE_IP,
+    ETH_TYPE_IPV6,
     ETH_TYPE_VLAN,
     VLAN_TAG_PRESENT,
     DpAction,
     FlowKey,
+    Meter,
     Output,
     PopVlan,
     PushVlan,
@@ -35,12 +38,14 @@ from ovsbpfd.ofproto.actions import (
     OFPP_NORMAL,
     OFPP_TABLE,
     PORT_NAMES,
+    ActDecNwTtl,
     ActGroup,
     Action,
     ActOutput,
     ActPopVlan,
     ActPushVlan,
     ActSetField,
+    ActSetNwTtl,
     InstApplyActions,
     InstClearActions,
     InstGotoTable,
@@ -48,22 +53,40 @@ from ovsbpfd.ofproto.actions import (
     InstWriteActions,
     InstWriteMetadata,
 )
-from ovsbpfd.ofproto.flow_fields import KeyMask, add_field_mask, packet_values, to_flow_key
+from ovsbpfd.ofproto.flow_fields import (
+    KeyMask,
+    add_field_mask,
+    merge_masks,
+    packet_values,
+    to_flow_key,
+)
+from ovsbpfd.ofproto.group_select import Liveness, hash_fields
+from ovsbpfd.ofproto.groups import Counter, Group, GroupTable
 from ovsbpfd.ofproto.mac_learning import MacLearning, is_multicast
+from ovsbpfd.ofproto.match import FIELDS_BY_NAME
+from ovsbpfd.ofproto.meters import MeterTable
 from ovsbpfd.ofproto.pipeline import Pipeline
 from ovsbpfd.ofproto.port import BridgePort
+from ovsbpfd.ofproto.rewrites import SET_TARGETS, TTL_TARGET, Rewrites
 from ovsbpfd.ofproto.rule import Rule
 from ovsbpfd.ofproto.types import (
+    OFPGT_ALL,
+    OFPGT_FF,
+    OFPGT_INDIRECT,
+    OFPGT_SELECT,
     OFPPC_NO_FWD,
     OFPPC_NO_PACKET_IN,
     OFPPC_NO_RECV,
     OFPPC_PORT_DOWN,
+    OFPPS_LIVE,
     OFPR_ACTION,
+    OFPR_INVALID_TTL,
     OFPR_NO_MATCH,
 )
 
 _RESERVED_MULTICAST_PREFIX = bytes.fromhex("0180c20000")  # 01:80:c2:00:00:0x (STP, LLDP..)
 _MAX_PIPELINE_PASSES = 4  # output:TABLE nesting bound
+_MAX_GROUP_DEPTH = 32  # chained groups (loops are refused at GROUP_MOD)
 
 
 @dataclass(frozen=True)
@@ -87,6 +110,9 @@ class XlateBridge(Protocol):
     pipeline: Pipeline
     port_map: dict[int, BridgePort]  # ofport -> port
     mac: MacLearning
+    groups: GroupTable
+    meters: MeterTable
+    fail_open_active: bool
 
     def packet_in_cookie(self, spec: PacketInSpec) -> int: ...
 
@@ -99,6 +125,8 @@ class XlateResult:
     tables: list[int] = field(default_factory=list)  # tables looked up, in order
     learned: list[tuple[int, bytes, int]] = field(default_factory=list)  # (vlan, mac, port)
     mac_changed: bool = False
+    # group and bucket counters the packet went through (credited like rules)
+    counters: list[Counter] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
 
 
@@ -108,7 +136,9 @@ def _action_set_rank(act: Action) -> int:
         return 1
     if isinstance(act, ActPushVlan):
         return 4
-    if isinstance(act, ActSetField):
+    if isinstance(act, ActDecNwTtl):
+        return 6
+    if isinstance(act, (ActSetField, ActSetNwTtl)):
         return 7
     if isinstance(act, ActGroup):
         return 9
@@ -146,11 +176,19 @@ class Xlate:
         self.result = XlateResult([], FlowKey())
         self.action_set: dict[object, Action] = {}
         self.passes = 0
+        self.rewrites = Rewrites()
+        self.group_depth = 0
+        self.halted = False  # dec_ttl reached zero: nothing more happens
 
     # ------------------------------------------------------------ entry points
     def translate(self) -> XlateResult:
         """The pipeline from table 0 (a datapath miss)."""
         if self._input_blocked():
+            return self._finish()
+        if getattr(self.bridge, "fail_open_active", False):
+            # OVS's fail-open rule: above every flow, NORMAL for everything.
+            self._note("fail-open: no controller for too long, acting as a learning switch")
+            self._normal()
             return self._finish()
         self._run_pipeline(0)
         return self._finish()
@@ -177,8 +215,10 @@ class Xlate:
 
     # ------------------------------------------------------------ pipeline
     def _current_key(self) -> FlowKey:
+        """The packet as the pipeline sees it now (rewrites and VLAN changes applied)."""
+        key = self.rewrites.view(self.key)
         tci = (self.vlans[0][0] | VLAN_TAG_PRESENT) if self.vlans else 0
-        return self.key if tci == self.key.vlan_tci else self.key.replace(vlan_tci=tci)
+        return key if tci == key.vlan_tci else key.replace(vlan_tci=tci)
 
     def _run_pipeline(self, table_id: int) -> None:
         self.passes += 1
@@ -188,7 +228,7 @@ class Xlate:
         saved_set, self.action_set = self.action_set, {}
         tables = self.bridge.pipeline.tables
         next_table: int | None = table_id
-        while next_table is not None:
+        while next_table is not None and not self.halted:
             table = tables[next_table]
             values = packet_values(self._current_key(), self.in_ofport, self.metadata)
             rule = table.lookup(values, self.mask)
@@ -209,7 +249,11 @@ class Xlate:
     def _do_instructions(self, rule: Rule) -> int | None:
         goto = None
         for inst in sorted(rule.instructions, key=lambda i: _INSTRUCTION_ORDER.get(type(i), 9)):
-            if isinstance(inst, InstApplyActions):
+            if self.halted:
+                return None
+            if isinstance(inst, InstMeter):
+                self._meter(inst.meter_id)
+            elif isinstance(inst, InstApplyActions):
                 self._do_actions(inst.actions, rule)
             elif isinstance(inst, InstClearActions):
                 self.action_set.clear()
@@ -222,8 +266,17 @@ class Xlate:
                 goto = inst.table_id
         return goto
 
+    def _meter(self, meter_id: int) -> None:
+        meter = self.bridge.meters.get(meter_id)
+        if meter is None:  # deleted meters take their flows with them
+            self._note(f"   meter:{meter_id}: no such meter")
+            return
+        self.result.actions.append(Meter(meter.dp_id))
+        self._note(f"   meter:{meter_id} -> datapath meter {meter.dp_id}")
+
     def _do_action_set(self) -> None:
-        if not self.action_set:
+        if not self.action_set or self.halted:
+            self.action_set = {}
             return
         acts = sorted(self.action_set.values(), key=_action_set_rank)
         if any(isinstance(a, ActGroup) for a in acts):
@@ -235,6 +288,8 @@ class Xlate:
     # ------------------------------------------------------------ actions
     def _do_actions(self, actions: tuple[Action, ...], rule: Rule | None) -> None:
         for act in actions:
+            if self.halted:
+                return
             if isinstance(act, ActOutput):
                 self._output(act, rule)
             elif isinstance(act, ActPushVlan):
@@ -245,10 +300,51 @@ class Xlate:
                     self.vlans.pop(0)
             elif isinstance(act, ActSetField):
                 self._set_field(act)
+            elif isinstance(act, ActGroup):
+                self._group(act.group_id, rule)
+            elif isinstance(act, ActSetNwTtl):
+                if self._is_ip():
+                    self.rewrites.write(TTL_TARGET, act.ttl)
+            elif isinstance(act, ActDecNwTtl):
+                self._dec_ttl(rule)
             else:  # refused at FLOW_MOD time; never silently reached
                 raise ValueError(f"untranslatable action {act!r}")
 
+    # ------------------------------------------------------------ header rewrites
+    def _has_field(self, name: str) -> bool:
+        """Does the packet have OXM field ``name``?  Its prerequisites are consulted."""
+        for pre_name, _allowed in FIELDS_BY_NAME[name].prereqs:
+            if pre_name in ("eth_type", "ip_proto", "icmpv6_type"):
+                add_field_mask(self.mask, pre_name, FIELDS_BY_NAME[pre_name].full_mask)
+        values = packet_values(self._current_key(), self.in_ofport, self.metadata)
+        return name in values
+
+    def _is_ip(self) -> bool:
+        add_field_mask(self.mask, "eth_type", 0xFFFF)
+        return self.key.eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6)
+
+    def _dec_ttl(self, rule: Rule | None) -> None:
+        """dec_nw_ttl: TTL 0 or 1 goes to controllers as INVALID_TTL, never on."""
+        if not self._is_ip():
+            self._note("   dec_ttl on a non-IP packet: nothing to do")
+            return
+        self.mask["nw_ttl"] = 0xFF
+        ttl = self.rewrites.read(self.key, TTL_TARGET)
+        if ttl > 1:
+            self.rewrites.write(TTL_TARGET, ttl - 1)
+            return
+        self._note(f"   dec_ttl: TTL {ttl} expired, packet-in (invalid_ttl) and drop")
+        self._to_controller(0xFFFF, rule, OFPR_INVALID_TTL)
+        self.halted = True
+
     def _set_field(self, act: ActSetField) -> None:
+        target = SET_TARGETS.get(act.field)
+        if target is not None:
+            if self._has_field(act.field):
+                self.rewrites.write(target, act.value)
+            else:
+                self._note(f"   set_field {act.field}: the packet has no such field")
+            return
         if not self.vlans:
             self._note(f"   set_field {act.field} on an untagged packet: ignored")
             return
@@ -279,6 +375,53 @@ class Xlate:
         elif port == OFPP_TABLE:
             self._run_pipeline(0)
 
+    # ------------------------------------------------------------ groups
+    def _group(self, group_id: int, rule: Rule | None) -> None:
+        group = self.bridge.groups.get(group_id)
+        if group is None or self.group_depth >= _MAX_GROUP_DEPTH:
+            self._note(f"   group:{group_id}: no such group, dropped")
+            return
+        self.result.counters.append(group.counter)
+        if group.type in (OFPGT_ALL,):
+            chosen = list(range(len(group.buckets)))
+        elif group.type == OFPGT_INDIRECT:
+            chosen = [0] if group.buckets else []
+        elif group.type == OFPGT_SELECT:
+            flow_hash, consulted = hash_fields(self._current_key())
+            merge_masks(self.mask, consulted)
+            pick = self._liveness().select(group, flow_hash)
+            chosen = [] if pick is None else [pick]
+        elif group.type == OFPGT_FF:
+            pick = self._liveness().first_live(group)
+            chosen = [] if pick is None else [pick]
+        else:
+            chosen = []
+        self._note(f"   group:{group_id} -> bucket(s) {chosen or 'none live'}")
+        for index in chosen:
+            self._bucket(group, index, rule)
+
+    def _bucket(self, group: Group, index: int, rule: Rule | None) -> None:
+        """Run one bucket on a clone of the packet: nothing it changes outlives it."""
+        self.result.counters.append(group.bucket_counters[index])
+        saved = (self.rewrites.save(), list(self.vlans), self.halted)
+        self.group_depth += 1
+        try:
+            self._do_actions(group.buckets[index].actions, rule)
+        finally:
+            self.group_depth -= 1
+            pending, self.vlans, self.halted = saved
+            self.rewrites.restore(pending)
+
+    def _liveness(self) -> Liveness:
+        ports = self.bridge.port_map
+
+        def port_live(ofport: int) -> bool:
+            port = ports.get(ofport)
+            return port is not None and bool(port.state & OFPPS_LIVE)
+
+        return Liveness(port_live, self.bridge.groups.get)
+
+    # ------------------------------------------------------------ output
     def _emit_to(self, ofport: int) -> None:
         bport = self.bridge.port_map.get(ofport)
         if bport is None:
@@ -287,23 +430,31 @@ class Xlate:
         if bport.config & (OFPPC_NO_FWD | OFPPC_PORT_DOWN):
             self._note(f"   output:{_port_name(ofport)}: port does not forward, dropped")
             return
-        self._commit_vlans()
+        self._commit()
         self.result.actions.append(Output(bport.dp_port))
         self._note(f"   output:{_port_name(ofport)} -> datapath port {bport.dp_port}")
 
-    def _to_controller(self, max_len: int, rule: Rule | None) -> None:
+    def _to_controller(self, max_len: int, rule: Rule | None,
+                       reason: int | None = None) -> None:
         in_port = self.bridge.port_map.get(self.in_ofport)
         if in_port is not None and in_port.config & OFPPC_NO_PACKET_IN:
             self._note("   controller: in_port has no-packet-in set, skipped")
             return
-        reason = OFPR_NO_MATCH if rule is not None and rule.is_table_miss() else OFPR_ACTION
+        if reason is None:
+            reason = OFPR_NO_MATCH if rule is not None and rule.is_table_miss() \
+                else OFPR_ACTION
         spec = PacketInSpec(self.bridge.name, self.in_ofport, reason,
                             rule.table_id if rule is not None else 0,
                             rule.cookie if rule is not None else 0xFFFFFFFFFFFFFFFF,
                             max_len, self.metadata)
-        self._commit_vlans()
+        self._commit()
         self.result.actions.append(Userspace(self.bridge.packet_in_cookie(spec)))
         self._note("   output:CONTROLLER")
+
+    def _commit(self) -> None:
+        """Bring the datapath's packet to what the pipeline sees: rewrites, then VLANs."""
+        self.result.actions.extend(self.rewrites.commit(self.key, self.mask))
+        self._commit_vlans()
 
     def _commit_vlans(self) -> None:
         """Emit the pops and pushes that bring the datapath's packet to ``vlans``."""
@@ -326,7 +477,7 @@ class Xlate:
         for name in ("eth_src", "eth_dst"):
             add_field_mask(self.mask, name, (1 << 48) - 1)
         self.mask["vlan_tci"] = self.mask.get("vlan_tci", 0) | 0xFFFF
-        key = self.key
+        key = self.rewrites.view(self.key)
         in_port = self.bridge.port_map.get(self.in_ofport)
         outer = self.vlans[0][0] if self.vlans else None
         vid = outer & 0x0FFF if outer is not None else 0
@@ -394,6 +545,12 @@ def _describe_action(act: Action) -> str:
         return f"push_vlan:{act.ethertype:#06x}"
     if isinstance(act, ActPopVlan):
         return "pop_vlan"
+    if isinstance(act, ActGroup):
+        return f"group:{act.group_id}"
+    if isinstance(act, ActSetNwTtl):
+        return f"set_nw_ttl:{act.ttl}"
+    if isinstance(act, ActDecNwTtl):
+        return "dec_ttl"
     return type(act).__name__
 
 

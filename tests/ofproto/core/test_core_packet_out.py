@@ -10,6 +10,7 @@ from ovsbpfd.ofproto.actions import (
     OFPP_CONTROLLER,
     OFPP_FLOOD,
     OFPP_TABLE,
+    ActCopyTtlOut,
     ActDecNwTtl,
     ActOutput,
     InstApplyActions,
@@ -60,8 +61,13 @@ def test_packet_out_errors(rig: Rig) -> None:
         rig.bridge.packet_out(77, (ActOutput(2),), FRAME)
     assert (err.value.type, err.value.code) == (OFPET_BAD_REQUEST, ec.OFPBRC_BAD_PORT)
     with pytest.raises(OfpError) as err:
-        rig.bridge.packet_out(1, (ActDecNwTtl(),), FRAME)
-    assert err.value.type == OFPET_BAD_ACTION
+        rig.bridge.packet_out(1, (ActCopyTtlOut(),), FRAME)
+    assert (err.value.type, err.value.code) == (OFPET_BAD_ACTION, ec.OFPBAC_BAD_TYPE)
+    with pytest.raises(OfpError) as err:  # no TTL in an ARP packet
+        rig.bridge.packet_out(1, (ActDecNwTtl(), ActOutput(2)),
+                              pb.arp_request(host_mac(1), "10.0.0.1", "10.0.0.2"))
+    assert (err.value.type, err.value.code) == (OFPET_BAD_ACTION,
+                                                ec.OFPBAC_MATCH_INCONSISTENT)
     with pytest.raises(OfpError) as err:
         rig.bridge.packet_out(1, (ActOutput(2),), b"\x00" * 5)
     assert (err.value.type, err.value.code) == (OFPET_BAD_REQUEST, ec.OFPBRC_BAD_PACKET)

@@ -12,6 +12,7 @@ from ovsbpfd.ofproto.actions import (
     OFPP_CONTROLLER,
     OFPP_FLOOD,
     OFPP_IN_PORT,
+    ActCopyTtlIn,
     ActDecNwTtl,
     ActGroup,
     ActOutput,
@@ -143,8 +144,10 @@ def test_controller_output_becomes_packet_in(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("instructions, expected", [
-    (apply(ActDecNwTtl()), (OFPET_BAD_ACTION, ec.OFPBAC_BAD_TYPE)),
-    (apply(ActSetField("ipv4_dst", 1)), (OFPET_BAD_ACTION, ec.OFPBAC_BAD_SET_TYPE)),
+    (apply(ActDecNwTtl()), (OFPET_BAD_ACTION, ec.OFPBAC_MATCH_INCONSISTENT)),
+    (apply(ActCopyTtlIn()), (OFPET_BAD_ACTION, ec.OFPBAC_BAD_TYPE)),
+    (apply(ActSetField("ipv4_dst", 1)), (OFPET_BAD_ACTION, ec.OFPBAC_MATCH_INCONSISTENT)),
+    (apply(ActSetField("ipv6_flabel", 1)), (OFPET_BAD_ACTION, ec.OFPBAC_BAD_SET_TYPE)),
     (apply(ActSetField("vlan_vid", 0x1005)), (OFPET_BAD_ACTION, ec.OFPBAC_MATCH_INCONSISTENT)),
     (apply(ActGroup(1)), (OFPET_BAD_ACTION, ec.OFPBAC_BAD_OUT_GROUP)),
     (apply(ActOutput(0xFFFFFFF9)), (OFPET_BAD_ACTION, ec.OFPBAC_BAD_OUT_PORT)),
