@@ -9,6 +9,7 @@
 #define OVSBPF_DATAPATH_H
 
 #include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock */
 
 #define OVSBPF_MAX_PORTS 1024       /* datapath port numbers 0..MAX_PORTS-1 */
 #define OVSBPF_MAX_MASKS 32         /* tuple-space search width */
@@ -19,6 +20,9 @@
 #define OVSBPF_RINGBUF_BYTES (4 * 1024 * 1024)
 #define OVSBPF_NO_OUTPUT 0xffffffffu
 #define OVSBPF_PORT_NAME_MAX 63
+#define OVSBPF_MAX_SET_ACTIONS 8    /* = types.MAX_SET_ACTIONS; a power of two */
+#define OVSBPF_MAX_METERS 4096      /* = meter.MAX_METERS */
+#define OVSBPF_METER_MAX_BANDS 4    /* = meter.MAX_METER_BANDS */
 
 #define OVSBPF_VLAN_TAG_PRESENT 0x1000
 #define OVSBPF_FRAG_NONE 0
@@ -62,6 +66,29 @@ enum ovsbpf_action_type {
 	OVSBPF_ACTION_PUSH_VLAN = 2, /* arg = TCI (host order), tpid = TPID */
 	OVSBPF_ACTION_POP_VLAN = 3,
 	OVSBPF_ACTION_USERSPACE = 4, /* cookie */
+	OVSBPF_ACTION_SET_MASKED = 5, /* tpid = field (enum below), arg = index in sets[] */
+	OVSBPF_ACTION_METER = 6,     /* arg = meter id */
+};
+
+/* Fields a SET_MASKED action rewrites (the FlowKey field of the same name). */
+enum ovsbpf_set_field {
+	OVSBPF_SET_ETH_SRC = 1,
+	OVSBPF_SET_ETH_DST = 2,
+	OVSBPF_SET_IP_SRC = 3, /* IPv4 (first 4 bytes), IPv6, or ARP SPA */
+	OVSBPF_SET_IP_DST = 4, /* likewise; ARP TPA */
+	OVSBPF_SET_NW_TOS = 5,
+	OVSBPF_SET_NW_TTL = 6,
+	OVSBPF_SET_TP_SRC = 7,
+	OVSBPF_SET_TP_DST = 8,
+	OVSBPF_SET_ARP_SHA = 9,
+	OVSBPF_SET_ARP_THA = 10,
+};
+
+/* Value and mask of one SET_MASKED action, in network order from byte 0 for
+ * the field's width (6, 16, 1 or 2 bytes); the rest is zero. */
+struct ovsbpf_set_value {
+	__u8 value[16];
+	__u8 mask[16];
 };
 
 struct ovsbpf_action {
@@ -83,6 +110,30 @@ struct ovsbpf_flow {
 	__u32 final_output;
 	__u32 pad;
 	struct ovsbpf_action actions[OVSBPF_MAX_ACTIONS];
+	struct ovsbpf_set_value sets[OVSBPF_MAX_SET_ACTIONS];
+};
+
+/* Token-bucket meters (ovsbpfd/dpif/meter.py has the same arithmetic).
+ * Buckets count "rate unit x ns": a packet costs 10^9, a bit 10^6 (kbps). */
+struct ovsbpf_meter_band {
+	__u32 rate;     /* pkts/s or kbit/s */
+	__u32 pad;
+	__u64 capacity; /* bucket size */
+	__u64 fill_ns;  /* idle time that fills an empty bucket */
+	__u64 bucket;
+	__u64 packets;  /* what this band dropped */
+	__u64 bytes;
+};
+
+struct ovsbpf_meter {
+	struct bpf_spin_lock lock;
+	__u32 in_use;
+	__u32 kbps;
+	__u32 n_bands;
+	__u64 last_ns;
+	__u64 packets_in;
+	__u64 bytes_in;
+	struct ovsbpf_meter_band bands[OVSBPF_METER_MAX_BANDS];
 };
 
 /* Datapath port table entry, indexed by port number (ifindex 0 = free). */

@@ -91,3 +91,25 @@ def test_dpif_bpf_object_loads_and_pins_under_version() -> None:
         remove_pins(loaded, pin_root)
         loaded.close()
     assert not os.path.exists(pin_root)
+
+
+def test_dpif_bpf_set_values_and_meters_match_python_limits(bpf_object: BpfObject) -> None:
+    """The flow value's set-field array and the meter map agree with types/meter.py."""
+    from ovsbpfd.dpif.meter import MAX_METER_BANDS, MAX_METERS
+    from ovsbpfd.dpif.types import MAX_SET_ACTIONS, SET_FIELD_WIDTHS
+
+    btf = bpf_object.btf()
+    _, flow = btf.struct_layout("ovsbpf_flow")
+    set_size, set_layout = btf.struct_layout("ovsbpf_set_value")
+    assert flow["sets"][1] == MAX_SET_ACTIONS * set_size
+    assert set_layout["value"][1] == set_layout["mask"][1] == max(SET_FIELD_WIDTHS.values())
+    assert MAX_SET_ACTIONS & (MAX_SET_ACTIONS - 1) == 0  # the program masks the index
+    band_size, _ = btf.struct_layout("ovsbpf_meter_band")
+    _, meter = btf.struct_layout("ovsbpf_meter")
+    assert meter["lock"] == (0, 4)
+    assert MAX_METER_BANDS == structs.METER_MAX_BANDS
+    assert meter["bands"][1] == MAX_METER_BANDS * band_size
+    maps = {m.name: m for m in bpf_object.maps()}
+    assert maps["meters"].max_entries == MAX_METERS == structs.MAX_METERS
+    assert maps["meters"].value_size == ctypes.sizeof(structs.MeterStruct)
+    assert set(structs.SET_FIELD_IDS) == set(SET_FIELD_WIDTHS)

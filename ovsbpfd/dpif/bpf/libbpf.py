@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
 
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+BPF_F_LOCK = 4  # take the value's bpf_spin_lock while copying it in or out
 BPF_TC_INGRESS, BPF_TC_EGRESS = 1, 2
 BPF_TC_F_REPLACE = 1
 BTF_KIND_STRUCT = 4
@@ -68,6 +69,7 @@ _map_set_pin_path = _fn("bpf_map__set_pin_path", _int, _vp, _cp)
 _map_unpin = _fn("bpf_map__unpin", _int, _vp, _cp)
 _update_elem = _fn("bpf_map_update_elem", _int, _int, _vp, _vp, ctypes.c_uint64)
 _lookup_elem = _fn("bpf_map_lookup_elem", _int, _int, _vp, _vp)
+_lookup_elem_flags = _fn("bpf_map_lookup_elem_flags", _int, _int, _vp, _vp, ctypes.c_uint64)
 _delete_elem = _fn("bpf_map_delete_elem", _int, _int, _vp)
 _get_next_key = _fn("bpf_map_get_next_key", _int, _int, _vp, _vp)
 _num_possible_cpus = _fn("libbpf_num_possible_cpus", _int)
@@ -129,10 +131,13 @@ class BpfMap:
     def unpin(self, path: str) -> None:
         _check(_map_unpin(self._handle, path.encode()), f"unpin {self.name}")
 
-    def lookup(self, key: bytes) -> bytes | None:
+    def lookup(self, key: bytes, flags: int = 0) -> bytes | None:
         """The value (for per-CPU maps: every CPU's value, each padded to 8 bytes)."""
         value = self._value_buffer()
-        ret = _lookup_elem(self.fd, key, value)
+        if flags:
+            ret = _lookup_elem_flags(self.fd, key, value, flags)
+        else:
+            ret = _lookup_elem(self.fd, key, value)
         if ret == -errno_mod.ENOENT:
             return None
         _check(ret, f"lookup in {self.name}")

@@ -33,10 +33,11 @@ from ovsbpfd.dpif.bpf.libbpf import (
     tc_ensure_clsact,
 )
 from ovsbpfd.dpif.bpf.loader import LoadedDatapath, load_datapath, remove_pins
+from ovsbpfd.dpif.bpf.meters import BpfMeters
 from ovsbpfd.dpif.bpf.packet_io import PacketSender
 from ovsbpfd.dpif.bpf.tc_filters import has_other_filters
 from ovsbpfd.dpif.dummy import validate_actions
-from ovsbpfd.dpif.packet import parse_packet, pop_vlan, push_vlan
+from ovsbpfd.dpif.packet import parse_packet, pop_vlan, push_vlan, set_masked
 from ovsbpfd.dpif.provider import Dpif, DpifError
 from ovsbpfd.dpif.types import (
     UPCALL_ACTION,
@@ -46,10 +47,15 @@ from ovsbpfd.dpif.types import (
     DpStats,
     FlowKey,
     FlowStats,
+    Meter,
+    MeterBand,
+    MeterFeatures,
+    MeterStats,
     Output,
     PopVlan,
     PortStats,
     PushVlan,
+    SetMasked,
     Upcall,
     Userspace,
 )
@@ -82,6 +88,7 @@ class BpfDpif(Dpif):
         except OSError as exc:  # LibbpfError included
             raise DpifError(exc.errno or errno.EIO, f"loading the BPF datapath: {exc}") from exc
         self._maps = self._dp.maps
+        self._meters = BpfMeters(self._maps["meters"])
         self._local_upcalls: deque[Upcall] = deque()
         try:
             self._sender = PacketSender()
@@ -429,6 +436,11 @@ class BpfDpif(Dpif):
             elif isinstance(act, Userspace):
                 self._queue_local_upcall(
                     Upcall(UPCALL_ACTION, key, packet, len(packet), act.cookie))
+            elif isinstance(act, SetMasked):
+                packet = set_masked(packet, act.field, act.value, act.mask)
+            elif isinstance(act, Meter):
+                if self._meters.packet(act.meter_id, len(packet)):
+                    return
 
     def _transmit(self, port_no: int, packet: bytes) -> None:
         port = self._ports.get(port_no)
@@ -463,6 +475,20 @@ class BpfDpif(Dpif):
         if self._dp is None:
             raise DpifError(errno.EBADF, "datapath handle is closed")
         return self._ring.epoll_fd()
+
+    # ------------------------------------------------------------ meters
+    def meter_features(self) -> MeterFeatures:
+        return self._meters.features()
+
+    def meter_set(self, meter_id: int, bands: Sequence[MeterBand], kbps: bool,
+                  burst: bool = False) -> None:
+        self._meters.set(meter_id, bands, kbps, burst)
+
+    def meter_get(self, meter_id: int) -> MeterStats:
+        return self._meters.get(meter_id)
+
+    def meter_del(self, meter_id: int) -> MeterStats:
+        return self._meters.delete(meter_id)
 
     def stats(self) -> DpStats:
         total = DpStats()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import ctypes
 
-from ovsbpfd.dpif.types import FLOW_KEY_SIZE, MAX_ACTIONS
+from ovsbpfd.dpif.types import FLOW_KEY_SIZE, MAX_ACTIONS, MAX_SET_ACTIONS
 
 # Bump when a map's contents change meaning without changing any size (the
 # pin directory name hashes this with the map definitions).
-LAYOUT_REVISION = 1
+LAYOUT_REVISION = 2
 
 MAX_PORTS = 1024
 MAX_MASKS = 32
@@ -22,6 +22,15 @@ NO_OUTPUT = 0xFFFFFFFF
 PORT_NAME_MAX = 63  # bytes of a port name the ports map can hold
 
 ACTION_OUTPUT, ACTION_PUSH_VLAN, ACTION_POP_VLAN, ACTION_USERSPACE = 1, 2, 3, 4
+ACTION_SET_MASKED, ACTION_METER = 5, 6
+
+# enum ovsbpf_set_field: SetMasked field name -> id
+SET_FIELD_IDS = {
+    "eth_src": 1, "eth_dst": 2, "ip_src": 3, "ip_dst": 4, "nw_tos": 5, "nw_ttl": 6,
+    "tp_src": 7, "tp_dst": 8, "arp_sha": 9, "arp_tha": 10,
+}
+MAX_METERS = 4096
+METER_MAX_BANDS = 4
 
 FlowKeyBytes = ctypes.c_uint8 * FLOW_KEY_SIZE
 
@@ -65,6 +74,10 @@ class Action(ctypes.Structure):
     ]
 
 
+class SetValue(ctypes.Structure):
+    _fields_ = [("value", ctypes.c_uint8 * 16), ("mask", ctypes.c_uint8 * 16)]
+
+
 class Flow(ctypes.Structure):
     _fields_ = [
         ("packets", ctypes.c_uint64),
@@ -75,6 +88,7 @@ class Flow(ctypes.Structure):
         ("final_output", ctypes.c_uint32),
         ("pad", ctypes.c_uint32),
         ("actions", Action * MAX_ACTIONS),
+        ("sets", SetValue * MAX_SET_ACTIONS),
     ]
 
 
@@ -109,6 +123,33 @@ class Config(ctypes.Structure):
     _fields_ = [("n_mask_slots", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
+class MeterBandStruct(ctypes.Structure):
+    _fields_ = [
+        ("rate", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("capacity", ctypes.c_uint64),
+        ("fill_ns", ctypes.c_uint64),
+        ("bucket", ctypes.c_uint64),
+        ("packets", ctypes.c_uint64),
+        ("bytes", ctypes.c_uint64),
+    ]
+
+
+class MeterStruct(ctypes.Structure):
+    """struct ovsbpf_meter; ``lock`` is the bpf_spin_lock (never written by us)."""
+
+    _fields_ = [
+        ("lock", ctypes.c_uint32),
+        ("in_use", ctypes.c_uint32),
+        ("kbps", ctypes.c_uint32),
+        ("n_bands", ctypes.c_uint32),
+        ("last_ns", ctypes.c_uint64),
+        ("packets_in", ctypes.c_uint64),
+        ("bytes_in", ctypes.c_uint64),
+        ("bands", MeterBandStruct * METER_MAX_BANDS),
+    ]
+
+
 class UpcallHeader(ctypes.Structure):
     _fields_ = [
         ("kind", ctypes.c_uint32),
@@ -127,6 +168,9 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "ovsbpf_flow_map_key": FlowMapKey,
     "ovsbpf_action": Action,
     "ovsbpf_flow": Flow,
+    "ovsbpf_set_value": SetValue,
+    "ovsbpf_meter_band": MeterBandStruct,
+    "ovsbpf_meter": MeterStruct,
     "ovsbpf_port": Port,
     "ovsbpf_dp_stats": DpStatsStruct,
     "ovsbpf_port_stats": PortStatsStruct,
