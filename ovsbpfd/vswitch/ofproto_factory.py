@@ -26,4 +26,8 @@ class OfprotoFactory:
 
         connmgr = ConnectionManager(bridge, self.rundir)
         await connmgr.start()
+        # Fail modes depend on whether controllers are configured and connected.
+        watch = getattr(bridge, "watch_controllers", None)
+        if watch is not None:
+            watch(connmgr)
         return connmgr
