@@ -387,3 +387,86 @@ def test_set_field_widths_cover_flow_key_types() -> None:
             assert isinstance(value, int)
         else:
             assert isinstance(value, bytes) and len(value) == width
+
+
+# ------------------------------------------------------------------ real stacks (bpf only)
+
+
+IP_RECVTTL, IP_TTL = 12, 2  # Linux; Python's socket module lacks IP_RECVTTL
+
+
+def _peer_mac(port: object) -> str:
+    from tests.dpif.harness_bpf import run
+
+    out = run("ip", "-n", port.netns, "-o", "link", "show", port.peer)  # type: ignore[attr-defined]
+    return out.split("link/ether ")[1].split()[0]
+
+
+@pytest.mark.system
+def test_bpf_rewrites_carry_kernel_tcp_and_udp_with_software_checksums() -> None:
+    """Port NAT and TTL decrement between two network stacks that compute and
+    verify every checksum in software (offloads off), so a checksum the
+    datapath got wrong makes the receiving kernel drop the packet."""
+    import socket
+
+    from tests.dpif.harness_bpf import bpf_harness, in_netns, run
+
+    with bpf_harness() as harness:
+        a, b = harness.add_port("dpa-a"), harness.add_port("dpa-b")
+        ports = {a: (harness.port(a), "10.80.0.1"), b: (harness.port(b), "10.80.0.2")}
+        for port, ip in ports.values():
+            run("ip", "-n", port.netns, "addr", "add", f"{ip}/24", "dev", port.peer)
+            run("ip", "netns", "exec", port.netns, "ethtool", "-K", port.peer,
+                "rx", "off", "tx", "off")
+            run("ethtool", "-K", port.dev, "rx", "off", "tx", "off")
+        (pa, ip_a), (pb, ip_b) = ports[a], ports[b]
+        run("ip", "-n", pa.netns, "neigh", "replace", ip_b, "lladdr", _peer_mac(pb),
+            "dev", pa.peer)
+        run("ip", "-n", pb.netns, "neigh", "replace", ip_a, "lladdr", _peer_mac(pa),
+            "dev", pb.peer)
+        dpif = harness.dpif
+        ip4 = FlowKey(in_port=0xFFFFFFFF, eth_type=0xFFFF, nw_proto=0xFF, nw_frag=0xFF)
+        for proto in (6, 17):
+            forward = FlowKey(in_port=a, eth_type=ETH_TYPE_IP, nw_proto=proto, nw_ttl=64,
+                              tp_dst=8000)
+            dpif.flow_put(forward, ip4.replace(nw_ttl=0xFF, tp_dst=0xFFFF),
+                          [SetMasked("nw_ttl", 63, 0xFF), SetMasked.exact("tp_dst", 9000),
+                           Output(b)])
+            back = FlowKey(in_port=b, eth_type=ETH_TYPE_IP, nw_proto=proto, tp_src=9000)
+            dpif.flow_put(back, ip4.replace(tp_src=0xFFFF),
+                          [SetMasked.exact("tp_src", 8000), Output(a)])
+        with in_netns(pb.netns):
+            server = socket.create_server((ip_b, 9000))
+            udp_server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp_server.bind((ip_b, 9000))
+            udp_server.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            udp_server.settimeout(3)
+        with in_netns(pa.netns):
+            client = socket.create_connection((ip_b, 8000), timeout=3)
+            udp_client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            server.settimeout(3)
+            conn, peer = server.accept()
+            conn.settimeout(3)
+            assert peer[0] == ip_a
+            payload = bytes(range(256)) * 400
+            client.sendall(payload)
+            received = b""
+            while len(received) < len(payload):
+                chunk = conn.recv(65536)
+                assert chunk
+                received += chunk
+            assert received == payload
+            conn.sendall(b"reply through tp_src rewrite")
+            assert client.recv(100) == b"reply through tp_src rewrite"
+            udp_client.sendto(b"datagram", (ip_b, 8000))
+            data, ancdata, _, _ = udp_server.recvmsg(100, socket.CMSG_SPACE(4))
+            assert data == b"datagram"
+            ttl = next(int.from_bytes(d[:4], "little") for level, kind, d in ancdata
+                       if level == socket.IPPROTO_IP and kind == IP_TTL)
+            assert ttl == 63
+            conn.close()
+        finally:
+            for sock in (client, server, udp_client, udp_server):
+                sock.close()
+        assert sum(f.stats.packets for f in dpif.flow_dump()) > 20
