@@ -22,6 +22,7 @@ import signal
 import sys
 
 from .. import __version__
+from . import compat
 from .remotes import SslFiles
 from .server import OvsdbServer
 from .session import DEFAULT_MAX_BACKLOG
@@ -90,6 +91,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    compat.install()
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s|ovsdb|%(levelname)s|%(message)s")
     if args.die_with_parent:

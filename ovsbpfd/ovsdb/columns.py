@@ -46,11 +46,30 @@ def parse_column_list(table: TableSchema, columns: Any, default: list[str]) -> l
     for name in columns:
         if not isinstance(name, str) or (name not in table.columns and name not in IMPLICIT):
             raise syntax_error(columns, f"{name} is not a valid column name")
+    if len(set(columns)) != len(columns):
+        raise syntax_error(columns, "array of distinct column names expected")
     return columns
 
 
 def type_to_english(t: Type) -> str:
-    return t.toEnglish()
+    """A type in words as ovsdb-server writes it in errors ("set of up to 1
+    strings", "map of (string, string) pairs"); python-ovs words it otherwise."""
+    key = t.key.type.to_string()
+    if t.is_scalar():
+        return key
+    kind = "map" if t.is_map() else "set"
+    if t.n_max >= UNLIMITED:
+        quantity = f" of {t.n_min} or more" if t.n_min else " of"
+    elif t.n_min:
+        quantity = f" of {t.n_min} to {t.n_max}"
+    else:
+        quantity = f" of up to {t.n_max}"
+    if t.is_map():
+        return f"{kind}{quantity} ({key}, {t.value.type.to_string()}) pairs"
+    return f"{kind}{quantity} {key}s"
+
+
+UNLIMITED = 4294967295  # ovsdb-server's "unlimited" (UINT_MAX)
 
 
 def resized(t: Type, n_min: int, n_max: int) -> Type:

@@ -10,7 +10,7 @@ from ovs.db.data import Datum
 from ovs.db.schema import TableSchema
 from ovs.db.types import IntegerType, RealType, Type
 
-from .columns import column_value, find_column, resized
+from .columns import column_value, find_column, resized, type_to_english
 from .database import Row
 from .errors import OvsdbError, syntax_error
 
@@ -102,7 +102,7 @@ def parse_clause(table: TableSchema, clause: Any, symtab: Any = None) -> Clause:
             raise syntax_error(
                 clause,
                 f'Type mismatch: "{function}" operator may not be applied to column '
-                f"{name} of type {ctype.toEnglish()}.")
+                f"{name} of type {type_to_english(ctype)}.")
         arg_type = ctype
     else:
         n_max = max(ctype.n_max, 1 << 62) if function in ("includes", "excludes") \

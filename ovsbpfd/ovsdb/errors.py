@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from typing import Any
 
 import ovs.db.error
 
+_SIZE_EXACTLY_ONE = re.compile(r"\b(set|map) must have 1 to 1 members but")
+_PY_UNLIMITED = re.compile(rf"\b({sys.maxsize}|{1 << 62})\b")
+_FLOAT_MARK = "\x00float:"
+
 
 def compact_json(value: Any) -> str:
-    """Serialise like ovsdb-server does inside error "syntax" members."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Serialise like ovsdb-server does inside error "syntax" members (reals
+    printed with 15 significant digits, as OVS's JSON writer does)."""
+    text = json.dumps(_mark_floats(value), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    if "\\u0000float:" not in text:
+        return text
+    return re.sub(r'"\\u0000float:([^"]*)"', lambda m: f"{float(m.group(1)):.15g}", text)
+
+
+def _mark_floats(value: Any) -> Any:
+    if isinstance(value, float):
+        return _FLOAT_MARK + repr(value)
+    if isinstance(value, list):
+        return [_mark_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _mark_floats(v) for k, v in value.items()}
+    return value
+
+
+def c_style_message(message: str) -> str:
+    """python-ovs's wording of size errors, as ovsdb-server (C) words them."""
+    message = _PY_UNLIMITED.sub("4294967295", message)
+    return _SIZE_EXACTLY_ONE.sub(r"\1 must have exactly one member but", message)
 
 
 class OvsdbError(Exception):
@@ -27,7 +54,7 @@ class OvsdbError(Exception):
     @classmethod
     def from_ovs(cls, exc: ovs.db.error.Error) -> OvsdbError:
         """Translate a python-ovs parse error into the wire error object."""
-        return cls(exc.tag, exc.msg, exc.json, has_syntax=exc.json is not None)
+        return cls(exc.tag, c_style_message(exc.msg), exc.json, has_syntax=exc.json is not None)
 
     def to_json(self) -> dict:
         obj: dict[str, Any] = {"error": self.error}

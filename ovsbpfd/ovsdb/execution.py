@@ -108,11 +108,12 @@ class Executor:
         for i, op in enumerate(ops, 1):
             try:
                 results.append(self._run_one(op, i, total))
-            except OvsdbError as e:
-                results.append(e.to_json())
-                return self.outcome
-            except ovs.db.error.Error as e:
-                results.append(OvsdbError.from_ovs(e).to_json())
+            except (OvsdbError, ovs.db.error.Error) as e:
+                error = e if isinstance(e, OvsdbError) else OvsdbError.from_ovs(e)
+                results.append(error.to_json())
+                # Like ovsdb-server: one result per operation, null for those
+                # that never ran after the failing one.
+                results.extend([None] * (total - i))
                 return self.outcome
         try:
             changes = self.txn.check()
@@ -148,7 +149,12 @@ class Executor:
         data: dict[str, Datum] = {}
         for name, value in row_json.items():
             col = table.columns.get(name)
-            if col is None and name in IMPLICIT and not for_update:
+            if col is None and name in IMPLICIT:
+                if for_update:
+                    raise OvsdbError(
+                        "constraint violation",
+                        f"Cannot update immutable column {name} in table {table.name}.",
+                        op, has_syntax=True)
                 ovs.db.data.Datum.from_json(IMPLICIT[name].type, value, self.symtab)
                 continue
             if col is None:
@@ -174,18 +180,16 @@ class Executor:
 
     # --- operations ----------------------------------------------------------
     def op_insert(self, p: OpParser, table: TableSchema) -> dict:
-        row_json = p.get("row", (dict,), optional=True)
+        row_json = p.get("row", (dict,))
         uuid_name = p.get("uuid-name", (str,), optional=True, ident=True)
         given_uuid = p.get("uuid", (str,), optional=True)
         p.finish()
-        if row_json is _MISSING:
-            row_json = {}
         if given_uuid is not _MISSING:
             try:
                 row_uuid = uuid.UUID(given_uuid)
             except ValueError:
-                raise syntax_error(given_uuid, "bad UUID") from None
-            if self.txn.exists_anywhere(row_uuid):
+                raise syntax_error(given_uuid, "bad uuid") from None
+            if self.txn.exists_in(table.name, row_uuid):
                 raise OvsdbError("duplicate uuid", "This UUID would duplicate a UUID "
                                  "already present within the table or deleted within "
                                  "the same transaction.", given_uuid, has_syntax=True)
@@ -262,11 +266,10 @@ class Executor:
         expected: Counter = Counter()
         for r in rows_json:
             if not isinstance(r, dict):
-                raise syntax_error(r, "object expected")
+                raise syntax_error(r, "row must be JSON object")
+            # Members outside "columns" are parsed (and must be valid) but, as in
+            # ovsdb-server, only the wait columns take part in the comparison.
             parsed = self._parse_row(table, r, p.op, for_update=False)
-            for name in parsed:
-                if name not in names:
-                    raise syntax_error(r, f"Column {name} is not among the wait columns.")
             full = {n: parsed.get(n) or default_datum(_col_type(table, n)) for n in names}
             expected[_row_key(full)] += 1
         actual: Counter = Counter()
@@ -277,6 +280,8 @@ class Executor:
             return {}
         if timeout is _MISSING or (timeout > 0 and self.elapsed_ms < timeout):
             raise WaitPending(float("inf") if timeout is _MISSING else timeout)
+        if timeout > 0:
+            raise OvsdbError("timed out", f'"wait" timed out after {int(self.elapsed_ms)} ms')
         raise OvsdbError("timed out", '"where" clause test failed')
 
     def op_commit(self, p: OpParser, table: None) -> dict:

@@ -36,17 +36,28 @@ class MessageSplitter:
         self._start: int | None = None  # first byte of the message being read
         self._depth = 0
         self._in_string = False
+        self.error: ProtocolError | None = None  # raised by the next feed()
 
     def feed(self, data: bytes) -> list[Any]:
+        """Complete values in the stream so far.  Bad input raises ProtocolError,
+        but only once the good messages before it have been returned."""
+        if self.error is not None:
+            raise self.error
         self._buf += data
         out: list[Any] = []
-        while True:
-            value = self._next()
-            if value is _INCOMPLETE:
-                break
-            out.append(value)
-        if self._start is not None and len(self._buf) - self._start > self.max_message:
-            raise ProtocolError("message too long")
+        try:
+            while True:
+                value = self._next()
+                if value is _INCOMPLETE:
+                    break
+                out.append(value)
+            if self._start is not None and len(self._buf) - self._start > self.max_message:
+                raise ProtocolError("message too long")
+        except ProtocolError as e:
+            if not out:
+                raise
+            self.error = e
+            return out
         if self._start is None and self._pos:
             del self._buf[:self._pos]
             self._pos = 0
@@ -99,7 +110,7 @@ class MessageSplitter:
                     text = bytes(buf[self._start:pos])
                     self._start, self._pos = None, pos
                     try:
-                        return json.loads(text)
+                        return json.loads(text, parse_int=_parse_int)
                     except ValueError as e:  # includes invalid UTF-8
                         raise ProtocolError(f"invalid JSON: {e}") from e
         self._pos = pos
@@ -107,6 +118,13 @@ class MessageSplitter:
 
 
 _INCOMPLETE = object()
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _parse_int(text: str) -> int | float:
+    """Integers beyond 64 bits are reals to ovsdb-server's JSON parser."""
+    value = int(text)
+    return value if INT64_MIN <= value <= INT64_MAX else float(text)
 
 
 def encode(msg: dict) -> bytes:

@@ -46,7 +46,7 @@ class Monitor:
     @classmethod
     def parse(cls, db: Database, monitor_id: Any, version: int, requests: Any) -> Monitor:
         if not isinstance(requests, dict):
-            raise syntax_error(requests, "monitor-requests must be an object")
+            raise syntax_error(requests, "monitor-requests must be object")
         tables: dict[str, TableMonitor] = {}
         for table_name, req in requests.items():
             ts = db.schema.parsed.tables.get(table_name)
@@ -106,7 +106,8 @@ class Monitor:
         for table_name, reqs in requests.items():
             tm = self.tables.get(table_name)
             if tm is None:
-                raise OvsdbError("syntax error", f"no table named {table_name}")
+                raise OvsdbError("syntax error",
+                                 f"no table named {table_name} in monitor session")
             if not isinstance(reqs, list):
                 raise syntax_error(reqs, "array expected")
             clauses = []
@@ -114,7 +115,7 @@ class Monitor:
                 if not isinstance(r, dict):
                     raise syntax_error(r, "object expected")
                 if "columns" in r:
-                    raise syntax_error(r, "changing columns is not supported")
+                    raise syntax_error(r, "changing columns is unsupported")
                 clauses.extend(parse_condition(tm.table, r.get("where", [True])).clauses)
             new_conds[table_name] = Condition(clauses)
         out: dict[str, dict] = {}
@@ -179,34 +180,49 @@ def _value(row: Row, column: str):
     return row.data[column]
 
 
+def _members(obj: Any, context: str, allowed: dict[str, type]) -> dict[str, Any]:
+    """Check an object's members the way ovsdb-server's parser does, with its
+    messages ("Parsing table Bridge failed: Type mismatch for member 'select'.")."""
+    prefix = f"Parsing {context} failed: "
+    if not isinstance(obj, dict):
+        raise OvsdbError("syntax error", prefix + "Object expected.")
+    out = {}
+    for name, kind in allowed.items():
+        if name in obj:
+            value = obj[name]
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise syntax_error(obj, f"{prefix}Type mismatch for member '{name}'.")
+            out[name] = value
+    for name in obj:
+        if name not in allowed:
+            raise syntax_error(obj, f"{prefix}Member '{name}' is present but not allowed here.")
+    return out
+
+
 def _parse_request(ts: TableSchema, req: Any, version: int
                    ) -> tuple[list[str], dict[str, bool], Condition | None]:
-    if not isinstance(req, dict):
-        raise syntax_error(req, "monitor-request must be an object")
-    columns_json = req.get("columns")
+    allowed: dict[str, type] = {"columns": list, "select": dict}
+    if version >= 2:
+        allowed = {"where": list, **allowed}
+    members = _members(req, f"table {ts.name}", allowed)
+    select = dict.fromkeys(SELECT_KINDS, True)
+    if "select" in members:
+        flags = _members(members["select"], f"table {ts.name} select",
+                         dict.fromkeys(SELECT_KINDS, bool))
+        select.update(flags)
+    columns_json = members.get("columns")
     if columns_json is None:
-        columns = [c for c in ts.columns]
+        # Every column, and _version too (but not _uuid), as ovsdb-server does.
+        columns = [*ts.columns, "_version"]
     else:
-        if not isinstance(columns_json, list):
-            raise syntax_error(columns_json, "array expected")
         columns = []
         for c in columns_json:
             if not isinstance(c, str) or (c not in ts.columns and c not in ("_uuid", "_version")):
                 raise syntax_error(columns_json, f"{c} is not a valid column name")
             columns.append(c)
-    select = dict.fromkeys(SELECT_KINDS, True)
-    sel_json = req.get("select")
-    if sel_json is not None:
-        if not isinstance(sel_json, dict):
-            raise syntax_error(sel_json, "select must be an object")
-        for k in SELECT_KINDS:
-            v = sel_json.get(k, True)
-            if not isinstance(v, bool):
-                raise syntax_error(sel_json, f"Type mismatch for member '{k}'.")
-            select[k] = v
     cond = None
-    if version >= 2 and "where" in req:
-        cond = parse_condition(ts, req["where"])
+    if "where" in members:
+        cond = parse_condition(ts, members["where"])
     return columns, select, cond
 
 

@@ -10,7 +10,7 @@ from ovs.db.data import Atom, Datum
 from ovs.db.schema import ColumnSchema, TableSchema
 from ovs.db.types import IntegerType, RealType, Type
 
-from .columns import find_column, resized
+from .columns import find_column, resized, type_to_english
 from .errors import OvsdbError, syntax_error
 
 ARITHMETIC = {"+=", "-=", "*=", "/=", "%="}
@@ -44,8 +44,7 @@ class Mutation:
             values[new_atom] = None
         if len(values) != len(datum.values):
             raise OvsdbError("constraint violation",
-                             f'Result of "{self.mutator}" operation contains duplicate '
-                             "values.")
+                             f'Result of "{self.mutator}" operation contains duplicates.')
         return Datum(datum.type, values)
 
     def _set_op(self, datum: Datum) -> Datum:
@@ -65,7 +64,7 @@ class Mutation:
         if n < ctype.n_min or n > ctype.n_max:
             raise OvsdbError(
                 "constraint violation",
-                f"Attempted to store {n} elements in {ctype.toEnglish()}.")
+                f"Attempted to store {n} elements in {type_to_english(ctype)}.")
         return Datum(datum.type, values)
 
 
@@ -119,9 +118,10 @@ def parse_mutation(table: TableSchema, mutation: Any, symtab: Any = None) -> Mut
     elif mutator in ("insert", "delete"):
         if not (ctype.is_set() or ctype.is_map()) or ctype.n_max == 1 and ctype.n_min == 1:
             raise syntax_error(mutation, _mismatch(mutator, name, ctype))
-        arg_type = resized(ctype, 0, 1 << 62)
+        # The argument may hold as many elements as the column itself.
+        arg_type = resized(ctype, 0, ctype.n_max)
         if ctype.is_map() and mutator == "delete" and not _looks_like_map(value):
-            arg_type = Type(ctype.key, None, 0, 1 << 62)
+            arg_type = Type(ctype.key, None, 0, ctype.n_max)
     else:
         raise OvsdbError("unknown mutator", f"No mutator named {mutator}.")
     try:
@@ -137,4 +137,4 @@ def _looks_like_map(value: Any) -> bool:
 
 def _mismatch(mutator: str, name: str, ctype: Type) -> str:
     return (f'Type mismatch: "{mutator}" operator may not be applied to column {name} '
-            f"of type {ctype.toEnglish()}.")
+            f"of type {type_to_english(ctype)}.")

@@ -58,6 +58,7 @@ class Schema:
 
     parsed: ovs.db.schema.DbSchema
     json: dict
+    _canonical: dict | None = None
 
     @property
     def name(self) -> str:
@@ -74,8 +75,18 @@ class Schema:
             return cls.from_json(json.load(f))
 
     def to_json(self) -> dict:
-        """The schema as get_schema returns it (what was stored, unchanged)."""
+        """The schema as stored (what the log's first record holds)."""
         return self.json
+
+    def canonical_json(self) -> dict:
+        """The schema as ovsdb-server's get_schema returns it: re-serialised from
+        its parsed form (defaults dropped, enums sorted), keeping "cksum"."""
+        if self._canonical is None:
+            canonical = self.parsed.to_json()
+            if "cksum" in self.json:
+                canonical["cksum"] = self.json["cksum"]
+            self._canonical = canonical
+        return self._canonical
 
 
 def server_schema() -> Schema:

@@ -281,7 +281,8 @@ class OvsdbServer:
         ts = sdb.table_schema("Database")
         changes: ChangeSet = {"Database": {}}
         for name, handle in list(self.dbs.items()) + [(SERVER_DB_NAME, None)]:
-            schema_json = sdb.schema.to_json() if handle is None else handle.db.schema.to_json()
+            schema = sdb.schema if handle is None else handle.db.schema
+            schema_json = schema.canonical_json()
             data = default_data(ts)
             data["name"] = _datum(ts, "name", name)
             data["model"] = _datum(ts, "model", "standalone")

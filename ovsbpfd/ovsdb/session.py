@@ -91,6 +91,8 @@ class Session:
                     self.handle_message(msg)
                     if self.closed:
                         break
+                if splitter.error is not None:
+                    raise splitter.error
                 await self._drain()
         except jsonrpc.ProtocolError as e:
             log.info("dropping client: %s", e)
@@ -170,10 +172,10 @@ class Session:
         if "method" in msg:
             method, params = msg.get("method"), msg.get("params")
             if not isinstance(method, str) or not isinstance(params, list) \
-                    or "id" not in msg or set(msg) - {"method", "params", "id"}:
+                    or set(msg) - {"method", "params", "id"}:
                 raise jsonrpc.ProtocolError("bad JSON-RPC request")
-            msg_id = msg["id"]
-            if msg_id is None:
+            msg_id = msg.get("id")
+            if msg_id is None:  # id null or absent: a notification
                 self._notification(method, params)
                 return
             handler = _METHODS.get(method)
@@ -185,21 +187,28 @@ class Session:
             except OvsdbError as e:
                 self.send(jsonrpc.error_reply(msg_id, e.to_json()))
                 return
+            except Exception:  # a bug must cost this request, not the server
+                log.exception("%s request failed", method)
+                self.send(jsonrpc.error_reply(msg_id, "internal error"))
+                return
             if result is not _NO_REPLY:
                 self.send(jsonrpc.reply(msg_id, result))
         elif "result" in msg or "error" in msg:
-            if "id" not in msg:
-                raise jsonrpc.ProtocolError("reply without id")
+            # Only our own inactivity probe is ever answered; ovsdb-server
+            # drops a client that sends any other reply.
+            if msg.get("id") != ECHO_PROBE["id"]:
+                raise jsonrpc.ProtocolError("received unexpected reply")
         else:
             raise jsonrpc.ProtocolError("message is neither request nor reply")
 
     def _notification(self, method: str, params: list) -> None:
+        """Only "cancel" means anything: it drops a transaction that is still
+        waiting, without a reply (as ovsdb-server does)."""
         if method == "cancel" and len(params) == 1:
             for p in list(self.pending):
                 if p.msg_id == params[0]:
                     p.cancel()
                     self.pending.remove(p)
-                    self.send(jsonrpc.error_reply(p.msg_id, "canceled"))
 
     def _db(self, method: str, params: list) -> DbHandle:
         if not params or not isinstance(params[0], str):
@@ -216,7 +225,7 @@ class Session:
         return list(self.server.dbs)
 
     def m_get_schema(self, msg_id: Any, params: list) -> Any:
-        return self._db("get_schema", params).db.schema.to_json()
+        return self._db("get_schema", params).db.schema.canonical_json()
 
     def m_echo(self, msg_id: Any, params: list) -> Any:
         return params
@@ -314,7 +323,7 @@ class Session:
 
     def _lock_name(self, method: str, params: list) -> str:
         if len(params) != 1 or not isinstance(params[0], str):
-            raise syntax_error(params, f"{method}: lock name must be a string")
+            raise syntax_error(params, f"{method} request params must be <id>")
         return params[0]
 
     def m_lock(self, msg_id: Any, params: list) -> Any:

@@ -55,12 +55,10 @@ class Transaction:
             return written[row_uuid]
         return self.db.tables[table].get(row_uuid)
 
-    def exists_anywhere(self, row_uuid: uuid.UUID) -> bool:
-        """True if the uuid names a row in any table, committed or deleted here."""
-        for table, rows in self.db.tables.items():
-            if row_uuid in rows or row_uuid in self.written.get(table, {}):
-                return True
-        return False
+    def exists_in(self, table: str, row_uuid: uuid.UUID) -> bool:
+        """True if the uuid names a row of this table, committed, inserted or
+        deleted here (ovsdb-server lets two tables share a uuid)."""
+        return row_uuid in self.db.tables[table] or row_uuid in self.written.get(table, {})
 
     # --- writing ---------------------------------------------------------
     def put(self, table: str, row: Row) -> None:
@@ -212,6 +210,15 @@ class Transaction:
                     continue
                 keep[k] = v
             if len(keep) != len(datum.values):
+                if not keep and col.type.n_min:
+                    where = " (inserted within this transaction)" \
+                        if row.uuid not in self.db.tables[ts.name] else ""
+                    raise OvsdbError(
+                        "constraint violation",
+                        f"Deletion of {len(datum.values)} weak reference(s) to deleted (or "
+                        f"never-existing) rows from column \"{col.name}\" in \"{ts.name}\" "
+                        f"row {row.uuid}{where} caused this column to become empty, but "
+                        "constraints on this column disallow an empty column.")
                 if len(keep) < col.type.n_min:
                     raise OvsdbError(
                         "constraint violation",
@@ -251,29 +258,36 @@ class Transaction:
 
     def _index_message(self, table: str, names: list[str], a: Row, b: Row,
                        changed: dict) -> str:
-        values = ", ".join(_datum_text(a.data[n]) for n in names)
-        if len(names) == 1:
-            cols = f'column "{names[0]}"'
-        else:
-            cols = "columns " + ", ".join(f'"{n}"' for n in names[:-1]) + \
-                f' and "{names[-1]}"'
+        values = _english_list([_datum_text(a.data[n]) for n in names])
+        cols = ("column " if len(names) == 1 else "columns ") + \
+            _english_list([f'"{n}"' for n in names])
         # ovsdb-server names the row that was already there first.
         first, second = (b, a) if a.uuid in changed and b.uuid not in changed else (a, b)
         if first.uuid in changed and second.uuid not in changed:
             first, second = second, first
         return (f'Transaction causes multiple rows in "{table}" table to have identical '
                 f"values ({values}) for index on {cols}.  "
-                f"First row, with UUID {first.uuid}, {self._provenance(table, first)}.  "
-                f"Second row, with UUID {second.uuid}, {self._provenance(table, second)}.")
+                f"First row, with UUID {first.uuid}, "
+                f"{self._provenance(table, first, names)}.  "
+                f"Second row, with UUID {second.uuid}, "
+                f"{self._provenance(table, second, names)}.")
 
-    def _provenance(self, table: str, row: Row) -> str:
-        if row.uuid in self.inserted:
-            return "was inserted by this transaction"
+    def _provenance(self, table: str, row: Row, names: list[str]) -> str:
         old = self.db.tables[table].get(row.uuid)
-        if old is not None and old.data == row.data:
+        if row.uuid in self.inserted or old is None:
+            return "was inserted by this transaction"
+        if index_key(old, names) == index_key(row, names):
             return "existed in the database before this transaction and was not modified " \
                    "by the transaction"
-        return "was modified by this transaction"
+        before = _english_list([_datum_text(old.data[n]) for n in names])
+        return f"had the following index values before the transaction: {before}"
+
+
+def _english_list(items: list[str]) -> str:
+    """a; a and b; a, b and c."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 _BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")

@@ -50,12 +50,13 @@ def child_env() -> dict[str, str]:
 
 
 @contextmanager
-def ovsbpfd_server(tmpdir: str, extra: list[str] | None = None, dbfile: str | None = None):
+def ovsbpfd_server(tmpdir: str, extra: list[str] | None = None, dbfile: str | None = None,
+                   schema: str = SCHEMA):
     """Run `python -m ovsbpfd.ovsdb` on tmpdir/db.sock; yields (sock path, process)."""
     sock = os.path.join(tmpdir, "db.sock")
     db = dbfile or os.path.join(tmpdir, "conf.db")
     args = [sys.executable, "-m", "ovsbpfd.ovsdb", "--remote", f"punix:{sock}",
-            "--schema", SCHEMA, *(extra or []), db]
+            "--schema", schema, *(extra or []), db]
     proc = subprocess.Popen(args, cwd=REPO, env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
