@@ -8,8 +8,9 @@ inner message).  Errors are experimenter errors whose exp_type is the
 bundle failure code (2300 + the OpenFlow 1.4 OFPBFC_* number), as OVS sends.
 
 What a bundle may hold and when it fails follows ovs-vswitchd: the inner
-message must carry the ADD's xid; an unsupported inner message is refused
-without touching the bundle; any other failed ADD discards the bundle; a
+message must carry the ADD's xid; a bad or unsupported inner message is
+refused without touching the bundle; adding to a closed bundle or with other
+flags than it was opened with discards the bundle; a
 failing commit reports the inner message's own error (with its xid) and then
 OFPBFC_MSG_FAILED, and applies nothing.
 """
@@ -30,7 +31,7 @@ from ovsbpfd.ofproto.openflow.messages import (
     OfpMessage,
     decode_message,
 )
-from ovsbpfd.ofproto.types import FlowMod
+from ovsbpfd.ofproto.types import OFPM_ALL, FlowMod
 
 ONF_EXPERIMENTER_ID = 0x4F4E4600
 ONFT_BUNDLE_CONTROL = 2300
@@ -170,8 +171,12 @@ class BundleTable:
             raise InnerMessageFailed(failed.error, entry.xid, entry.add_bytes) from None
         return control_reply(bundle_id, ctrl_type, msg.xid)
 
-    def add(self, msg: Experimenter, raw: bytes, role_allows: bool) -> None:
-        """Handle a BUNDLE_ADD_MESSAGE (no reply on success)."""
+    def add(self, msg: Experimenter, raw: bytes, role_allows: bool,
+            validate: Callable[[FlowMod], None] = lambda fm: None) -> None:
+        """Handle a BUNDLE_ADD_MESSAGE (no reply on success).
+
+        ``validate`` raises the error a FLOW_MOD would get on its own, so that
+        a bad one is refused when added (as in OVS), not at commit."""
         if len(msg.data) < BUNDLE_ADD.size + OFP_HEADER_LEN:
             raise bundle_error(OFPBFC_MSG_BAD_LEN, "bundle add too short")
         bundle_id, flags = BUNDLE_ADD.unpack_from(msg.data)
@@ -181,28 +186,29 @@ class BundleTable:
             raise bundle_error(OFPBFC_MSG_BAD_LEN, "inner message length or version")
         if inner_type != c.OFPT_FLOW_MOD:
             raise bundle_error(OFPBFC_MSG_UNSUP, f"message type {inner_type} in a bundle")
+        if inner_xid != msg.xid:
+            raise bundle_error(OFPBFC_MSG_BAD_XID, "inner xid differs from the add's")
+        if not role_allows:
+            raise bundle_error(OFPBFC_EPERM, "slave may not modify the switch")
+        inner: OfpMessage = decode_message(bytes(inner_bytes[:length]))
+        assert isinstance(inner, FlowModMessage)
+        validate(inner.fm)
         bundle = self.bundles.get(bundle_id)
-        try:
-            if inner_xid != msg.xid:
-                raise bundle_error(OFPBFC_MSG_BAD_XID, "inner xid differs from the add's")
-            if not role_allows:
-                raise bundle_error(OFPBFC_EPERM, "slave may not modify the switch")
-            if bundle is None:  # an ADD opens the bundle implicitly, as in OVS
-                if len(self.bundles) >= MAX_BUNDLES:
-                    raise bundle_error(OFPBFC_OUT_OF_BUNDLES, "too many open bundles")
-                bundle = self.bundles[bundle_id] = Bundle(flags)
-            if flags & ~KNOWN_FLAGS or flags != bundle.flags:
-                raise bundle_error(OFPBFC_BAD_FLAGS, "flags differ from the open request")
-            if bundle.closed:
-                raise bundle_error(OFPBFC_BUNDLE_CLOSED, f"bundle {bundle_id} is closed")
-            if len(bundle.entries) >= MAX_MESSAGES:
-                raise bundle_error(OFPBFC_MSG_TOO_MANY, "bundle is full")
-            inner: OfpMessage = decode_message(bytes(inner_bytes[:length]))
-            assert isinstance(inner, FlowModMessage)
-            bundle.entries.append(Entry(inner.fm, inner_xid, raw))
-        except OfpError:
-            self.bundles.pop(bundle_id, None)
-            raise
+        if bundle is None:  # an ADD opens the bundle implicitly, as in OVS
+            if len(self.bundles) >= MAX_BUNDLES:
+                raise bundle_error(OFPBFC_OUT_OF_BUNDLES, "too many open bundles")
+            bundle = self.bundles[bundle_id] = Bundle(flags)
+        # Refusals above leave the bundle as it was; these discard it.
+        if flags != bundle.flags:
+            del self.bundles[bundle_id]
+            raise bundle_error(OFPBFC_BAD_FLAGS, "flags differ from the open request")
+        if bundle.closed:
+            del self.bundles[bundle_id]
+            raise bundle_error(OFPBFC_BUNDLE_CLOSED, f"bundle {bundle_id} is closed")
+        if len(bundle.entries) >= MAX_MESSAGES:
+            del self.bundles[bundle_id]
+            raise bundle_error(OFPBFC_MSG_TOO_MANY, "bundle is full")
+        bundle.entries.append(Entry(inner.fm, inner_xid, raw))
 
 
 class CommitFailed(Exception):
@@ -219,9 +225,10 @@ def commit_atomically(core: object, fms: Sequence[FlowMod]) -> None:
 
     A core may offer ``flow_mod_batch(fms)`` that does this itself (raising
     CommitFailed).  Otherwise the FLOW_MODs are first tried, in order, on a
-    copy of the core's flow tables with the core's own validation, and only
-    then applied for real: every refusal a FLOW_MOD can meet (bad match,
-    actions or table, an overlap, a full table) shows up in the trial.
+    copy of the core's flow tables with the core's own validation (groups and
+    meters as the core lists them), and only then applied for real: every
+    refusal a FLOW_MOD can meet (bad match, actions, table, group or meter,
+    an overlap, a full table) shows up in the trial.
     """
     batch = getattr(core, "flow_mod_batch", None)
     if batch is not None:
@@ -229,17 +236,39 @@ def commit_atomically(core: object, fms: Sequence[FlowMod]) -> None:
         return
     pipeline = getattr(core, "pipeline", None)
     if pipeline is not None and fms:
-        from ovsbpfd.ofproto.validation import check_flow_mod
-
-        trial = copy.deepcopy(pipeline)
-        for index, fm in enumerate(fms):
-            try:
-                check_flow_mod(fm)
-                trial.apply(fm)
-            except OfpError as err:
-                raise CommitFailed(index, err) from None
+        _trial(core, pipeline, fms)
     for index, fm in enumerate(fms):
         try:
             core.flow_mod(fm)  # type: ignore[attr-defined]
+        except OfpError as err:
+            raise CommitFailed(index, err) from None
+
+
+def validate_flow_mod(core: object, fm: FlowMod) -> None:
+    """The core's static FLOW_MOD checks, with its groups and meters as it lists them."""
+    from ovsbpfd.ofproto.validation import check_flow_mod
+
+    check_flow_mod(fm, _group_ids(core).__contains__, _meter_ids(core).__contains__)
+
+
+def _group_ids(core: object) -> set[int]:
+    group_desc = getattr(core, "group_desc", None)
+    return {g.group_id for g in group_desc()} if group_desc else set()
+
+
+def _meter_ids(core: object) -> set[int]:
+    meter_config = getattr(core, "meter_config", None)
+    return {m.meter_id for m in meter_config(OFPM_ALL)} if meter_config else set()
+
+
+def _trial(core: object, pipeline: object, fms: Sequence[FlowMod]) -> None:
+    from ovsbpfd.ofproto.validation import check_flow_mod
+
+    groups, meters = _group_ids(core), _meter_ids(core)
+    trial = copy.deepcopy(pipeline)
+    for index, fm in enumerate(fms):
+        try:
+            check_flow_mod(fm, groups.__contains__, meters.__contains__)
+            trial.apply(fm)  # type: ignore[attr-defined]
         except OfpError as err:
             raise CommitFailed(index, err) from None

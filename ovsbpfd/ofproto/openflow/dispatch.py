@@ -22,6 +22,7 @@ from ovsbpfd.ofproto.openflow.bundle import (
     bundle_error,
     commit_atomically,
     is_bundle_message,
+    validate_flow_mod,
 )
 from ovsbpfd.ofproto.openflow.connection import OfConnection
 from ovsbpfd.ofproto.openflow.errors import (
@@ -159,7 +160,8 @@ class Dispatcher:
             raise _bad_request(OFPBRC_BAD_EXPERIMENTER, f"experimenter 0x{msg.experimenter:x}")
         if msg.exp_type != ONFT_BUNDLE_CONTROL:
             conn.bundles.add(msg, encode_message(msg),
-                             role_allows=conn.role != c.OFPCR_ROLE_SLAVE)
+                             role_allows=conn.role != c.OFPCR_ROLE_SLAVE,
+                             validate=lambda fm: validate_flow_mod(self.core, fm))
             return
         try:
             reply = conn.bundles.control(msg, lambda fms: commit_atomically(self.core, fms))
@@ -317,6 +319,11 @@ class Dispatcher:
         if mp_type == c.OFPMP_GROUP_FEATURES:
             return [GROUP_FEATURES if hasattr(core, "group_mod") else NO_GROUP_FEATURES]
         if mp_type == c.OFPMP_METER_FEATURES:
+            # A core may say what its datapath takes: meter_features() gives
+            # (max_meter, band_types bitmap, capabilities, max_bands, max_color).
+            features = getattr(core, "meter_features", None)
+            if features is not None:
+                return [struct.pack("!IIIBB2x", *features())]
             return [METER_FEATURES if hasattr(core, "meter_mod") else NO_METER_FEATURES]
         if mp_type == c.OFPMP_GROUP_DESC:
             return [gmc.encode_group_desc(g) for g in _optional(core, "group_desc")()]
