@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,13 @@ class Condition:
 
     def matches(self, row: Row) -> bool:
         return all(c.matches(row) for c in self.clauses)
+
+    def key(self) -> tuple:
+        """A hashable description of the condition, for sharing work between
+        monitors that ask for the same thing."""
+        return tuple((c.column, c.function, c.const,
+                      None if c.arg is None else json.dumps(c.arg.to_json(), sort_keys=True))
+                     for c in self.clauses)
 
     @property
     def is_true(self) -> bool:

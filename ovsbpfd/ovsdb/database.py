@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from ovs.db.data import Atom, Datum
 from ovs.db.schema import ColumnSchema, TableSchema
@@ -19,15 +20,43 @@ from .schema import Schema
 class Row:
     """One row: its identity, version and a Datum per schema column."""
 
-    __slots__ = ("uuid", "version", "data")
+    __slots__ = ("uuid", "version", "data", "_json")
 
     def __init__(self, row_uuid: uuid.UUID, version: uuid.UUID, data: dict[str, Datum]):
         self.uuid = row_uuid
         self.version = version
         self.data = data
+        self._json: dict[str, Any] | None = None
 
     def get(self, column: str) -> Datum:
         return self.data[column]
+
+    def cached(self, key: Any, compute: Any) -> Any:
+        """compute(), remembered on the row under key (rows never change)."""
+        cache = self._json
+        if cache is None:
+            cache = self._json = {}
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = compute()
+        return value
+
+    def json(self, column: str) -> Any:
+        """A column's value (or _uuid, _version) as JSON.  Rows never change, so
+        this is computed once however many monitors and selects send it."""
+        cache = self._json
+        if cache is None:
+            cache = self._json = {}
+        value = cache.get(column)
+        if value is None:
+            if column == "_uuid":
+                value = ["uuid", str(self.uuid)]
+            elif column == "_version":
+                value = ["uuid", str(self.version)]
+            else:
+                value = self.data[column].to_json()
+            cache[column] = value
+        return value
 
 
 def uuid_datum(value: uuid.UUID) -> Datum:
@@ -41,7 +70,16 @@ _ATOM_DEFAULTS = {"integer": 0, "real": 0.0, "boolean": False, "string": "",
 
 
 def default_datum(t: Type) -> Datum:
-    """The default value of a type (python-ovs's Datum.default nests Atoms in Atoms)."""
+    """The default value of a type (python-ovs's Datum.default nests Atoms in Atoms).
+    Datums are never modified, so each type's default is built once."""
+    cached = getattr(t, "_ovsbpfd_default", None)
+    if cached is None:
+        cached = _build_default(t)
+        t._ovsbpfd_default = cached
+    return cached
+
+
+def _build_default(t: Type) -> Datum:
     if t.n_min == 0:
         return Datum(t, {})
     key = Atom(t.key.type, _ATOM_DEFAULTS[t.key.type.to_string()])
@@ -52,7 +90,12 @@ def default_datum(t: Type) -> Datum:
 
 
 def is_default(datum: Datum) -> bool:
-    return datum.values == default_datum(datum.type).values
+    t = datum.type
+    if t.n_min == 0:
+        return not datum.values
+    if len(datum.values) != 1:
+        return False
+    return datum.values == default_datum(t).values
 
 
 def row_atoms(row: Row) -> int:

@@ -81,6 +81,10 @@ class MessageSplitter:
                 return _INCOMPLETE
             if buf[pos] not in b"{[":
                 raise ProtocolError("message is not a JSON object")
+            value, end = _decode_whole(buf, pos)
+            if end:
+                self._pos = end
+                return value
             self._start, self._depth, self._in_string = pos, 0, False
         pos = self._pos
         end = len(buf)
@@ -110,7 +114,7 @@ class MessageSplitter:
                     text = bytes(buf[self._start:pos])
                     self._start, self._pos = None, pos
                     try:
-                        return json.loads(text, parse_int=_parse_int)
+                        return _loads(text.decode())
                     except ValueError as e:  # includes invalid UTF-8
                         raise ProtocolError(f"invalid JSON: {e}") from e
         self._pos = pos
@@ -118,6 +122,39 @@ class MessageSplitter:
 
 
 _INCOMPLETE = object()
+FAST_PATH_LIMIT = 4 * 1024 * 1024
+_DECODER = json.JSONDecoder()
+_LONG_DECODER = json.JSONDecoder(parse_int=lambda text: _parse_int(text))
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
+def _loads(text: str) -> Any:
+    return _raw_decode(text, 0)[0]
+
+
+def _raw_decode(text: str, index: int) -> tuple[Any, int]:
+    # Integers that may not fit 64 bits need the slower checking decoder.
+    decoder = _LONG_DECODER if _LONG_NUMBER.search(text, index) else _DECODER
+    return decoder.raw_decode(text, index)
+
+
+def _decode_whole(buf: bytearray, pos: int) -> tuple[Any, int]:
+    """Fast path: when one whole message (the usual case) is already buffered,
+    parse it in one C call.  Returns (value, end offset), or (None, 0) when it
+    is not complete or not valid, for the scanner to decide which."""
+    if len(buf) - pos > FAST_PATH_LIMIT:
+        return None, 0
+    try:
+        text = buf[pos:].decode()
+    except UnicodeDecodeError:
+        return None, 0
+    try:
+        value, end = _raw_decode(text, 0)
+    except ValueError:
+        return None, 0
+    if not text.isascii():
+        end = len(text[:end].encode())
+    return value, pos + end
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -127,7 +164,7 @@ def _parse_int(text: str) -> int | float:
     return value if INT64_MIN <= value <= INT64_MAX else float(text)
 
 
-def encode(msg: dict) -> bytes:
+def encode(msg: Any) -> bytes:
     return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
 
 

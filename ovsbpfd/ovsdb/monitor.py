@@ -30,6 +30,9 @@ class TableMonitor:
     select: dict[str, bool]
     condition: Condition = field(default_factory=lambda: Condition([]))
 
+    def __post_init__(self) -> None:
+        self.columns_key = ("non-default", *self.columns)
+
 
 class Monitor:
     """One client monitor; version 1 (update), 2 (update2) or 3 (update3)."""
@@ -41,6 +44,17 @@ class Monitor:
         self.version = version
         self.tables = tables
         self.handle: Any = None  # the server's DbHandle this monitor watches
+        self._key: tuple | None = None
+
+    @property
+    def key(self) -> tuple:
+        """What decides this monitor's notifications (not its id): monitors with
+        equal keys get byte-identical updates, so a commit composes them once."""
+        if self._key is None:
+            self._key = (self.version, tuple(
+                (name, tuple(tm.columns), tuple(sorted(tm.select.items())),
+                 tm.condition.key()) for name, tm in sorted(self.tables.items())))
+        return self._key
 
     # --- building ----------------------------------------------------------
     @classmethod
@@ -119,6 +133,7 @@ class Monitor:
                 clauses.extend(parse_condition(tm.table, r.get("where", [True])).clauses)
             new_conds[table_name] = Condition(clauses)
         out: dict[str, dict] = {}
+        self._key = None
         for table_name, cond in new_conds.items():
             tm = self.tables[table_name]
             old_cond, tm.condition = tm.condition, cond
@@ -148,28 +163,31 @@ class Monitor:
 
     def _insert(self, tm: TableMonitor, row: Row, initial: bool) -> dict:
         if self.version == 1:
-            return {"new": {c: _value(row, c).to_json() for c in tm.columns}}
-        cols = {}
-        for c in tm.columns:
-            d = _value(row, c)
-            if not is_default(d):
-                cols[c] = d.to_json()
-        return {"initial" if initial else "insert": cols}
+            return {"new": {c: row.json(c) for c in tm.columns}}
+        return {"initial" if initial else "insert": row.cached(tm.columns_key, lambda: {
+            c: row.json(c) for c in tm.columns if not is_default(_value(row, c))})}
 
     def _delete(self, tm: TableMonitor, row: Row) -> dict:
         if self.version == 1:
-            return {"old": {c: _value(row, c).to_json() for c in tm.columns}}
+            return {"old": {c: row.json(c) for c in tm.columns}}
         return {"delete": None}
 
     def _modify(self, tm: TableMonitor, old: Row, new: Row) -> dict | None:
-        changed = [c for c in tm.columns if _value(old, c) != _value(new, c)]
+        changed = [c for c in tm.columns if _differs(old, new, c)]
         if not changed:
             return None
         if self.version == 1:
-            return {"old": {c: _value(old, c).to_json() for c in changed},
-                    "new": {c: _value(new, c).to_json() for c in tm.columns}}
+            return {"old": {c: old.json(c) for c in changed},
+                    "new": {c: new.json(c) for c in tm.columns}}
         return {"modify": {c: datum_diff(_value(old, c), _value(new, c)).to_json()
                            for c in changed}}
+
+
+def _differs(old: Row, new: Row, column: str) -> bool:
+    if column in ("_uuid", "_version"):
+        return _value(old, column) != _value(new, column)
+    a, b = old.data[column], new.data[column]
+    return a is not b and a != b
 
 
 def _value(row: Row, column: str):

@@ -246,8 +246,9 @@ class OvsdbServer:
     def _install(self, handle: DbHandle, changes: ChangeSet) -> None:
         handle.db.apply(changes)
         txn_id = handle.history.record(changes, handle.db.n_atoms)
+        shared: dict = {}
         for session in list(self.sessions):
-            session.db_changed(handle, changes, txn_id)
+            session.db_changed(handle, changes, txn_id, shared)
         for pending in list(handle.pending):
             pending.retry()
 

@@ -82,7 +82,7 @@ class Session:
         self._arm_probe(self.probe_ms / 1000.0)
         try:
             while not self.closed:
-                data = await self.reader.read(1 << 16)
+                data = await self.reader.read(1 << 20)
                 if not data:
                     break
                 self.last_heard = time.monotonic()
@@ -132,13 +132,16 @@ class Session:
             self.close()
 
     def send(self, msg: dict) -> None:
+        if not self.closed:
+            self.send_bytes(jsonrpc.encode(msg))
+
+    def send_bytes(self, data: bytes) -> None:
         if self.closed:
             return
         transport = self.writer.transport
         if transport.is_closing():
             self.close()
             return
-        data = jsonrpc.encode(msg)
         if transport.get_write_buffer_size() + len(data) > self.max_backlog:
             log.warning("client's backlog passed %d bytes (it stopped reading?); "
                         "dropping it", self.max_backlog)
@@ -348,19 +351,34 @@ class Session:
 
     # --- notifications out ---------------------------------------------------
     def _send_updates(self, mon: Monitor, updates: dict, txn_id: uuid.UUID) -> None:
-        if mon.version == 1:
-            self.notify("update", [mon.id, updates])
-        elif mon.version == 2:
-            self.notify("update2", [mon.id, updates])
-        else:
-            self.notify("update3", [mon.id, str(txn_id), updates])
+        self._send_encoded_updates(mon, jsonrpc.encode(updates), txn_id)
 
-    def db_changed(self, handle: DbHandle, changes: Any, txn_id: uuid.UUID) -> None:
+    def _send_encoded_updates(self, mon: Monitor, body: bytes, txn_id: uuid.UUID) -> None:
+        """An update/update2/update3 notification around already-encoded
+        table-updates (shared by every monitor asking for the same thing)."""
+        method = _UPDATE_METHODS[mon.version]
+        head = b'{"id":null,"method":"%s","params":[%s,' % (method, jsonrpc.encode(mon.id))
+        if mon.version == 3:
+            head += b'"%s",' % str(txn_id).encode()
+        self.send_bytes(head + body + b"]}")
+
+    def db_changed(self, handle: DbHandle, changes: Any, txn_id: uuid.UUID,
+                   shared: dict | None = None) -> None:
+        """Tell this client's monitors of a commit.  `shared` maps monitor keys to
+        encoded updates, filled by whichever session composes them first."""
+        shared = {} if shared is None else shared
         for mon in list(self.monitors.values()):
-            if mon.handle is handle:
+            if mon.handle is not handle:
+                continue
+            body = shared.get(mon.key)
+            if body is None:
                 updates = mon.updates(changes)
-                if updates:
-                    self._send_updates(mon, updates, txn_id)
+                body = shared[mon.key] = jsonrpc.encode(updates) if updates else b""
+            if body:
+                self._send_encoded_updates(mon, body, txn_id)
+
+
+_UPDATE_METHODS = {1: b"update", 2: b"update2", 3: b"update3"}
 
 
 def _monitor_key(monitor_id: Any) -> str:

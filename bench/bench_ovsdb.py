@@ -1,0 +1,215 @@
+"""OVSDB benchmark: ovsbpfd's embedded server beside Debian's ovsdb-server.
+
+Three workloads, each run against both servers in the same invocation (fresh
+database each), with wall time, the ratio ours/reference (below 1 means
+faster) and each server's peak resident memory (VmHWM):
+
+  vsctl    N sequential `ovs-vsctl --no-wait add-port` runs
+  bulk     one python-ovs Idl transaction inserting 10,000 ports (with their
+           interfaces), then a fresh Idl reading them all back
+  fanout   100 clients monitor_cond the bridge; one writer commits M changes;
+           time until every client has every update
+
+Run from the repository root (not a timed test):
+
+    python3 -m bench.bench_ovsdb [--ports 10000] [--vsctl 200] [--clients 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+
+import ovs.db.idl
+import ovs.poller
+
+from tests.ovsdb.helpers import SCHEMA, RpcClient, debian_server, ovsbpfd_server
+
+DB = "Open_vSwitch"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def vsctl(sock: str, *args: str) -> None:
+    subprocess.run(["ovs-vsctl", f"--db=unix:{sock}", "--no-wait", "--timeout=60", *args],
+                   check=True, capture_output=True)
+
+
+# --- workloads ------------------------------------------------------------------------
+
+def bench_vsctl(sock: str, n: int) -> float:
+    vsctl(sock, "init")
+    vsctl(sock, "add-br", "br0")
+    start = time.monotonic()
+    for i in range(n):
+        vsctl(sock, "add-port", "br0", f"vp{i}")
+        if (i + 1) % 50 == 0:
+            say(f"      add-port {i + 1}/{n}")
+    return time.monotonic() - start
+
+
+def _idl(sock: str) -> ovs.db.idl.Idl:
+    helper = ovs.db.idl.SchemaHelper(SCHEMA)
+    helper.register_all()
+    return ovs.db.idl.Idl(f"unix:{sock}", helper)
+
+
+def _idl_run_until(idl: ovs.db.idl.Idl, done: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("IDL did not get there")
+        idl.run()
+        if done():
+            return
+        poller = ovs.poller.Poller()
+        idl.wait(poller)
+        poller.timer_wait(100)
+        poller.block()
+
+
+def bench_bulk(sock: str, n: int) -> tuple[float, float]:
+    """(seconds for the one-transaction insert, seconds for a fresh Idl to read it)."""
+    idl = _idl(sock)
+    try:
+        _idl_run_until(idl, lambda: bool(idl.tables["Bridge"].rows), 60)
+        (bridge,) = idl.tables["Bridge"].rows.values()
+        txn = ovs.db.idl.Transaction(idl)
+        ports = []
+        for i in range(n):
+            iface = txn.insert(idl.tables["Interface"])
+            iface.name = f"bulk{i}"
+            iface.type = "internal"
+            port = txn.insert(idl.tables["Port"])
+            port.name = f"bulk{i}"
+            port.interfaces = [iface]
+            ports.append(port)
+        bridge.ports = list(bridge.ports) + ports
+        say(f"      built a transaction of {2 * n} inserts; committing")
+        start = time.monotonic()
+        status = txn.commit_block()
+        insert_s = time.monotonic() - start
+        if status != ovs.db.idl.Transaction.SUCCESS:
+            raise RuntimeError(f"bulk insert failed: {status} {txn.get_error()}")
+    finally:
+        idl.close()
+    reader = _idl(sock)
+    try:
+        start = time.monotonic()
+        _idl_run_until(reader, lambda: len(reader.tables["Port"].rows) >= n, 300)
+        read_s = time.monotonic() - start
+    finally:
+        reader.close()
+    return insert_s, read_s
+
+
+def bench_fanout(sock: str, n_clients: int, n_changes: int) -> float:
+    sel = selectors.DefaultSelector()
+    clients = []
+    request = {"id": 1, "method": "monitor_cond", "params": [
+        DB, None, {"Bridge": [{"columns": ["name", "external_ids"]}],
+                   "Open_vSwitch": [{"columns": ["next_cfg"]}]}]}
+    for _ in range(n_clients):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        s.sendall(json.dumps(request).encode())
+        clients.append(s)
+    # Wait for every initial reply (a monitor reply has "result").
+    seen = {s: 0 for s in clients}
+    for s in clients:
+        s.settimeout(60)
+        buf = b""
+        while b'"result"' not in buf:
+            buf += s.recv(1 << 20)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    writer = RpcClient(sock, timeout=60)
+    start = time.monotonic()
+    for i in range(n_changes):
+        writer.send({"id": 100 + i, "method": "transact", "params": [
+            DB, {"op": "mutate", "table": "Open_vSwitch", "where": [],
+                 "mutations": [["next_cfg", "+=", 1]]},
+            {"op": "mutate", "table": "Bridge", "where": [],
+             "mutations": [["external_ids", "insert", ["map", [[f"k{i}", str(i)]]]]]}]})
+    want = n_changes
+    deadline = time.monotonic() + 300
+    while min(seen.values()) < want:
+        if time.monotonic() > deadline:
+            raise TimeoutError("fan-out did not complete")
+        for key, _ in sel.select(timeout=1):
+            data = key.fileobj.recv(1 << 20)
+            seen[key.fileobj] += data.count(b'"update2"')
+    elapsed = time.monotonic() - start
+    for s in clients:
+        s.close()
+    writer.close()
+    return elapsed
+
+
+# --- driver ---------------------------------------------------------------------------
+
+def run_all(name: str, sock: str, pid: int, args: argparse.Namespace) -> dict:
+    say(f"  [{name}] vsctl: {args.vsctl} x ovs-vsctl add-port")
+    res = {"vsctl": bench_vsctl(sock, args.vsctl)}
+    say(f"  [{name}] vsctl done in {res['vsctl']:.2f} s; bulk insert of {args.ports} ports")
+    res["bulk_insert"], res["bulk_read"] = bench_bulk(sock, args.ports)
+    say(f"  [{name}] bulk insert {res['bulk_insert']:.2f} s, read back "
+        f"{res['bulk_read']:.2f} s; fan-out to {args.clients} clients")
+    res["fanout"] = bench_fanout(sock, args.clients, args.changes)
+    say(f"  [{name}] fan-out done in {res['fanout']:.2f} s")
+    res["peak_mb"] = peak_rss_mb(pid)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m bench.bench_ovsdb")
+    p.add_argument("--ports", type=int, default=10000)
+    p.add_argument("--vsctl", type=int, default=200)
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--changes", type=int, default=100)
+    args = p.parse_args(argv)
+    results = {}
+    with ExitStack() as stack:
+        for name, start in (("ovsdb-server", debian_server), ("ovsbpfd", ovsbpfd_server)):
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-"))
+            say(f"starting {name}")
+            sock, proc = stack.enter_context(start(tmp))
+            results[name] = run_all(name, sock, proc.pid, args)
+            stack.close()  # stop this server before starting the next
+    ours, ref = results["ovsbpfd"], results["ovsdb-server"]
+    rows = [("vsctl", f"{args.vsctl} x add-port", "s"),
+            ("bulk_insert", f"1 txn, {args.ports} ports (Idl)", "s"),
+            ("bulk_read", f"fresh Idl reads {args.ports} ports", "s"),
+            ("fanout", f"{args.changes} commits -> {args.clients} monitors", "s"),
+            ("peak_mb", "peak RSS (VmHWM)", "MB")]
+    say("")
+    say(f"{'workload':38} {'ovsdb-server':>13} {'ovsbpfd':>10} {'ratio':>7}")
+    for key, label, unit in rows:
+        say(f"{label:38} {ref[key]:>10.2f} {unit:2} {ours[key]:>8.2f} {unit:2}"
+            f" {ours[key] / ref[key]:>6.2f}x")
+    say("(ratio = ovsbpfd / ovsdb-server; below 1 is faster or smaller)")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
