@@ -8,6 +8,7 @@ OXMs.  Whether a port, group, table or meter exists is the core's question.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 
@@ -240,7 +241,20 @@ def _decode_instruction(inst_type: int, length: int, body: bytes) -> a.Instructi
 
 
 def decode_instructions(data: bytes) -> tuple[a.Instruction, ...]:
-    """ofp_instruction TLVs, checked, in execution order, each type once."""
+    """ofp_instruction TLVs, checked, in execution order, each type once.
+
+    Controllers send the same instructions over and over (a flood of
+    FLOW_MODs differs in the match), and the result is immutable, so the
+    decoding of recent byte strings is remembered."""
+    if len(data) > INSTRUCTION_CACHE_MAX_BYTES:
+        return _decode_instructions(data)
+    return _decode_instructions_cached(bytes(data))
+
+
+INSTRUCTION_CACHE_MAX_BYTES = 1024
+
+
+def _decode_instructions(data: bytes) -> tuple[a.Instruction, ...]:
     reader = Reader(data, OFPET_BAD_INSTRUCTION, OFPBIC_BAD_LEN)
     out: list[a.Instruction] = []
     while reader.remaining:
@@ -252,6 +266,9 @@ def decode_instructions(data: bytes) -> tuple[a.Instruction, ...]:
             raise _bad_inst(OFPBIC_UNSUP_INST, f"instruction type {inst_type} repeated")
         out.append(inst)
     return tuple(sorted(out, key=lambda i: INSTRUCTION_ORDER[type(i)]))
+
+
+_decode_instructions_cached = functools.lru_cache(maxsize=4096)(_decode_instructions)
 
 
 def set_field_prereqs_missing(match_fields: dict[str, tuple[int, int | None]],

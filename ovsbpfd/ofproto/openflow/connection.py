@@ -239,16 +239,15 @@ class OfConnection(asyncio.Protocol):
                 self._pos = 0
                 return frame
             if self._unread() >= c.OFP_HEADER_LEN:
-                header = parse_header(bytes(self._buf[start:start + c.OFP_HEADER_LEN]))
-                if header.length < c.OFP_HEADER_LEN:
+                _, _, length, xid = HEADER.unpack_from(self._buf, start)
+                if length < c.OFP_HEADER_LEN:
                     frame = bytes(self._buf[start:start + c.OFP_HEADER_LEN])
                     self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN,
-                                             f"length {header.length} < 8"),
-                                    header.xid, frame)
+                                             f"length {length} < 8"), xid, frame)
                     self.last_error = "framing lost (message length < 8)"
                     raise ConnectionClosed
-                if self._unread() >= header.length:
-                    self._pos += header.length
+                if self._unread() >= length:
+                    self._pos += length
                     return bytes(self._buf[start:self._pos])
             await self._wait_for_data()
 
@@ -286,17 +285,17 @@ class OfConnection(asyncio.Protocol):
         handled = 0
         while True:
             frame = await self._next_frame()
-            header = frame_header(frame)
             try:
-                if header.version not in c.KNOWN_WIRE_VERSIONS:
+                if frame[0] not in c.KNOWN_WIRE_VERSIONS:
                     raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, "not OpenFlow")
                 msg = decode_message(frame)
                 if isinstance(msg, Hello):
                     continue
                 await self.handler(self, msg)
             except OfpError as err:
-                self.send_error(err, header.xid, frame)
+                self.send_error(err, frame_header(frame).xid, frame)
             except Exception:  # a bug must not take the switch down
+                header = frame_header(frame)
                 log.exception("%s: failed to handle message type %d", self.name, header.type)
                 self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_EPERM, "internal error"),
                                 header.xid, frame)

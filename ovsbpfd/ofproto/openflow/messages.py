@@ -8,6 +8,7 @@ Multipart bodies stay bytes here; ``multipart.py`` gives them meaning.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -42,7 +43,7 @@ from ovsbpfd.ofproto.openflow.group_meter_codec import (
     encode_group_mod,
     encode_meter_mod,
 )
-from ovsbpfd.ofproto.openflow.header import OFP_HEADER_LEN, pack_message, pad8, parse_header
+from ovsbpfd.ofproto.openflow.header import HEADER, OFP_HEADER_LEN, pack_message, pad8
 from ovsbpfd.ofproto.openflow.oxm import decode_match, encode_match
 from ovsbpfd.ofproto.openflow.port_codec import decode_port, encode_port
 from ovsbpfd.ofproto.openflow.reader import Reader
@@ -269,6 +270,8 @@ class FlowModMessage(OfpMessage):
 
 def _check_instruction_actions(match: Match, instructions: tuple) -> None:
     """Flow-mod-only action rules: no output:TABLE, set-field consistent."""
+    if not _needs_action_checks(instructions):
+        return
     fields = dict(match.items())
     for inst in instructions:
         acts = getattr(inst, "actions", ())
@@ -280,6 +283,14 @@ def _check_instruction_actions(match: Match, instructions: tuple) -> None:
         if missing:
             raise OfpError(OFPET_BAD_ACTION, OFPBAC_MATCH_INCONSISTENT,
                            f"set_field of {', '.join(missing)} without its prerequisites")
+
+
+@functools.lru_cache(maxsize=4096)
+def _needs_action_checks(instructions: tuple) -> bool:
+    """Whether immutable, often repeated instructions hold output:TABLE or set_field."""
+    return any((isinstance(act, a.ActOutput) and act.port == a.OFPP_TABLE)
+               or isinstance(act, a.ActSetField)
+               for inst in instructions for act in getattr(inst, "actions", ()))
 
 
 PACKET_OUT = struct.Struct("!IIH6x")
@@ -542,15 +553,15 @@ def decode_message(data: bytes) -> OfpMessage:
     """Decode one complete message; ``data`` must be exactly its bytes."""
     if len(data) < OFP_HEADER_LEN:
         raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN, "shorter than an ofp_header")
-    header = parse_header(data)
-    if header.length != len(data):
+    version, msg_type, length, xid = HEADER.unpack_from(data)
+    if length != len(data):
         raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN,
-                       f"header length {header.length} but {len(data)} bytes")
-    if header.version != c.OFP_VERSION and header.type != c.OFPT_HELLO:
-        raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, f"version {header.version}")
-    cls = MESSAGE_CLASSES.get(header.type)
+                       f"header length {length} but {len(data)} bytes")
+    if version != c.OFP_VERSION and msg_type != c.OFPT_HELLO:
+        raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, f"version {version}")
+    cls = MESSAGE_CLASSES.get(msg_type)
     if cls is None:
-        raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_TYPE, f"message type {header.type}")
+        raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_TYPE, f"message type {msg_type}")
     msg = cls.decode_body(Reader(data[OFP_HEADER_LEN:]))
-    msg.xid = header.xid
+    msg.xid = xid
     return msg
