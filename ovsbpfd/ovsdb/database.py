@@ -113,6 +113,35 @@ def strong_refs(table: TableSchema, row: Row) -> Iterator[tuple[str, uuid.UUID, 
         yield from _refs_of(col, row.data[name], strong=True)
 
 
+def strong_ref_changes(table: TableSchema, old: Row | None, new: Row | None
+                       ) -> Iterator[tuple[str, uuid.UUID, str, int]]:
+    """(column, target, target table, -1 or +1) for the strong references that
+    differ between two versions of a row (either may be None).  Columns a
+    modification left alone are skipped, so growing a big set costs only that
+    set, not every reference the row holds."""
+    for col in _strong_ref_columns(table):
+        before = old.data[col.name] if old is not None else None
+        after = new.data[col.name] if new is not None else None
+        if before is after:
+            continue
+        if before is not None:
+            for name, target, target_table in _refs_of(col, before, strong=True):
+                yield name, target, target_table, -1
+        if after is not None:
+            for name, target, target_table in _refs_of(col, after, strong=True):
+                yield name, target, target_table, +1
+
+
+def _strong_ref_columns(table: TableSchema) -> list[ColumnSchema]:
+    cols = getattr(table, "_ovsbpfd_strong_cols", None)
+    if cols is None:
+        cols = [c for c in table.columns.values()
+                if c.type.key.is_strong_ref()
+                or (c.type.value is not None and c.type.value.is_strong_ref())]
+        table._ovsbpfd_strong_cols = cols
+    return cols
+
+
 def weak_ref_columns(table: TableSchema) -> list[ColumnSchema]:
     return [c for c in table.columns.values()
             if (c.type.key.is_weak_ref()
@@ -183,22 +212,18 @@ class Database:
             ts = self.table_schema(table_name)
             indexes = self.indexes[table_name]
             for row_uuid, (old, new) in rows.items():
+                for _col, target, _table, delta in strong_ref_changes(ts, old, new):
+                    n = self.refcount.get(target, 0) + delta
+                    if n:
+                        self.refcount[target] = n
+                    else:
+                        self.refcount.pop(target, None)
                 if old is not None:
-                    self._count_refs(ts, old, -1)
                     self.n_atoms -= row_atoms(old)
                     indexes.remove(old)
                 if new is None:
                     table.pop(row_uuid, None)
                 else:
                     table[row_uuid] = new
-                    self._count_refs(ts, new, +1)
                     self.n_atoms += row_atoms(new)
                     indexes.add(new)
-
-    def _count_refs(self, ts: TableSchema, row: Row, delta: int) -> None:
-        for _col, target, _table in strong_refs(ts, row):
-            n = self.refcount.get(target, 0) + delta
-            if n:
-                self.refcount[target] = n
-            else:
-                self.refcount.pop(target, None)

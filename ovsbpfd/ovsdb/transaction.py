@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from ovs.db.data import Datum
 from ovs.db.schema import TableSchema
 
-from .database import Database, Row, index_key, strong_refs, weak_ref_columns
+from .database import Database, Row, index_key, strong_ref_changes, weak_ref_columns
 from .errors import OvsdbError
 
 Change = tuple[Row | None, Row | None]
@@ -101,13 +101,8 @@ class Transaction:
         """Strong reference counts after this transaction (only changed targets)."""
         delta: dict[uuid.UUID, int] = {}
         for table, (old, new) in self._iter_changes():
-            ts = tables[table]
-            if old is not None:
-                for _c, target, _t in strong_refs(ts, old):
-                    delta[target] = delta.get(target, 0) - 1
-            if new is not None:
-                for _c, target, _t in strong_refs(ts, new):
-                    delta[target] = delta.get(target, 0) + 1
+            for _c, target, _t, d in strong_ref_changes(tables[table], old, new):
+                delta[target] = delta.get(target, 0) + d
         return {u: self.db.refcount.get(u, 0) + d for u, d in delta.items()}
 
     def _iter_changes(self) -> Iterator[tuple[str, Change]]:
@@ -117,10 +112,12 @@ class Transaction:
                 yield table, (committed.get(row_uuid), new)
 
     def _check_strong_refs(self, tables: dict[str, TableSchema]) -> None:
-        for table, (_old, new) in self._iter_changes():
+        for table, (old, new) in self._iter_changes():
             if new is None:
                 continue
-            for col, target, target_table in strong_refs(tables[table], new):
+            for col, target, target_table, d in strong_ref_changes(tables[table], old, new):
+                if d < 0:
+                    continue
                 # A committed row deleted by this transaction still counts as
                 # existing here: ovsdb-server reports it below as "cannot delete".
                 if (self.get(target_table, target) is None
