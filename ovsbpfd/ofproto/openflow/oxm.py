@@ -194,14 +194,14 @@ def _checked_fields(data: bytes) -> dict[str, tuple[int, int | None]]:
 
 def decode_match(reader: Reader) -> Match:
     """Pull an ofp_match (with its padding) from a message body."""
-    if reader.remaining < MATCH_HEADER.size:
+    data, offset = reader.data, reader.offset
+    if len(data) - offset < MATCH_HEADER.size:
         raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_LEN, "truncated ofp_match")
-    match_type, length = MATCH_HEADER.unpack_from(reader.data, reader.offset)
+    match_type, length = MATCH_HEADER.unpack_from(data, offset)
     if match_type != OFPMT_OXM:
         raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_TYPE, f"match type {match_type}")
-    if length < MATCH_HEADER.size or reader.remaining < length + pad8(length):
+    padded = length + pad8(length)
+    if length < MATCH_HEADER.size or len(data) - offset < padded:
         raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_LEN, f"bad ofp_match length {length}")
-    reader.take(MATCH_HEADER.size)
-    body = reader.take(length - MATCH_HEADER.size)
-    reader.take(pad8(length))
-    return decode_oxm_fields(body)
+    reader.offset = offset + padded
+    return decode_oxm_fields(data[offset + MATCH_HEADER.size:offset + length])
