@@ -26,13 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 
-import ovs.db.idl
-import ovs.poller
+warnings.filterwarnings("ignore", module="ovs.poller")  # its eventlet deprecation notice
 
-from tests.ovsdb.helpers import SCHEMA, RpcClient, debian_server, ovsbpfd_server
+import ovs.db.idl  # noqa: E402
+import ovs.poller  # noqa: E402
+
+from tests.ovsdb.helpers import SCHEMA, RpcClient, debian_server, ovsbpfd_server  # noqa: E402
 
 DB = "Open_vSwitch"
 

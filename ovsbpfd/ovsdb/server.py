@@ -63,6 +63,7 @@ class OvsdbServer:
         self.db_remotes: dict[RemoteConfig, Remote] = {}
         self._status_pending = False
         self._syncing = False
+        self._resync = False
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -160,29 +161,40 @@ class OvsdbServer:
         return wanted
 
     async def _sync_db_remotes(self) -> None:
-        if not self.db_remote_specs or self._syncing:
+        """Start and stop remotes to match the database.  A commit that arrives
+        while a sync is under way makes that sync run once more."""
+        if not self.db_remote_specs:
+            return
+        if self._syncing:
+            self._resync = True
             return
         self._syncing = True
         try:
-            wanted = self._wanted_db_remotes()
-            for config in [c for c in self.db_remotes if c not in wanted]:
-                await self.db_remotes.pop(config).close()
-            for config, row_ref in wanted.items():
-                if config in self.db_remotes:
-                    self.db_remotes[config].row_ref = row_ref
-                    continue
-                try:
-                    remote = make_remote(config, self._serve, self.ssl_files)
-                    remote.row_ref = row_ref
-                    await remote.start()
-                except (RemoteError, OSError, ssl.SSLError) as e:
-                    log.warning("%s: cannot start remote: %s", config.target, e)
-                    continue
-                remote.on_change = self._status_changed
-                self.db_remotes[config] = remote
+            self._resync = True
+            while self._resync:
+                self._resync = False
+                await self._sync_db_remotes_once()
         finally:
             self._syncing = False
         self._status_changed()
+
+    async def _sync_db_remotes_once(self) -> None:
+        wanted = self._wanted_db_remotes()
+        for config in [c for c in self.db_remotes if c not in wanted]:
+            await self.db_remotes.pop(config).close()
+        for config, row_ref in wanted.items():
+            if config in self.db_remotes:
+                self.db_remotes[config].row_ref = row_ref
+                continue
+            try:
+                remote = make_remote(config, self._serve, self.ssl_files)
+                remote.row_ref = row_ref
+                await remote.start()
+            except (RemoteError, OSError, ssl.SSLError) as e:
+                log.warning("%s: cannot start remote: %s", config.target, e)
+                continue
+            remote.on_change = self._status_changed
+            self.db_remotes[config] = remote
 
     def _status_changed(self) -> None:
         """Write Manager-style status soon (once, however many changes come)."""
