@@ -61,6 +61,9 @@ def socket_accepts(path: str) -> bool:
     return True
 
 
+MANAGER_REMOTES = "db:Open_vSwitch,Open_vSwitch,manager_options"
+
+
 class OvsdbChild:
     """Starts, watches and stops the embedded OVSDB server."""
 
@@ -76,7 +79,9 @@ class OvsdbChild:
         self.dbfile = dbfile
         self.schema = schema
         self.sock_path = os.path.join(rundir, "db.sock")
-        self.remotes = [f"punix:{self.sock_path}", *(extra_remotes or [])]
+        # As Debian's ovs-ctl starts ovsdb-server: the local socket, the
+        # Manager rows' targets (ovs-vsctl set-manager), then any extra ones.
+        self.remotes = [f"punix:{self.sock_path}", MANAGER_REMOTES, *(extra_remotes or [])]
         self.log_file = log_file
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
