@@ -321,6 +321,7 @@ def main() -> int:
             daemon.proc.kill()
             daemon.proc.wait()
             shutil.rmtree(daemon.pin_root, ignore_errors=True)
+            run("ip", "link", "del", bridge, check=False)  # its LOCAL port device
         finally:
             ref.stop()
             if made_ports:
