@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _paths(args: argparse.Namespace) -> tuple[str, str, str, str | None]:
     rundir = os.path.abspath(args.rundir or default_rundir())
     dbdir = os.path.abspath(args.dbdir or default_dbdir())
-    dbfile = os.path.abspath(args.db or os.path.join(dbdir, "conf.db"))
+    # Debian links /etc/openvswitch/conf.db to /var/lib/openvswitch/conf.db:
+    # write through the link (as ovsdb-server does), never replace it.
+    dbfile = os.path.realpath(args.db or os.path.join(dbdir, "conf.db"))
     pidfile = os.path.abspath(args.pidfile or pidfile_path(rundir, PROGRAM))
     log_file = None
     if args.log_file is not None:
