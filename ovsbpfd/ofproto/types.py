@@ -13,6 +13,25 @@ from dataclasses import dataclass, field
 from ovsbpfd.ofproto.actions import OFPG_ANY, OFPP_ANY, Action, Instruction
 from ovsbpfd.ofproto.match import Match
 
+# The error types, re-exported for the modules that import them from here;
+# every error number is defined once, in ``ofp_errors``.
+from ovsbpfd.ofproto.ofp_errors import (  # noqa: F401
+    OFPET_BAD_ACTION,
+    OFPET_BAD_INSTRUCTION,
+    OFPET_BAD_MATCH,
+    OFPET_BAD_REQUEST,
+    OFPET_FLOW_MOD_FAILED,
+    OFPET_GROUP_MOD_FAILED,
+    OFPET_HELLO_FAILED,
+    OFPET_METER_MOD_FAILED,
+    OFPET_PORT_MOD_FAILED,
+    OFPET_QUEUE_OP_FAILED,
+    OFPET_ROLE_REQUEST_FAILED,
+    OFPET_SWITCH_CONFIG_FAILED,
+    OFPET_TABLE_FEATURES_FAILED,
+    OFPET_TABLE_MOD_FAILED,
+)
+
 # ofp_flow_mod_command
 OFPFC_ADD, OFPFC_MODIFY, OFPFC_MODIFY_STRICT, OFPFC_DELETE, OFPFC_DELETE_STRICT = range(5)
 # ofp_flow_mod_flags
@@ -24,22 +43,6 @@ OFPFF_NO_BYT_COUNTS = 1 << 4
 
 OFPTT_ALL = 0xFF
 OFP_NO_BUFFER = 0xFFFFFFFF
-
-# ofp_error_type (subset used across layers; the codec has the full list)
-OFPET_HELLO_FAILED = 0
-OFPET_BAD_REQUEST = 1
-OFPET_BAD_ACTION = 2
-OFPET_BAD_INSTRUCTION = 3
-OFPET_BAD_MATCH = 4
-OFPET_FLOW_MOD_FAILED = 5
-OFPET_GROUP_MOD_FAILED = 6
-OFPET_PORT_MOD_FAILED = 7
-OFPET_TABLE_MOD_FAILED = 8
-OFPET_QUEUE_OP_FAILED = 9
-OFPET_SWITCH_CONFIG_FAILED = 10
-OFPET_ROLE_REQUEST_FAILED = 11
-OFPET_METER_MOD_FAILED = 12
-OFPET_TABLE_FEATURES_FAILED = 13
 
 # ofp_port_config / ofp_port_state bits
 OFPPC_PORT_DOWN = 1 << 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ovsbpfd.ofproto import error_codes as ec
+from ovsbpfd.ofproto import ofp_errors as ec
 from ovsbpfd.ofproto.actions import (
     OFPP_ALL,
     OFPP_CONTROLLER,

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 from ovsbpfd.ofproto import actions as a
 from ovsbpfd.ofproto.match import FIELDS_BY_NAME
-from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow.errors import (
+from ovsbpfd.ofproto.ofp_errors import (
     OFPBAC_BAD_ARGUMENT,
     OFPBAC_BAD_EXPERIMENTER,
     OFPBAC_BAD_LEN,
@@ -31,11 +30,12 @@ from ovsbpfd.ofproto.openflow.errors import (
     OFPBIC_UNSUP_INST,
     OFPET_BAD_ACTION,
     OFPET_BAD_INSTRUCTION,
-    OfpError,
 )
+from ovsbpfd.ofproto.openflow import constants as c
 from ovsbpfd.ofproto.openflow.header import pad8
 from ovsbpfd.ofproto.openflow.oxm import OxmDecodeError, decode_oxm, encode_oxm
 from ovsbpfd.ofproto.openflow.reader import Reader
+from ovsbpfd.ofproto.types import OfpError
 
 TLV_HEADER = struct.Struct("!HH")
 OFPG_MAX = 0xFFFFFF00

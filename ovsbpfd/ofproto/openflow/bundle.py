@@ -22,8 +22,21 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ovsbpfd.ofproto.ofp_errors import (
+    OFPBFC_BAD_FLAGS,
+    OFPBFC_BAD_ID,
+    OFPBFC_BAD_TYPE,
+    OFPBFC_BUNDLE_CLOSED,
+    OFPBFC_EPERM,
+    OFPBFC_MSG_BAD_LEN,
+    OFPBFC_MSG_BAD_XID,
+    OFPBFC_MSG_TOO_MANY,
+    OFPBFC_MSG_UNSUP,
+    OFPBFC_OUT_OF_BUNDLES,
+    OFPET_EXPERIMENTER,
+    ONF_BUNDLE_ERROR_BASE,
+)
 from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow.errors import OFPET_EXPERIMENTER, OfpError
 from ovsbpfd.ofproto.openflow.header import HEADER, OFP_HEADER_LEN
 from ovsbpfd.ofproto.openflow.messages import (
     Experimenter,
@@ -31,7 +44,7 @@ from ovsbpfd.ofproto.openflow.messages import (
     OfpMessage,
     decode_message,
 )
-from ovsbpfd.ofproto.types import OFPM_ALL, FlowMod
+from ovsbpfd.ofproto.types import OFPM_ALL, FlowMod, OfpError
 
 ONF_EXPERIMENTER_ID = 0x4F4E4600
 ONFT_BUNDLE_CONTROL = 2300
@@ -47,22 +60,6 @@ OFPBF_ATOMIC = 1 << 0
 OFPBF_ORDERED = 1 << 1
 KNOWN_FLAGS = OFPBF_ATOMIC | OFPBF_ORDERED
 
-# ofp_bundle_failed_code (OpenFlow 1.4), sent in 1.3 as ONF exp_type 2300 + code.
-OFPBFC_UNKNOWN = 0
-OFPBFC_EPERM = 1
-OFPBFC_BAD_ID = 2
-OFPBFC_BUNDLE_EXIST = 3
-OFPBFC_BUNDLE_CLOSED = 4
-OFPBFC_OUT_OF_BUNDLES = 5
-OFPBFC_BAD_TYPE = 6
-OFPBFC_BAD_FLAGS = 7
-OFPBFC_MSG_BAD_LEN = 8
-OFPBFC_MSG_BAD_XID = 9
-OFPBFC_MSG_UNSUP = 10
-OFPBFC_MSG_CONFLICT = 11
-OFPBFC_MSG_TOO_MANY = 12
-OFPBFC_MSG_FAILED = 13
-ONF_BUNDLE_ERROR_BASE = 2300
 
 # A connection may hold this many open bundles of this many messages each.
 MAX_BUNDLES = 16

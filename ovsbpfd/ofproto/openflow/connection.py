@@ -3,8 +3,9 @@
 Requests are handled strictly one after another, each awaited to the end,
 so a BARRIER_REPLY (sent by the dispatcher after ``core.barrier()``) always
 follows the completion of every earlier request.  A bad message is answered
-with OFPT_ERROR carrying its xid and first 64 bytes; the channel is dropped
-only where framing is lost (a length under 8) or HELLO negotiation fails.
+with OFPT_ERROR carrying its xid and the whole message (as ovs-vswitchd
+does); the channel is dropped only where framing is lost (a length under 8)
+or HELLO negotiation fails.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow.bundle import BundleTable, ExperimenterError
-from ovsbpfd.ofproto.openflow.errors import (
-    ERROR_DATA_MAX,
+from ovsbpfd.ofproto.ofp_errors import (
     OFPBRC_BAD_LEN,
     OFPBRC_BAD_VERSION,
     OFPBRC_EPERM,
     OFPET_BAD_REQUEST,
     OFPET_HELLO_FAILED,
     OFPHFC_INCOMPATIBLE,
-    OfpError,
     error_name,
 )
+from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.openflow.bundle import BundleTable, ExperimenterError
+from ovsbpfd.ofproto.openflow.errors import ERROR_MSG_MAX
 from ovsbpfd.ofproto.openflow.header import HEADER, Header, parse_header
 from ovsbpfd.ofproto.openflow.messages import (
     EchoRequest,
@@ -38,6 +38,7 @@ from ovsbpfd.ofproto.openflow.messages import (
     decode_message,
     encode_message,
 )
+from ovsbpfd.ofproto.types import OfpError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ SERVICE = "service"  # a management client such as ovs-ofctl on <bridge>.mgmt
 DEFAULT_PACKET_IN_MASK = (0b011, 0)
 DEFAULT_PORT_STATUS_MASK = (0b111, 0b111)
 DEFAULT_FLOW_REMOVED_MASK = (0b1111, 0)
+
+# An OFPT_ERROR's header, type and code.
+ERROR_FIXED_LEN = c.OFP_HEADER_LEN + 4
 
 # Stop reading from a peer whose unprocessed input exceeds this.
 READ_BUFFER_HIGH = 4 << 20
@@ -170,9 +174,11 @@ class OfConnection(asyncio.Protocol):
 
     def send_error(self, err: OfpError, xid: int, offending: bytes) -> None:
         log.info("%s: sending %s (%s)", self.name, error_name(err.type, err.code), err)
-        data = bytes(offending[:ERROR_DATA_MAX])
+        prefix = b""
         if isinstance(err, ExperimenterError):  # ofp_error_experimenter_msg
-            data = struct.pack("!I", err.experimenter) + data
+            prefix = struct.pack("!I", err.experimenter)
+        room = ERROR_MSG_MAX - ERROR_FIXED_LEN - len(prefix)
+        data = prefix + bytes(offending[:room])
         self.send(Error(err.type, err.code, data, xid=xid))
 
     def close(self) -> None:
@@ -254,31 +260,26 @@ class OfConnection(asyncio.Protocol):
     async def _negotiate(self) -> None:
         frame = await self._next_frame()
         header = frame_header(frame)
-        reply_version = min(header.version, c.OFP_VERSION) \
-            if header.version in c.KNOWN_WIRE_VERSIONS else c.OFP_VERSION
+        peer_versions = 0
         if header.type == c.OFPT_HELLO and header.version in c.KNOWN_WIRE_VERSIONS:
-            try:
-                hello = decode_message(frame)
-                assert isinstance(hello, Hello)
-                ok = bool(self.version_bitmap & (1 << c.OFP_VERSION)) and (
-                    bool(hello.bitmap & (1 << c.OFP_VERSION)) if hello.bitmap is not None
-                    else header.version >= c.OFP_VERSION)
-            except OfpError:
-                ok = False
-            if ok:
+            peer_versions = _peer_versions(frame, header.version)
+            if peer_versions & self.version_bitmap & (1 << c.OFP_VERSION):
                 self.negotiated = True
                 self.connected_at = time.monotonic()
                 return
-            text = (f"We support version 0x{c.OFP_VERSION:02x} only, "
-                    f"you support version 0x{header.version:02x}").encode()
+            text = (f"We support {describe_versions(self.version_bitmap)}, you support "
+                    f"{describe_versions(peer_versions)}, no common versions.")
+            reply_version = peer_versions.bit_length() - 1 if peer_versions else c.OFP_VERSION
+            xid = 0  # as ovs-vswitchd's HELLO_FAILED
         else:
-            text = b"expected HELLO as the first message"
-        self.last_error = text.decode()
-        log.info("%s: HELLO failed: %s", self.name, self.last_error)
-        err = Error(OFPET_HELLO_FAILED, OFPHFC_INCOMPATIBLE, text, xid=header.xid)
-        body = encode_message(err)[c.OFP_HEADER_LEN:]
+            text = "expected HELLO as the first message"
+            reply_version, xid = c.OFP_VERSION, header.xid
+        self.last_error = text
+        log.info("%s: HELLO failed: %s", self.name, text)
+        body = encode_message(Error(OFPET_HELLO_FAILED, OFPHFC_INCOMPATIBLE, text.encode()))
+        body = body[c.OFP_HEADER_LEN:]
         self.send_raw(HEADER.pack(reply_version, c.OFPT_ERROR, c.OFP_HEADER_LEN + len(body),
-                                  header.xid) + body)
+                                  xid) + body)
         raise ConnectionClosed
 
     async def _serve(self) -> None:
@@ -306,3 +307,28 @@ class OfConnection(asyncio.Protocol):
             handled += 1
             if handled % REQUESTS_PER_YIELD == 0:
                 await asyncio.sleep(0)
+
+
+def _peer_versions(frame: bytes, version: int) -> int:
+    """The versions a HELLO offers: its bitmap, else its version and earlier."""
+    try:
+        hello = decode_message(frame)
+    except OfpError:
+        hello = None
+    if isinstance(hello, Hello) and hello.bitmap is not None:
+        return hello.bitmap
+    return ((1 << (version + 1)) - 1) & ~1
+
+
+def describe_versions(bitmap: int) -> str:
+    """A version bitmap in ovs-vswitchd's words ("version 0x04 and earlier")."""
+    if not bitmap:
+        return "no versions"
+    highest = f"0x{bitmap.bit_length() - 1:02x}"
+    if bitmap & (bitmap - 1) == 0:
+        return f"version {highest}"
+    below = (bitmap >> 1) + 1
+    if below & (below - 1) == 0:
+        return f"version {highest} and earlier"
+    listed = ", ".join(f"0x{v:02x}" for v in range(bitmap.bit_length()) if bitmap >> v & 1)
+    return f"versions {listed}"

@@ -12,20 +12,8 @@ from collections.abc import Callable, Iterable
 
 import ovsbpfd
 from ovsbpfd.ofproto import actions as a
-from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow import group_meter_codec as gmc
-from ovsbpfd.ofproto.openflow import multipart as mp
-from ovsbpfd.ofproto.openflow.bundle import (
+from ovsbpfd.ofproto.ofp_errors import (
     OFPBFC_MSG_FAILED,
-    ONFT_BUNDLE_CONTROL,
-    InnerMessageFailed,
-    bundle_error,
-    commit_atomically,
-    is_bundle_message,
-    validate_flow_mod,
-)
-from ovsbpfd.ofproto.openflow.connection import OfConnection
-from ovsbpfd.ofproto.openflow.errors import (
     OFPBRC_BAD_EXPERIMENTER,
     OFPBRC_BAD_LEN,
     OFPBRC_BAD_MULTIPART,
@@ -49,8 +37,19 @@ from ovsbpfd.ofproto.openflow.errors import (
     OFPTFFC_EPERM,
     OFPTMFC_BAD_CONFIG,
     OFPTMFC_BAD_TABLE,
-    OfpError,
 )
+from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.openflow import group_meter_codec as gmc
+from ovsbpfd.ofproto.openflow import multipart as mp
+from ovsbpfd.ofproto.openflow.bundle import (
+    ONFT_BUNDLE_CONTROL,
+    InnerMessageFailed,
+    bundle_error,
+    commit_atomically,
+    is_bundle_message,
+    validate_flow_mod,
+)
+from ovsbpfd.ofproto.openflow.connection import OfConnection
 from ovsbpfd.ofproto.openflow.messages import (
     BarrierReply,
     BarrierRequest,
@@ -84,7 +83,7 @@ from ovsbpfd.ofproto.openflow.port_codec import encode_port, encode_port_stats
 from ovsbpfd.ofproto.openflow.roles import RoleArbiter
 from ovsbpfd.ofproto.openflow.table_features import ACTION_TYPES, table_features_items
 from ovsbpfd.ofproto.switch_api import SwitchCore
-from ovsbpfd.ofproto.types import OFP_NO_BUFFER, OFPGC_DELETE, OFPMC_DELETE, OFPTT_ALL
+from ovsbpfd.ofproto.types import OFP_NO_BUFFER, OFPGC_DELETE, OFPMC_DELETE, OFPTT_ALL, OfpError
 
 CAPABILITIES = c.OFPC_FLOW_STATS | c.OFPC_TABLE_STATS | c.OFPC_PORT_STATS
 # Accumulated REQ_MORE request parts beyond this are refused.

@@ -10,8 +10,7 @@ from __future__ import annotations
 import struct
 
 from ovsbpfd.ofproto.actions import OFPG_ALL, OFPG_ANY
-from ovsbpfd.ofproto.openflow.actions_codec import OFPG_MAX, decode_actions, encode_actions
-from ovsbpfd.ofproto.openflow.errors import (
+from ovsbpfd.ofproto.ofp_errors import (
     OFPET_GROUP_MOD_FAILED,
     OFPET_METER_MOD_FAILED,
     OFPGMFC_BAD_BUCKET,
@@ -24,8 +23,8 @@ from ovsbpfd.ofproto.openflow.errors import (
     OFPMMFC_BAD_FLAGS,
     OFPMMFC_BAD_RATE,
     OFPMMFC_INVALID_METER,
-    OfpError,
 )
+from ovsbpfd.ofproto.openflow.actions_codec import OFPG_MAX, decode_actions, encode_actions
 from ovsbpfd.ofproto.openflow.reader import Reader
 from ovsbpfd.ofproto.types import (
     OFPGC_ADD,
@@ -42,6 +41,7 @@ from ovsbpfd.ofproto.types import (
     MeterBand,
     MeterMod,
     MeterStats,
+    OfpError,
 )
 
 OFPM_MAX = 0xFFFF0000

@@ -15,15 +15,7 @@ from typing import ClassVar
 
 from ovsbpfd.ofproto import actions as a
 from ovsbpfd.ofproto.match import Match
-from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow.actions_codec import (
-    decode_actions,
-    decode_instructions,
-    encode_actions,
-    encode_instructions,
-    set_field_prereqs_missing,
-)
-from ovsbpfd.ofproto.openflow.errors import (
+from ovsbpfd.ofproto.ofp_errors import (
     OFPBAC_BAD_OUT_PORT,
     OFPBAC_MATCH_INCONSISTENT,
     OFPBRC_BAD_LEN,
@@ -35,7 +27,14 @@ from ovsbpfd.ofproto.openflow.errors import (
     OFPFMFC_BAD_COMMAND,
     OFPFMFC_BAD_FLAGS,
     OFPFMFC_BAD_TABLE_ID,
-    OfpError,
+)
+from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.openflow.actions_codec import (
+    decode_actions,
+    decode_instructions,
+    encode_actions,
+    encode_instructions,
+    set_field_prereqs_missing,
 )
 from ovsbpfd.ofproto.openflow.group_meter_codec import (
     decode_group_mod,
@@ -59,6 +58,7 @@ from ovsbpfd.ofproto.types import (
     FlowRemoved,
     GroupMod,
     MeterMod,
+    OfpError,
     OfPort,
     PacketIn,
 )

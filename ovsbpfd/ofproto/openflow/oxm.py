@@ -11,8 +11,7 @@ from __future__ import annotations
 import struct
 
 from ovsbpfd.ofproto.match import FIELDS_BY_CODE, FIELDS_BY_NAME, OFPXMC_OPENFLOW_BASIC, Match
-from ovsbpfd.ofproto.openflow.constants import OFPMT_OXM
-from ovsbpfd.ofproto.openflow.errors import (
+from ovsbpfd.ofproto.ofp_errors import (
     OFPBMC_BAD_FIELD,
     OFPBMC_BAD_LEN,
     OFPBMC_BAD_MASK,
@@ -22,10 +21,11 @@ from ovsbpfd.ofproto.openflow.errors import (
     OFPBMC_BAD_WILDCARDS,
     OFPBMC_DUP_FIELD,
     OFPET_BAD_MATCH,
-    OfpError,
 )
+from ovsbpfd.ofproto.openflow.constants import OFPMT_OXM
 from ovsbpfd.ofproto.openflow.header import pad8
 from ovsbpfd.ofproto.openflow.reader import Reader
+from ovsbpfd.ofproto.types import OfpError
 
 OXM_HEADER = struct.Struct("!I")
 MATCH_HEADER = struct.Struct("!HH")

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import struct
 
-from ovsbpfd.ofproto.openflow.errors import OFPBRC_BAD_LEN, OFPET_BAD_REQUEST, OfpError
+from ovsbpfd.ofproto.ofp_errors import (
+    OFPBRC_BAD_LEN,
+    OFPET_BAD_REQUEST,
+)
+from ovsbpfd.ofproto.types import OfpError
 
 
 class Reader:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow.errors import (
+from ovsbpfd.ofproto.ofp_errors import (
     OFPET_ROLE_REQUEST_FAILED,
     OFPRRFC_BAD_ROLE,
     OFPRRFC_STALE,
-    OfpError,
 )
+from ovsbpfd.ofproto.openflow import constants as c
+from ovsbpfd.ofproto.types import OfpError
 
 
 class HasRole(Protocol):

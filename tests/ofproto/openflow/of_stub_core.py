@@ -10,7 +10,7 @@ import asyncio
 
 from ovsbpfd.ofproto.actions import OFPG_ALL, OFPP_LOCAL, Action
 from ovsbpfd.ofproto.match import Match
-from ovsbpfd.ofproto.openflow.errors import (
+from ovsbpfd.ofproto.ofp_errors import (
     OFPBRC_BAD_PORT,
     OFPET_BAD_REQUEST,
     OFPET_GROUP_MOD_FAILED,

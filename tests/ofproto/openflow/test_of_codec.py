@@ -7,9 +7,9 @@ import struct
 import pytest
 
 from ovsbpfd.ofproto import actions as a
+from ovsbpfd.ofproto import ofp_errors as e
 from ovsbpfd.ofproto.match import FIELDS, FIELDS_BY_NAME, Match
 from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow import errors as e
 from ovsbpfd.ofproto.openflow import messages as m
 from ovsbpfd.ofproto.openflow import multipart as mp
 from ovsbpfd.ofproto.openflow.actions_codec import decode_actions, encode_actions

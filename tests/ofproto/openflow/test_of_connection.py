@@ -10,10 +10,10 @@ import struct
 import time
 
 from ovsbpfd.ofproto import actions as a
+from ovsbpfd.ofproto import ofp_errors as e
 from ovsbpfd.ofproto.match import Match
 from ovsbpfd.ofproto.openflow import connmgr
 from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow import errors as e
 from ovsbpfd.ofproto.openflow import messages as m
 from ovsbpfd.ofproto.openflow import multipart as mp
 from ovsbpfd.ofproto.openflow.oxm import encode_oxm
@@ -45,7 +45,7 @@ async def expect_error(client: RawClient, type_: int, code: int, sent: bytes) ->
     assert isinstance(reply, m.Error), reply
     assert (reply.type, reply.code) == (type_, code), e.error_name(reply.type, reply.code)
     assert reply.xid == struct.unpack_from("!I", sent, 4)[0]
-    assert reply.data == sent[:64]
+    assert reply.data == sent  # the whole request, as ovs-vswitchd quotes it
     return reply
 
 

@@ -16,9 +16,9 @@ import tempfile
 import pytest
 
 from ovsbpfd.ofproto import actions as a
+from ovsbpfd.ofproto import ofp_errors as e
 from ovsbpfd.ofproto.match import Match
 from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow import errors as e
 from ovsbpfd.ofproto.openflow import messages as m
 from ovsbpfd.ofproto.openflow import multipart as mp
 from ovsbpfd.ofproto.openflow.port_codec import encode_port, encode_port_stats

@@ -9,8 +9,8 @@ import struct
 import pytest
 
 from ovsbpfd.ofproto import actions as a
+from ovsbpfd.ofproto import ofp_errors as e
 from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow import errors as e
 from ovsbpfd.ofproto.openflow import group_meter_codec as gmc
 from ovsbpfd.ofproto.openflow import messages as m
 from ovsbpfd.ofproto.types import (

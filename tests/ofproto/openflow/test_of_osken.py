@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ovsbpfd.ofproto import actions as a
+from ovsbpfd.ofproto import ofp_errors as e
 from ovsbpfd.ofproto.match import Match
 from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow import errors as e
 from ovsbpfd.ofproto.openflow import messages as m
 from ovsbpfd.ofproto.openflow import multipart as mp
 from ovsbpfd.ofproto.openflow.port_codec import encode_port, encode_port_stats
@@ -20,6 +20,7 @@ from ovsbpfd.ofproto.types import (
     FlowRemoved,
     FlowStatsEntry,
     FlowStatsRequest,
+    OfpError,
     OfPort,
     OfPortStats,
     PacketIn,
@@ -106,7 +107,7 @@ def test_delete_and_ipv6_arp_matches_from_osken() -> None:
 
 def test_osken_bad_prerequisite_is_rejected() -> None:
     raw = osken_bytes(p.OFPFlowMod(DP, match=p.OFPMatch(tcp_dst=80)))
-    with pytest.raises(e.OfpError) as info:
+    with pytest.raises(OfpError) as info:
         m.decode_message(raw)
     assert (info.value.type, info.value.code) == (e.OFPET_BAD_MATCH, e.OFPBMC_BAD_PREREQ)
 
