@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ovsbpfd.ofproto.ofp_errors import (
     OFPBRC_BAD_LEN,
@@ -50,6 +51,11 @@ SERVICE = "service"  # a management client such as ovs-ofctl on <bridge>.mgmt
 DEFAULT_PACKET_IN_MASK = (0b011, 0)
 DEFAULT_PORT_STATUS_MASK = (0b111, 0b111)
 DEFAULT_FLOW_REMOVED_MASK = (0b1111, 0)
+
+# Why a connection ended, in the strerror() words ovs-vswitchd writes into
+# Controller.status:last_error ("End of file" when the peer closed).
+TIMEOUT_TEXT = "Connection timed out"
+PROTOCOL_ERROR_TEXT = "Protocol error"
 
 # An OFPT_ERROR's header, type and code.
 ERROR_FIXED_LEN = c.OFP_HEADER_LEN + 4
@@ -102,6 +108,10 @@ class OfConnection(asyncio.Protocol):
         self.negotiated = False
         self.connected_at = time.monotonic()
         self.last_error = ""
+        self.disconnect_reason = ""  # strerror-style, for Controller.status
+        self.on_negotiated: Callable[[OfConnection], None] | None = None
+        self.packet_in_limiter: Any = None  # rate_limit.PacketInLimiter, if limited
+        self.probe_pending = False  # an inactivity probe is unanswered (rconn IDLE)
         self.dropped_async = 0
         self.multipart_parts: dict[tuple[int, int], list[bytes]] = {}
         self.bundles = BundleTable()  # ONF bundles open on this connection
@@ -212,7 +222,7 @@ class OfConnection(asyncio.Protocol):
 
     async def _wait_for_data(self) -> None:
         """Wait for more input; send echo probes when the peer goes quiet."""
-        probe_sent = False
+        self.probe_pending = False
         while True:
             if self._lost:
                 raise ConnectionClosed
@@ -222,15 +232,17 @@ class OfConnection(asyncio.Protocol):
                 self._reading_paused = False
             try:
                 await asyncio.wait_for(self._data.wait(), self.probe_interval)
+                self.probe_pending = False
                 return
             except TimeoutError:
-                if probe_sent:
+                if self.probe_pending:
                     self.last_error = "inactivity probe timeout"
+                    self.disconnect_reason = TIMEOUT_TEXT
                     log.warning("%s: no response to inactivity probe, disconnecting",
                                 self.name)
                     raise ConnectionClosed from None
                 self.send(EchoRequest())
-                probe_sent = True
+                self.probe_pending = True
 
     async def _next_frame(self) -> bytes:
         """The next whole message, or garbage to answer as a bad version."""
@@ -251,6 +263,7 @@ class OfConnection(asyncio.Protocol):
                     self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN,
                                              f"length {length} < 8"), xid, frame)
                     self.last_error = "framing lost (message length < 8)"
+                    self.disconnect_reason = PROTOCOL_ERROR_TEXT
                     raise ConnectionClosed
                 if self._unread() >= length:
                     self._pos += length
@@ -266,6 +279,8 @@ class OfConnection(asyncio.Protocol):
             if peer_versions & self.version_bitmap & (1 << c.OFP_VERSION):
                 self.negotiated = True
                 self.connected_at = time.monotonic()
+                if self.on_negotiated is not None:
+                    self.on_negotiated(self)
                 return
             text = (f"We support {describe_versions(self.version_bitmap)}, you support "
                     f"{describe_versions(peer_versions)}, no common versions.")
@@ -275,6 +290,7 @@ class OfConnection(asyncio.Protocol):
             text = "expected HELLO as the first message"
             reply_version, xid = c.OFP_VERSION, header.xid
         self.last_error = text
+        self.disconnect_reason = PROTOCOL_ERROR_TEXT
         log.info("%s: HELLO failed: %s", self.name, text)
         body = encode_message(Error(OFPET_HELLO_FAILED, OFPHFC_INCOMPATIBLE, text.encode()))
         body = body[c.OFP_HEADER_LEN:]

@@ -2,38 +2,58 @@
 
 The bridge's management socket ``punix:{rundir}/{bridge}.mgmt`` accepts
 *service* connections (ovs-ofctl).  ``set_controllers`` keeps the set of
-*primary* (controller) connections equal to the Controller targets: active
-``tcp:``/``unix:`` targets reconnect with 1 s .. 8 s backoff, passive
-``ptcp:``/``punix:`` targets listen.  The manager is the core's
-``SwitchListener``: PACKET_IN, FLOW_REMOVED and PORT_STATUS go to each
-connection whose role and async config want them.
+Controller-row connections equal to the wanted ``ControllerSpec``s: active
+``tcp:``/``ssl:``/``unix:`` targets reconnect with backoff (1 s doubling up
+to the row's max_backoff), passive ``ptcp:``/``pssl:``/``punix:`` targets
+listen.  ``set_protocols`` (Bridge.protocols) and ``set_ssl``
+(Open_vSwitch.ssl) apply to every connection made afterwards; a change of
+protocols drops the connections made under the old set, as ovs-vswitchd does.
+
+The manager is the core's ``SwitchListener``: PACKET_IN, FLOW_REMOVED and
+PORT_STATUS go to each connection whose kind, role and async config want
+them, packet-ins within the controller's rate limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import ssl
 import stat
 import time
+from collections.abc import Iterable, Sequence
 
 from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow.connection import PRIMARY, SERVICE, OfConnection
-from ovsbpfd.ofproto.openflow.dispatch import Dispatcher
+from ovsbpfd.ofproto.openflow.connection import (
+    PRIMARY,
+    PROTOCOL_ERROR_TEXT,
+    SERVICE,
+    TIMEOUT_TEXT,
+    AsyncMasks,
+    OfConnection,
+)
+from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
+from ovsbpfd.ofproto.openflow.dispatch import Dispatcher, PortAdminHook
 from ovsbpfd.ofproto.openflow.messages import FlowRemovedMessage, PacketInMessage, PortStatus
+from ovsbpfd.ofproto.openflow.rate_limit import PacketInLimiter
 from ovsbpfd.ofproto.openflow.roles import RoleArbiter
 from ovsbpfd.ofproto.openflow.targets import Target, parse_target
+from ovsbpfd.ofproto.openflow.tls import SslSettings, TlsConfigError, make_context
 from ovsbpfd.ofproto.switch_api import SwitchCore
 from ovsbpfd.ofproto.types import FlowRemoved, OfPort, PacketIn
 
 log = logging.getLogger(__name__)
 
 MIN_BACKOFF = 1.0
-MAX_BACKOFF = 8.0
-CONTROLLER_PROBE_INTERVAL = 5.0
+MGMT_PROBE_INTERVAL = 60.0  # ovs-vswitchd's probe interval on <bridge>.mgmt
 MGMT_SOCKET_MODE = 0o750
 PROTOCOL_VERSIONS = {f"OpenFlow1{n}": n + 1 for n in range(6)}
+NO_ASYNC = AsyncMasks((0, 0), (0, 0), (0, 0))
+# Controller.status last_error texts: the strerror() ovs-vswitchd writes.
+EOF_TEXT = "End of file"
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -42,103 +62,155 @@ def _remove_stale_socket(path: str) -> None:
             os.unlink(path)
 
 
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return PROTOCOL_ERROR_TEXT
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT_TEXT
+    return str(exc)
+
+
 class ControllerLink:
     """One Controller target: its listener or reconnect loop and its connections."""
 
-    def __init__(self, manager: ConnectionManager, target: str) -> None:
+    def __init__(self, manager: ConnectionManager, spec: ControllerSpec) -> None:
         self.manager = manager
-        self.target = target
+        self.spec = spec
         self.conns: list[OfConnection] = []
         self.state = "CONNECTING"
         self.last_error = ""
-        self.changed_at = time.monotonic()
+        self.last_connected: float | None = None
+        self.last_disconnected: float | None = None
+        self.parsed: Target | None = None
         self._task: asyncio.Task | None = None
         self._server: asyncio.AbstractServer | None = None
         self._socket_path: str | None = None
 
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.changed_at = time.monotonic()
+    @property
+    def target(self) -> str:
+        return self.spec.target
+
+    @property
+    def passive(self) -> bool:
+        return self.parsed is not None and self.parsed.passive
 
     def start(self) -> None:
         try:
-            parsed = parse_target(self.target)
+            self.parsed = parse_target(self.target)
         except ValueError as exc:
             self._fail(str(exc))
             return
-        if parsed.method in ("ssl", "pssl"):
-            self._fail("SSL connections are not supported yet")
-            return
-        if parsed.passive:
-            self._task = asyncio.ensure_future(self._listen(parsed))
+        if self.parsed.passive:
+            self._task = asyncio.ensure_future(self._listen(self.parsed))
         else:
-            self._task = asyncio.ensure_future(self._connect_loop(parsed))
+            self._task = asyncio.ensure_future(self._connect_loop(self.parsed))
+
+    def reconfigure(self, spec: ControllerSpec) -> None:
+        """New settings for the same target, applied without reconnecting."""
+        self.spec = spec
+        for conn in self.conns:
+            conn.probe_interval = spec.probe_interval
+            conn.packet_in_limiter = PacketInLimiter.for_spec(spec)
 
     def _fail(self, error: str) -> None:
         log.warning("controller %s: %s", self.target, error)
         self.last_error = error
-        self._set_state("VOID")
+        self.state = "VOID"
 
     async def _listen(self, t: Target) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            if t.method == "ptcp":
-                self._server = await asyncio.get_running_loop().create_server(
-                    self._protocol, t.host, t.port, reuse_address=True)
+            if t.method in ("ptcp", "pssl"):
+                tls = make_context(self.manager.ssl, server_side=True) \
+                    if t.method == "pssl" else None
+                self._server = await loop.create_server(
+                    self._protocol, t.host, t.port, reuse_address=True, ssl=tls)
             else:
                 _remove_stale_socket(t.path)
-                self._server = await asyncio.get_running_loop().create_unix_server(
-                    self._protocol, t.path)
+                self._server = await loop.create_unix_server(self._protocol, t.path)
                 self._socket_path = t.path
-            self._set_state("LISTENING")
+            self.state = "LISTENING"
+        except TlsConfigError as exc:
+            self._fail(f"cannot listen: {exc}")
         except OSError as exc:
             self._fail(f"cannot listen: {exc.strerror or exc}")
 
     def _protocol(self) -> OfConnection:
-        return self.manager.new_connection(PRIMARY, self.target, self,
-                                           CONTROLLER_PROBE_INTERVAL)
+        return self.manager.new_connection(self.spec.kind, self.target, self,
+                                           self.spec.probe_interval)
 
     async def _connect_loop(self, t: Target) -> None:
         loop = asyncio.get_running_loop()
         backoff = MIN_BACKOFF
         while True:
-            self._set_state("CONNECTING")
+            self.state = "CONNECTING"
+            started = time.monotonic()
             try:
+                tls = make_context(self.manager.ssl, server_side=False) \
+                    if t.method == "ssl" else None
                 conn = self._protocol()
 
                 def factory(c: OfConnection = conn) -> OfConnection:
                     return c
 
-                if t.method == "tcp":
-                    connect = loop.create_connection(factory, t.host, t.port)
+                if t.method in ("tcp", "ssl"):
+                    connect = loop.create_connection(
+                        factory, t.host, t.port, ssl=tls,
+                        server_hostname="" if tls is not None else None)
                 else:
                     connect = loop.create_unix_connection(factory, t.path)
                 await asyncio.wait_for(connect, max(backoff, MIN_BACKOFF))
                 if conn.run_task is not None:
                     await conn.run_task
-                if conn.negotiated:
-                    backoff = MIN_BACKOFF
-                self.last_error = conn.last_error or "connection closed by peer"
+                self.last_error = conn.disconnect_reason or EOF_TEXT
+            except TlsConfigError as exc:
+                log.warning("controller %s: %s", self.target, exc)
+                self.last_error = PROTOCOL_ERROR_TEXT
             except (OSError, TimeoutError) as exc:
-                self.last_error = str(exc.strerror or exc) if isinstance(exc, OSError) \
-                    else "connection timed out"
-            self._set_state("BACKOFF")
+                if isinstance(exc, ssl.SSLError):
+                    log.warning("controller %s: TLS handshake failed: %s", self.target, exc)
+                self.last_error = _error_text(exc)
+            # As rconn: a connection that lasted past its backoff starts over at 1 s.
+            if time.monotonic() - started >= backoff:
+                backoff = MIN_BACKOFF
+            self.state = "BACKOFF"
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            backoff = min(backoff * 2, max(self.spec.max_backoff, MIN_BACKOFF))
 
     def connected(self) -> list[OfConnection]:
         return [conn for conn in self.conns if conn.negotiated and conn.is_open]
 
+    def on_negotiated(self, conn: OfConnection) -> None:
+        self.last_connected = time.monotonic()
+
+    def on_closed(self, conn: OfConnection) -> None:
+        if conn.negotiated:
+            self.last_disconnected = time.monotonic()
+        if not self.passive:
+            self.last_error = conn.disconnect_reason or EOF_TEXT
+
     def status(self) -> dict:
+        """The connection's state as the fail modes and ``controller_status`` see it."""
         live = self.connected()
-        state = "ACTIVE" if live else self.state
+        state = ("IDLE" if live[0].probe_pending else "ACTIVE") if live else self.state
         status = {"state": state}
         if self.last_error:
             status["last_error"] = self.last_error
-        seconds = str(int(time.monotonic() - self.changed_at))
-        status["sec_since_connect" if live else "sec_since_disconnect"] = seconds
-        role = c.ROLE_NAMES.get(live[0].role, "other") if live else "other"
+        now = time.monotonic()
+        if self.last_connected is not None:
+            status["sec_since_connect"] = str(int(now - self.last_connected))
+        if self.last_disconnected is not None:
+            status["sec_since_disconnect"] = str(int(now - self.last_disconnected))
+        role = c.ROLE_NAMES.get(live[0].role, "other") if live else None
         return {"is_connected": bool(live), "role": role, "status": status}
+
+    def db_status(self) -> dict:
+        """What ovs-vswitchd writes into the Controller row: nothing for a listener."""
+        if self.parsed is None or self.passive:  # a listener, or no target at all
+            return {"is_connected": False, "role": None, "status": {}}
+        return self.status()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -165,8 +237,9 @@ class ConnectionManager:
         self._conns: set[OfConnection] = set()
         self._links: dict[str, ControllerLink] = {}
         self._mgmt_server: asyncio.AbstractServer | None = None
-        self._pending_targets: list[str] | None = None
+        self._pending_specs: list[ControllerSpec] | None = None
         self.version_bitmap = 1 << c.OFP_VERSION
+        self.ssl: SslSettings | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -174,12 +247,13 @@ class ConnectionManager:
         _remove_stale_socket(self.mgmt_path)
         loop = asyncio.get_running_loop()
         self._mgmt_server = await loop.create_unix_server(
-            lambda: self.new_connection(SERVICE, self.mgmt_path, None, None), self.mgmt_path)
+            lambda: self.new_connection(SERVICE, self.mgmt_path, None, MGMT_PROBE_INTERVAL),
+            self.mgmt_path)
         os.chmod(self.mgmt_path, MGMT_SOCKET_MODE)
         self.core.add_listener(self)
-        if self._pending_targets is not None:
-            targets, self._pending_targets = self._pending_targets, None
-            self.set_controllers(targets)
+        if self._pending_specs is not None:
+            specs, self._pending_specs = self._pending_specs, None
+            self.set_controllers(specs)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -207,6 +281,10 @@ class ConnectionManager:
         conn = OfConnection(self.dispatcher, kind, name, probe_interval,
                             on_connected=lambda c: self._serve(c, link))
         conn.version_bitmap = self.version_bitmap
+        if link is not None:
+            if not link.spec.enable_async:
+                conn.async_masks = dataclasses.replace(NO_ASYNC)
+            conn.packet_in_limiter = PacketInLimiter.for_spec(link.spec)
         return conn
 
     def _serve(self, conn: OfConnection, link: ControllerLink | None) -> None:
@@ -214,6 +292,7 @@ class ConnectionManager:
         self._conns.add(conn)
         if link is not None:
             link.conns.append(conn)
+            conn.on_negotiated = link.on_negotiated
 
         async def serve() -> None:
             log.info("%s: %s connection %s opened", self.core.name, conn.kind, conn.name)
@@ -231,42 +310,93 @@ class ConnectionManager:
         self._conns.discard(conn)
         if link is not None and conn in link.conns:
             link.conns.remove(conn)
+            link.on_closed(conn)
 
     def all_connections(self) -> list[OfConnection]:
         return [conn for conn in self._conns if conn.negotiated]
 
-    def set_protocols(self, protocols: list[str]) -> None:
+    # ------------------------------------------------------------ configuration
+    def set_protocols(self, protocols: Iterable[str]) -> None:
         """Bridge.protocols ("OpenFlow10" ... "OpenFlow15"; empty: the default).
 
         Only OpenFlow 1.3 is implemented, so a list without OpenFlow13 makes
-        every new connection fail version negotiation, as OVS does."""
-        if not protocols:
-            self.version_bitmap = 1 << c.OFP_VERSION
-            return
+        every new connection fail version negotiation.  As in ovs-vswitchd, a
+        change drops the connections made under the old set (controllers
+        then reconnect)."""
         wanted = {PROTOCOL_VERSIONS[p] for p in protocols if p in PROTOCOL_VERSIONS}
-        self.version_bitmap = (1 << c.OFP_VERSION) if c.OFP_VERSION in wanted else 0
-
-    def set_controllers(self, targets: list[str]) -> None:
-        """Make the controller targets exactly ``targets`` (order and repeats ignored)."""
-        if self._mgmt_server is None:  # not started: apply in start()
-            self._pending_targets = list(targets)
+        bitmap = 1 << c.OFP_VERSION if not wanted or c.OFP_VERSION in wanted else 0
+        if bitmap == self.version_bitmap:
             return
-        wanted = list(dict.fromkeys(targets))
+        self.version_bitmap = bitmap
+        for conn in list(self._conns):
+            conn.close()
+        for link in list(self._links.values()):
+            if not link.passive:
+                self._restart(link)
+
+    def set_ssl(self, settings: SslSettings | None) -> None:
+        """Open_vSwitch.ssl: used by every later ssl: connection; pssl: listeners reopen."""
+        if settings == self.ssl:
+            return
+        self.ssl = settings
+        for link in list(self._links.values()):
+            if link.parsed is not None and link.parsed.method == "pssl":
+                self._restart(link, keep_connections=True)
+
+    def _restart(self, link: ControllerLink, keep_connections: bool = False) -> None:
+        fresh = ControllerLink(self, link.spec)
+        if keep_connections:
+            fresh.conns, link.conns = link.conns, []
+            for conn in fresh.conns:
+                conn.on_negotiated = fresh.on_negotiated
+        self._links[link.target] = fresh
+        asyncio.ensure_future(link.stop())
+        fresh.start()
+
+    def set_controllers(self, specs: Sequence[str | ControllerSpec]) -> None:
+        """Make the controllers exactly ``specs`` (targets, or targets with settings)."""
+        wanted: dict[str, ControllerSpec] = {}
+        for spec in specs:
+            spec = spec if isinstance(spec, ControllerSpec) else \
+                ControllerSpec.from_db(spec)
+            wanted.setdefault(spec.target, spec)
+        if self._mgmt_server is None:  # not started: apply in start()
+            self._pending_specs = list(wanted.values())
+            return
         for target in list(self._links):
             if target not in wanted:
                 link = self._links.pop(target)
                 asyncio.ensure_future(link.stop())
-        for target in wanted:
-            if target not in self._links:
-                link = ControllerLink(self, target)
+        for target, spec in wanted.items():
+            link = self._links.get(target)
+            if link is None:
+                link = ControllerLink(self, spec)
                 self._links[target] = link
                 link.start()
+            elif link.spec != spec:
+                if link.spec.kind != spec.kind:
+                    link.spec = spec
+                    self._restart(link)
+                else:
+                    link.reconfigure(spec)
 
+    def set_port_admin_hook(self, hook: PortAdminHook | None) -> None:
+        """Who takes a netdev up or down when a PORT_MOD changes OFPPC_PORT_DOWN."""
+        self.dispatcher.port_admin_hook = hook
+
+    # ------------------------------------------------------------ status
     def controller_status(self) -> dict[str, dict]:
-        return {target: link.status() for target, link in self._links.items()}
+        """Every primary controller's state (what the fail modes count)."""
+        return {target: link.status() for target, link in self._links.items()
+                if link.spec.kind == PRIMARY}
+
+    def controller_db_status(self) -> dict[str, dict]:
+        """Per target, what ovs-vswitchd would write into its Controller row."""
+        return {target: link.db_status() for target, link in self._links.items()}
 
     def has_controllers_connected(self) -> bool:
-        return any(link.connected() for link in self._links.values())
+        return any(link.connected() for link in self._links.values()
+                   if link.spec.kind == PRIMARY)
 
     # ------------------------------------------------------------ SwitchListener
     def _fan_out(self, kind: str, reason: int, msg) -> None:
@@ -275,10 +405,19 @@ class ConnectionManager:
                 conn.send_async(msg)
 
     def packet_in(self, msg: PacketIn) -> None:
-        self._fan_out("packet_in", msg.reason, PacketInMessage(msg))
+        encoded = PacketInMessage(msg)
+        now = time.monotonic()
+        for conn in list(self._conns):
+            if conn.wants_async("packet_in", msg.reason):
+                limiter = conn.packet_in_limiter
+                if limiter is None or limiter.allow(now):
+                    conn.send_async(encoded)
 
     def flow_removed(self, msg: FlowRemoved) -> None:
+        msg = dataclasses.replace(msg, duration_nsec=msg.duration_nsec
+                                  - msg.duration_nsec % 1_000_000)
         self._fan_out("flow_removed", msg.reason, FlowRemovedMessage(msg))
 
     def port_status(self, reason: int, port: OfPort) -> None:
         self._fan_out("port_status", reason, PortStatus(reason, port))
+

@@ -7,12 +7,17 @@ OFPT_ERROR, so nothing here writes errors itself.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import logging
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import ovsbpfd
 from ovsbpfd.ofproto import actions as a
 from ovsbpfd.ofproto.ofp_errors import (
+    OFPBAC_BAD_OUT_PORT,
     OFPBFC_MSG_FAILED,
     OFPBRC_BAD_EXPERIMENTER,
     OFPBRC_BAD_LEN,
@@ -23,6 +28,7 @@ from ovsbpfd.ofproto.ofp_errors import (
     OFPBRC_BUFFER_UNKNOWN,
     OFPBRC_IS_SLAVE,
     OFPBRC_MULTIPART_BUFFER_OVERFLOW,
+    OFPET_BAD_ACTION,
     OFPET_BAD_REQUEST,
     OFPET_GROUP_MOD_FAILED,
     OFPET_METER_MOD_FAILED,
@@ -83,9 +89,26 @@ from ovsbpfd.ofproto.openflow.port_codec import encode_port, encode_port_stats
 from ovsbpfd.ofproto.openflow.roles import RoleArbiter
 from ovsbpfd.ofproto.openflow.table_features import ACTION_TYPES, table_features_items
 from ovsbpfd.ofproto.switch_api import SwitchCore
-from ovsbpfd.ofproto.types import OFP_NO_BUFFER, OFPGC_DELETE, OFPMC_DELETE, OFPTT_ALL, OfpError
+from ovsbpfd.ofproto.types import (
+    OFP_NO_BUFFER,
+    OFPGC_DELETE,
+    OFPMC_DELETE,
+    OFPPC_PORT_DOWN,
+    OFPTT_ALL,
+    OfpError,
+)
 
-CAPABILITIES = c.OFPC_FLOW_STATS | c.OFPC_TABLE_STATS | c.OFPC_PORT_STATS
+log = logging.getLogger(__name__)
+
+# As ovs-vswitchd: queue stats are answered (empty), so they are advertised.
+CAPABILITIES = (c.OFPC_FLOW_STATS | c.OFPC_TABLE_STATS | c.OFPC_PORT_STATS
+                | c.OFPC_QUEUE_STATS)
+#: called with (ofport, admin_up) after a PORT_MOD changed OFPPC_PORT_DOWN, so
+#: that the layer owning the netdev takes it down or up, as ovs-vswitchd does
+PortAdminHook = Callable[[int, bool], Awaitable[None] | None]
+_Timed = TypeVar("_Timed")
+# ovs-vswitchd refuses port numbers from here up to the reserved ones.
+OVS_PORT_LIMIT = 0xFF00
 # Accumulated REQ_MORE request parts beyond this are refused.
 MULTIPART_REQUEST_LIMIT = 1 << 20
 MULTIPART_PENDING_LIMIT = 16  # unfinished multipart requests per connection
@@ -114,6 +137,7 @@ class Dispatcher:
         self.arbiter = arbiter
         self.peers = peers
         self.frag_flags = c.OFPC_FRAG_NORMAL
+        self.port_admin_hook: PortAdminHook | None = None
         self._handlers: dict[type, Callable] = {
             EchoRequest: self._echo,
             EchoReply: self._ignore,
@@ -204,6 +228,14 @@ class Dispatcher:
         if port_mod is None:
             raise _bad_request(OFPBRC_BAD_TYPE, "PORT_MOD not supported")
         port_mod(msg.port_no, msg.hw_addr, msg.config, msg.mask)
+        if msg.mask & OFPPC_PORT_DOWN and self.port_admin_hook is not None:
+            try:
+                result = self.port_admin_hook(msg.port_no, not msg.config & OFPPC_PORT_DOWN)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # the port's config changed; only the netdev lags
+                log.exception("%s: taking port %d's netdev up or down failed",
+                              self.core.name, msg.port_no)
 
     async def _group_mod(self, conn: OfConnection, msg: GroupModMessage) -> None:
         group_mod = getattr(self.core, "group_mod", None)
@@ -290,15 +322,19 @@ class Dispatcher:
                 raise _bad_request(OFPBRC_BAD_TABLE_ID, f"table {req.table_id}")
             entries = core.flow_stats(req)
             if mp_type == c.OFPMP_FLOW:
-                return [mp.encode_flow_stats(e) for e in entries]
+                return [mp.encode_flow_stats(ms_precision(e)) for e in entries]
             return [mp.encode_aggregate_reply(sum(e.packet_count for e in entries),
                                               sum(e.byte_count for e in entries),
                                               len(entries))]
         if mp_type == c.OFPMP_TABLE:
             return [mp.encode_table_stats(ts) for ts in core.table_stats()]
         if mp_type == c.OFPMP_PORT_STATS:
-            return [encode_port_stats(st)
-                    for st in core.port_stats(mp.decode_port_stats_request(body))]
+            port_no = mp.decode_port_stats_request(body)
+            if OVS_PORT_LIMIT <= port_no < a.OFPP_MAX:  # as ovs-vswitchd's 16-bit ports
+                raise OfpError(OFPET_BAD_ACTION, OFPBAC_BAD_OUT_PORT, f"port {port_no:#x}")
+            if port_no != a.OFPP_ANY and port_no not in {p.port_no for p in core.ports()}:
+                return []  # ovs-vswitchd answers an unknown port with no stats
+            return [encode_port_stats(ms_precision(st)) for st in core.port_stats(port_no)]
         if mp_type == c.OFPMP_PORT_DESC:
             return [encode_port(p) for p in core.ports()]
         if mp_type == c.OFPMP_TABLE_FEATURES:
@@ -328,10 +364,10 @@ class Dispatcher:
             return [gmc.encode_group_desc(g) for g in _optional(core, "group_desc")()]
         object_id = gmc.decode_id_request(body)
         if mp_type == c.OFPMP_GROUP:
-            return [gmc.encode_group_stats(st)
+            return [gmc.encode_group_stats(ms_precision(st))
                     for st in _optional(core, "group_stats")(object_id)]
         if mp_type == c.OFPMP_METER:
-            return [gmc.encode_meter_stats(st)
+            return [gmc.encode_meter_stats(ms_precision(st))
                     for st in _optional(core, "meter_stats")(object_id)]
         if mp_type == c.OFPMP_METER_CONFIG:
             return [gmc.encode_meter_config(mm)
@@ -345,3 +381,11 @@ class Dispatcher:
 def _optional(core: object, method: str) -> Callable:
     """A GroupMeterCore method, or one reporting no objects."""
     return getattr(core, method, None) or (lambda *args: [])
+
+
+def ms_precision(record: _Timed) -> _Timed:
+    """``record`` with its duration cut to whole milliseconds: ovs-vswitchd
+    keeps times in ms, so its duration_nsec is always a multiple of 10**6."""
+    rec: Any = record
+    extra = rec.duration_nsec % 1_000_000
+    return dataclasses.replace(rec, duration_nsec=rec.duration_nsec - extra) if extra else record

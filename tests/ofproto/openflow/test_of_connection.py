@@ -12,10 +12,10 @@ import time
 from ovsbpfd.ofproto import actions as a
 from ovsbpfd.ofproto import ofp_errors as e
 from ovsbpfd.ofproto.match import Match
-from ovsbpfd.ofproto.openflow import connmgr
 from ovsbpfd.ofproto.openflow import constants as c
 from ovsbpfd.ofproto.openflow import messages as m
 from ovsbpfd.ofproto.openflow import multipart as mp
+from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
 from ovsbpfd.ofproto.openflow.oxm import encode_oxm
 from ovsbpfd.ofproto.types import (
     OFPFC_ADD,
@@ -132,8 +132,9 @@ async def test_bad_messages_get_spec_errors_and_connection_continues() -> None:
         (m.encode_message(m.TableMod(254, xid=20)),
          e.OFPET_TABLE_MOD_FAILED, e.OFPTMFC_BAD_TABLE),
         (m.encode_message(m.MultipartRequest(c.OFPMP_PORT_STATS,
-                                             body=mp.encode_port_stats_request(99), xid=21)),
-         e.OFPET_BAD_REQUEST, e.OFPBRC_BAD_PORT),
+                                             body=mp.encode_port_stats_request(0x10000),
+                                             xid=21)),
+         e.OFPET_BAD_ACTION, e.OFPBAC_BAD_OUT_PORT),  # beyond OVS's 16-bit port numbers
         (m.encode_message(m.QueueGetConfigRequest(99, xid=22)),
          e.OFPET_QUEUE_OP_FAILED, e.OFPQOFC_BAD_PORT),
         (m.encode_message(m.GroupModMessage(xid=23)),
@@ -339,48 +340,79 @@ async def test_unreachable_controller_backs_off_with_error() -> None:
         await _wait_for(lambda: mgr.controller_status()[target]["status"]["state"] == "BACKOFF")
         status = mgr.controller_status()
         assert not status[target]["is_connected"]
-        assert status[target]["status"]["last_error"]
-        assert "unknown connection method" in status["bogus:target"]["status"]["last_error"]
+        assert status[target]["status"]["last_error"] == "Connection refused"
+        assert "sec_since_connect" not in status[target]["status"]  # never connected
+        assert status[target]["role"] is None
+        # As ovs-vswitchd: a target it cannot use is no controller, its row says nothing.
+        assert "bogus:target" not in status
+        assert mgr.controller_db_status()["bogus:target"] == {
+            "is_connected": False, "role": None, "status": {}}
         assert not mgr.has_controllers_connected()
 
 
-@async_test
-async def test_passive_ptcp_controller_target() -> None:
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+async def _connect_raw(port: int) -> RawClient:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = RawClient(reader, writer)
+    assert isinstance(await client.recv(), m.Hello)
+    await client.send(m.Hello())
+    return client
+
+
+@async_test
+async def test_passive_ptcp_target_is_a_service_connection_by_default() -> None:
+    """As ovs-vswitchd: a listening target without Controller.type serves like
+    the .mgmt socket; it is no controller for the fail modes, and its row
+    carries no status."""
+    port = _free_port()
     target = f"ptcp:{port}:127.0.0.1"
     async with running_manager(StubCore()) as mgr:
         mgr.set_controllers([target])
-        await _wait_for(lambda: mgr.controller_status()[target]["status"]["state"]
-                        == "LISTENING")
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        client = RawClient(reader, writer)
+        await _wait_for(lambda: mgr._links[target].state == "LISTENING")
+        client = await _connect_raw(port)
         try:
-            assert isinstance(await client.recv(), m.Hello)
-            await client.send(m.Hello())
             await still_alive(client)
-            await _wait_for(mgr.has_controllers_connected)
+            (conn,) = mgr.all_connections()
+            assert conn.kind == "service" and conn.miss_send_len == 0
+            assert mgr.controller_status() == {} and not mgr.has_controllers_connected()
+            assert mgr.controller_db_status()[target] == {
+                "is_connected": False, "role": None, "status": {}}
         finally:
             client.close()
 
 
 @async_test
-async def test_inactivity_probe_disconnects_a_silent_peer(monkeypatch) -> None:
-    monkeypatch.setattr(connmgr, "CONTROLLER_PROBE_INTERVAL", 0.2)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    target = f"ptcp:{port}:127.0.0.1"
+async def test_passive_target_of_type_primary_is_a_controller() -> None:
+    port = _free_port()
+    spec = ControllerSpec.from_db(f"ptcp:{port}:127.0.0.1", type_="primary")
     async with running_manager(StubCore()) as mgr:
-        mgr.set_controllers([target])
-        await _wait_for(lambda: mgr.controller_status()[target]["status"]["state"]
+        mgr.set_controllers([spec])
+        await _wait_for(lambda: mgr.controller_status()[spec.target]["status"]["state"]
                         == "LISTENING")
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        client = RawClient(reader, writer)
+        client = await _connect_raw(port)
         try:
-            assert isinstance(await client.recv(), m.Hello)
-            await client.send(m.Hello())
+            await still_alive(client)
+            await _wait_for(mgr.has_controllers_connected)
+            assert mgr.all_connections()[0].miss_send_len == c.OFP_DEFAULT_MISS_SEND_LEN
+        finally:
+            client.close()
+
+
+@async_test
+async def test_inactivity_probe_disconnects_a_silent_peer() -> None:
+    port = _free_port()
+    spec = ControllerSpec(f"ptcp:{port}:127.0.0.1", probe_interval=0.2)
+    async with running_manager(StubCore()) as mgr:
+        mgr.set_controllers([spec])
+        await _wait_for(lambda: mgr.controller_status()[spec.target]["status"]["state"]
+                        == "LISTENING")
+        client = await _connect_raw(port)
+        try:
             probe_msg = await client.recv()
             assert isinstance(probe_msg, m.EchoRequest)
             assert await client.closed(timeout=2)  # never answered: dropped
@@ -415,10 +447,10 @@ def test_controllers_set_before_start_are_applied_on_start() -> None:
         with tempfile.TemporaryDirectory() as rundir:
             mgr = ConnectionManager(StubCore(), rundir)
             mgr.set_controllers(["bogus:x"])
-            assert mgr.controller_status() == {}
+            assert mgr.controller_db_status() == {}
             await mgr.start()
             try:
-                assert list(mgr.controller_status()) == ["bogus:x"]
+                assert list(mgr.controller_db_status()) == ["bogus:x"]
             finally:
                 await mgr.stop()
 
