@@ -10,6 +10,7 @@ fields decided the outcome.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 
 from ovsbpfd.ofproto.flow_fields import KeyMask, match_key_mask, merge_masks
@@ -20,11 +21,11 @@ Signature = tuple[tuple[str, int], ...]  # ((field, effective mask), ...)
 
 
 def signature_of(match: Match) -> Signature:
-    return tuple((name, match.mask_of(name)) for name in match)
+    return match.signature()
 
 
 def values_of(match: Match) -> tuple[int, ...]:
-    return tuple(match[name][0] for name in match)
+    return match.masked_values()
 
 
 def covers(outer: Match, inner: Match) -> bool:
@@ -52,7 +53,13 @@ def overlaps(a: Match, b: Match) -> bool:
 
 
 class _Subtable:
-    __slots__ = ("signature", "key_mask", "buckets", "max_priority", "count")
+    """Rules of one signature.  ``max_priority`` must stay cheap to keep up
+    under deletes, so priorities are counted, and a heap (with stale entries
+    skipped lazily) yields the new maximum when the last rule of the top
+    priority goes."""
+
+    __slots__ = ("signature", "key_mask", "buckets", "max_priority", "count",
+                 "_priority_counts", "_priority_heap")
 
     def __init__(self, signature: Signature) -> None:
         self.signature = signature
@@ -60,31 +67,63 @@ class _Subtable:
         self.buckets: dict[tuple[int, ...], list[Rule]] = {}
         self.max_priority = -1
         self.count = 0
+        self._priority_counts: dict[int, int] = {}
+        self._priority_heap: list[int] = []  # negated priorities, may hold stale ones
 
-    def insert(self, rule: Rule) -> None:
-        bucket = self.buckets.setdefault(values_of(rule.match), [])
-        bucket.append(rule)
-        bucket.sort(key=lambda r: -r.priority)
+    def insert(self, rule: Rule) -> bool:
+        """Add ``rule``; True if the subtable's max priority changed."""
+        key = rule.match.masked_values()
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            self.buckets[key] = [rule]
+        else:
+            bucket.append(rule)
+            if len(bucket) > 1:
+                bucket.sort(key=_minus_priority)
         self.count += 1
-        self.max_priority = max(self.max_priority, rule.priority)
+        priority = rule.priority
+        seen = self._priority_counts.get(priority, 0)
+        self._priority_counts[priority] = seen + 1
+        if not seen:
+            heapq.heappush(self._priority_heap, -priority)
+        if priority > self.max_priority:
+            self.max_priority = priority
+            return True
+        return False
 
-    def remove(self, rule: Rule) -> None:
-        key = values_of(rule.match)
+    def remove(self, rule: Rule) -> bool:
+        """Remove ``rule``; True if the subtable's max priority changed."""
+        key = rule.match.masked_values()
         bucket = self.buckets[key]
         bucket.remove(rule)
         if not bucket:
             del self.buckets[key]
         self.count -= 1
-        if rule.priority == self.max_priority:
-            self.max_priority = max((b[0].priority for b in self.buckets.values()), default=-1)
+        priority = rule.priority
+        left = self._priority_counts[priority] - 1
+        if left:
+            self._priority_counts[priority] = left
+            return False
+        del self._priority_counts[priority]
+        if priority != self.max_priority:
+            return False
+        heap = self._priority_heap
+        while heap and -heap[0] not in self._priority_counts:
+            heapq.heappop(heap)
+        self.max_priority = -heap[0] if heap else -1
+        return True
 
     def lookup(self, values: dict[str, int]) -> Rule | None:
         try:
-            key = tuple(values[name] & mask for name, mask in self.signature)
+            key = tuple([values[name] & mask for name, mask in self.signature])
         except KeyError:
             return None  # the packet lacks a field (prerequisite not met)
         bucket = self.buckets.get(key)
         return bucket[0] if bucket else None
+
+
+def _minus_priority(rule: Rule) -> int:
+    return -rule.priority
 
 
 class FlowTable:
@@ -94,7 +133,8 @@ class FlowTable:
         self.table_id = table_id
         self._subtables: dict[Signature, _Subtable] = {}
         self._ordered: list[_Subtable] | None = []
-        self._by_priority: dict[int, list[Rule]] = {}
+        # priority -> its rules (a dict as an ordered set: O(1) removal)
+        self._by_priority: dict[int, dict[Rule, None]] = {}
         self.lookup_count = 0
         self.matched_count = 0
         self.n_rules = 0
@@ -111,41 +151,49 @@ class FlowTable:
     def insert(self, rule: Rule) -> Rule | None:
         """Add ``rule``; return the rule with identical match and priority it
         replaced, if any."""
-        old = self.find_strict(rule.match, rule.priority)
-        if old is not None:
-            self.remove(old)
-        sig = signature_of(rule.match)
+        match = rule.match
+        sig = match.signature()
         sub = self._subtables.get(sig)
+        old = None
         if sub is None:
             sub = self._subtables[sig] = _Subtable(sig)
-        sub.insert(rule)
-        self._by_priority.setdefault(rule.priority, []).append(rule)
+            self._ordered = None
+        else:
+            old = _same_priority(sub.buckets.get(match.masked_values(), ()), rule.priority)
+            if old is not None:
+                self.remove(old)
+                if sub.count == 0:  # it was the only rule: the subtable went too
+                    sub = self._subtables[sig] = _Subtable(sig)
+                    self._ordered = None
+        if sub.insert(rule):
+            self._ordered = None
+        same = self._by_priority.get(rule.priority)
+        if same is None:
+            same = self._by_priority[rule.priority] = {}
+        same[rule] = None
         self.n_rules += 1
-        self._ordered = None
         return old
 
     def remove(self, rule: Rule) -> None:
-        sig = signature_of(rule.match)
+        sig = rule.match.signature()
         sub = self._subtables[sig]
-        sub.remove(rule)
+        if sub.remove(rule):
+            self._ordered = None
         if sub.count == 0:
             del self._subtables[sig]
+            self._ordered = None
         same = self._by_priority[rule.priority]
-        same.remove(rule)
+        del same[rule]
         if not same:
             del self._by_priority[rule.priority]
         self.n_rules -= 1
-        self._ordered = None
 
     # ------------------------------------------------------------ queries
     def find_strict(self, match: Match, priority: int) -> Rule | None:
-        sub = self._subtables.get(signature_of(match))
+        sub = self._subtables.get(match.signature())
         if sub is None:
             return None
-        for rule in sub.buckets.get(values_of(match), ()):
-            if rule.priority == priority:
-                return rule
-        return None
+        return _same_priority(sub.buckets.get(match.masked_values(), ()), priority)
 
     def find_loose(self, match: Match) -> list[Rule]:
         """Rules at least as specific as ``match`` (non-strict selection)."""
@@ -179,3 +227,10 @@ class FlowTable:
         if self._ordered is None:
             self._ordered = sorted(self._subtables.values(), key=lambda s: -s.max_priority)
         return self._ordered
+
+
+def _same_priority(bucket: list[Rule] | tuple[()], priority: int) -> Rule | None:
+    for rule in bucket:
+        if rule.priority == priority:
+            return rule
+    return None

@@ -10,7 +10,7 @@ field's width (MAC addresses as 48-bit ints, IPv6 as 128-bit ints); a mask of
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 OFPXMC_OPENFLOW_BASIC = 0x8000
 OFPVID_PRESENT = 0x1000
@@ -24,14 +24,14 @@ class OxmField:
     maskable: bool
     # ((field, allowed values), ...): all must hold (eth_type in {..} etc.)
     prereqs: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Derived once here: matches and lookups read them for every field they touch.
+    nbits: int = field(init=False, compare=False)
+    full_mask: int = field(init=False, compare=False)
 
-    @property
-    def nbits(self) -> int:
-        return 13 if self.name == "vlan_vid" else self.nbytes * 8
-
-    @property
-    def full_mask(self) -> int:
-        return (1 << self.nbits) - 1
+    def __post_init__(self) -> None:
+        nbits = 13 if self.name == "vlan_vid" else self.nbytes * 8
+        object.__setattr__(self, "nbits", nbits)
+        object.__setattr__(self, "full_mask", (1 << nbits) - 1)
 
 
 _IP = ("eth_type", (0x0800, 0x86DD))
@@ -83,6 +83,7 @@ FIELDS: tuple[OxmField, ...] = (
 )
 FIELDS_BY_NAME: dict[str, OxmField] = {f.name: f for f in FIELDS}
 FIELDS_BY_CODE: dict[int, OxmField] = {f.code: f for f in FIELDS}
+_FIELD_ORDER: dict[str, int] = {f.name: f.code for f in FIELDS}
 
 
 class Match(Mapping[str, tuple[int, int | None]]):
@@ -92,24 +93,25 @@ class Match(Mapping[str, tuple[int, int | None]]):
     An empty match matches every packet.
     """
 
-    __slots__ = ("_fields", "_hash")
+    __slots__ = ("_fields", "_hash", "_signature", "_values")
 
     def __init__(self, fields: Mapping[str, tuple[int, int | None]] | None = None,
                  **kw: int | tuple[int, int | None]) -> None:
         items: dict[str, tuple[int, int | None]] = {}
         for name, spec in list((fields or {}).items()) + list(kw.items()):
             value, mask = spec if isinstance(spec, tuple) else (spec, None)
-            field = FIELDS_BY_NAME[name]
+            full = FIELDS_BY_NAME[name].full_mask
             if mask is not None:
-                mask &= field.full_mask
-                if mask == field.full_mask:
+                mask &= full
+                if mask == full:
                     mask = None
                 else:
                     value &= mask
-            items[name] = (value & field.full_mask, mask)
-        self._fields = dict(sorted(items.items(),
-                                   key=lambda kv: FIELDS_BY_NAME[kv[0]].code))
+            items[name] = (value & full, mask)
+        self._fields = dict(sorted(items.items(), key=lambda kv: _FIELD_ORDER[kv[0]]))
         self._hash: int | None = None
+        self._signature: tuple[tuple[str, int], ...] | None = None
+        self._values: tuple[int, ...] | None = None
 
     def __getitem__(self, name: str) -> tuple[int, int | None]:
         return self._fields[name]
@@ -119,6 +121,30 @@ class Match(Mapping[str, tuple[int, int | None]]):
 
     def __len__(self) -> int:
         return len(self._fields)
+
+    # Mapping's generic get/__contains__ go through __getitem__ and KeyError;
+    # validation and the classifier call these for every FLOW_MOD.
+    def __contains__(self, name: object) -> bool:
+        return name in self._fields
+
+    def get(self, name: str, default: object = None):  # type: ignore[override]
+        return self._fields.get(name, default)
+
+    def signature(self) -> tuple[tuple[str, int], ...]:
+        """``((field, effective mask), ...)``: which classifier subtable holds it."""
+        sig = self._signature
+        if sig is None:
+            sig = self._signature = tuple(
+                (name, FIELDS_BY_NAME[name].full_mask if mask is None else mask)
+                for name, (_value, mask) in self._fields.items())
+        return sig
+
+    def masked_values(self) -> tuple[int, ...]:
+        """The (pre-masked) values in field order: the key within its subtable."""
+        vals = self._values
+        if vals is None:
+            vals = self._values = tuple(value for value, _mask in self._fields.values())
+        return vals
 
     def __hash__(self) -> int:
         if self._hash is None:
@@ -133,9 +159,10 @@ class Match(Mapping[str, tuple[int, int | None]]):
 
     def mask_of(self, name: str) -> int:
         """The effective mask of ``name`` (0 when not matched)."""
-        if name not in self._fields:
+        spec = self._fields.get(name)
+        if spec is None:
             return 0
-        mask = self._fields[name][1]
+        mask = spec[1]
         return FIELDS_BY_NAME[name].full_mask if mask is None else mask
 
     def missing_prereqs(self) -> list[str]:

@@ -236,12 +236,14 @@ class Xlate:
             if self.side_effects:
                 table.lookup_count += 1
             if rule is None:
-                self._note(f"{next_table}. No match: drop")
+                if self.tracing:
+                    self._note(f"{next_table}. No match: drop")
                 break
             if self.side_effects:
                 table.matched_count += 1
             self.result.rules.append(rule)
-            self._note(f"{next_table}. {_describe_rule(rule)}")
+            if self.tracing:
+                self._note(f"{next_table}. {_describe_rule(rule)}")
             next_table = self._do_instructions(rule)
         self._do_action_set()
         self.action_set = saved_set
@@ -272,7 +274,8 @@ class Xlate:
             self._note(f"   meter:{meter_id}: no such meter")
             return
         self.result.actions.append(Meter(meter.dp_id))
-        self._note(f"   meter:{meter_id} -> datapath meter {meter.dp_id}")
+        if self.tracing:
+            self._note(f"   meter:{meter_id} -> datapath meter {meter.dp_id}")
 
     def _do_action_set(self) -> None:
         if not self.action_set or self.halted:
@@ -396,7 +399,8 @@ class Xlate:
             chosen = [] if pick is None else [pick]
         else:
             chosen = []
-        self._note(f"   group:{group_id} -> bucket(s) {chosen or 'none live'}")
+        if self.tracing:
+            self._note(f"   group:{group_id} -> bucket(s) {chosen or 'none live'}")
         for index in chosen:
             self._bucket(group, index, rule)
 
@@ -432,7 +436,8 @@ class Xlate:
             return
         self._commit()
         self.result.actions.append(Output(bport.dp_port))
-        self._note(f"   output:{_port_name(ofport)} -> datapath port {bport.dp_port}")
+        if self.tracing:
+            self._note(f"   output:{_port_name(ofport)} -> datapath port {bport.dp_port}")
 
     def _to_controller(self, max_len: int, rule: Rule | None,
                        reason: int | None = None) -> None:
@@ -508,10 +513,12 @@ class Xlate:
             if entry.port == self.in_ofport:
                 self._note("   NORMAL: destination is on the input port: drop")
             else:
-                self._note(f"   NORMAL: forwarding to learned port {_port_name(entry.port)}")
+                if self.tracing:
+                    self._note(f"   NORMAL: forwarding to learned port {_port_name(entry.port)}")
                 self._normal_output(entry.port, vlan, pcp, base)
         else:
-            self._note(f"   NORMAL: flooding in VLAN {vlan}")
+            if self.tracing:
+                self._note(f"   NORMAL: flooding in VLAN {vlan}")
             for ofport, bport in sorted(self.bridge.port_map.items()):
                 if ofport != self.in_ofport and bport.can_forward() and bport.in_vlan(vlan):
                     self._normal_output(ofport, vlan, pcp, base)
