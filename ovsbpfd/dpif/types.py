@@ -78,31 +78,49 @@ class FlowKey:
     arp_sha: bytes = _ZERO6
     arp_tha: bytes = _ZERO6
 
+    # The packed form (and its integer) is computed once per key and kept in
+    # the instance dict, outside the dataclass fields: equality, hashing and
+    # repr see only the fields.  Every datapath call packs keys and masks.
     def pack(self) -> bytes:
-        return FLOW_KEY_STRUCT.pack(
-            self.in_port,
-            self.vlan_tci.to_bytes(2, "big"),
-            self.eth_type.to_bytes(2, "big"),
-            self.eth_src,
-            self.eth_dst,
-            self.nw_proto,
-            self.nw_tos,
-            self.nw_ttl,
-            self.nw_frag,
-            self.ip_src,
-            self.ip_dst,
-            self.tp_src.to_bytes(2, "big"),
-            self.tp_dst.to_bytes(2, "big"),
-            self.arp_sha,
-            self.arp_tha,
-        )
+        packed = self.__dict__.get("_packed")
+        if packed is None:
+            packed = FLOW_KEY_STRUCT.pack(
+                self.in_port,
+                self.vlan_tci.to_bytes(2, "big"),
+                self.eth_type.to_bytes(2, "big"),
+                self.eth_src,
+                self.eth_dst,
+                self.nw_proto,
+                self.nw_tos,
+                self.nw_ttl,
+                self.nw_frag,
+                self.ip_src,
+                self.ip_dst,
+                self.tp_src.to_bytes(2, "big"),
+                self.tp_dst.to_bytes(2, "big"),
+                self.arp_sha,
+                self.arp_tha,
+            )
+            self.__dict__["_packed"] = packed
+        return packed
+
+    def as_int(self) -> int:
+        """The packed key as one (little-endian) integer, for bitwise masking."""
+        value = self.__dict__.get("_int")
+        if value is None:
+            value = self.__dict__["_int"] = int.from_bytes(self.pack(), "little")
+        return value
 
     @classmethod
     def unpack(cls, data: bytes) -> FlowKey:
+        packed = bytes(data[:FLOW_KEY_SIZE])
         (in_port, vlan_tci, eth_type, eth_src, eth_dst, nw_proto, nw_tos, nw_ttl,
          nw_frag, ip_src, ip_dst, tp_src, tp_dst, arp_sha, arp_tha) = (
-            FLOW_KEY_STRUCT.unpack(data[:FLOW_KEY_SIZE]))
-        return cls(
+            FLOW_KEY_STRUCT.unpack(packed))
+        # Built without the generated __init__ (fifteen frozen setattrs): the
+        # values are known to be well-formed, and the packed form comes free.
+        key = object.__new__(cls)
+        key.__dict__.update(
             in_port=in_port,
             vlan_tci=int.from_bytes(vlan_tci, "big"),
             eth_type=int.from_bytes(eth_type, "big"),
@@ -118,13 +136,19 @@ class FlowKey:
             tp_dst=int.from_bytes(tp_dst, "big"),
             arp_sha=arp_sha,
             arp_tha=arp_tha,
+            _packed=packed,
         )
+        return key
+
+    @classmethod
+    def _from_int(cls, value: int) -> FlowKey:
+        key = cls.unpack(value.to_bytes(FLOW_KEY_SIZE, "little"))
+        key.__dict__["_int"] = value
+        return key
 
     def masked(self, mask: FlowKey) -> FlowKey:
         """The key with every bit outside ``mask`` cleared."""
-        return FlowKey.unpack(
-            bytes(a & b for a, b in zip(self.pack(), mask.pack(), strict=True))
-        )
+        return FlowKey._from_int(self.as_int() & mask.as_int())
 
     def replace(self, **changes: object) -> FlowKey:
         return dataclasses.replace(self, **changes)
@@ -136,9 +160,12 @@ class FlowKey:
 
     def union(self, other: FlowKey) -> FlowKey:
         """Bitwise OR of two masks: a field consulted by either is consulted."""
-        return FlowKey.unpack(
-            bytes(a | b for a, b in zip(self.pack(), other.pack(), strict=True))
-        )
+        return FlowKey._from_int(self.as_int() | other.as_int())
+
+    def covers(self, needed: FlowKey) -> bool:
+        """Used as a mask: does it have every bit set that ``needed`` has?"""
+        want = needed.as_int()
+        return self.as_int() & want == want
 
 
 # ---------------------------------------------------------------- actions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import struct
 
 from ovsbpfd.dpif.bpf import structs
 from ovsbpfd.dpif.meter import BandState, MeterState
@@ -35,14 +36,19 @@ def decode_mask(raw: bytes) -> FlowKey | None:
     return FlowKey.unpack(bytes(slot.mask)) if slot.in_use else None
 
 
+# struct ovsbpf_flow_map_key is a native u32 and the key's bytes, unpadded
+# (checked against the ctypes mirror below); built with struct, not ctypes,
+# since every upcall builds one or two.
+_MASK_ID = struct.Struct("=I")
+assert ctypes.sizeof(structs.FlowMapKey) == _MASK_ID.size + ctypes.sizeof(structs.FlowKeyBytes)
+
+
 def encode_flow_map_key(mask_id: int, masked_key: FlowKey) -> bytes:
-    return bytes(structs.FlowMapKey(mask_id=mask_id,
-                                    key=structs.FlowKeyBytes(*masked_key.pack())))
+    return _MASK_ID.pack(mask_id) + masked_key.pack()
 
 
 def decode_flow_map_key(raw: bytes) -> tuple[int, FlowKey]:
-    fk = structs.FlowMapKey.from_buffer_copy(raw)
-    return fk.mask_id, FlowKey.unpack(bytes(fk.key))
+    return _MASK_ID.unpack_from(raw)[0], FlowKey.unpack(raw[_MASK_ID.size:])
 
 
 def final_output_index(actions: tuple[DpAction, ...]) -> int:
@@ -56,10 +62,36 @@ def final_output_index(actions: tuple[DpAction, ...]) -> int:
     return structs.NO_OUTPUT
 
 
+# struct ovsbpf_flow starts with its counters: packets, bytes, used_ns, tcp_flags.
+_FLOW_STATS = struct.Struct("=QQQI")
+assert structs.Flow.tcp_flags.offset == 24 and structs.Flow.n_actions.offset == 28
+_ENCODED_ACTIONS: dict[tuple[DpAction, ...], bytes] = {}
+_ENCODED_ACTIONS_MAX = 4096  # distinct action lists remembered (megaflows share few)
+
+
 def encode_flow(actions: tuple[DpAction, ...], stats: FlowStats) -> bytes:
-    flow = structs.Flow(packets=stats.packets, bytes=stats.bytes, used_ns=stats.used_ns,
-                        tcp_flags=stats.tcp_flags, n_actions=len(actions),
-                        final_output=final_output_index(actions))
+    """struct ovsbpf_flow for ``actions`` with ``stats``.
+
+    The encoding of an action list is remembered: megaflows mostly repeat a
+    few (output:2, drop ...), and building the ctypes struct dominates."""
+    try:
+        template = _ENCODED_ACTIONS.get(actions)
+    except TypeError:  # an unhashable action: refused below
+        template = None
+    if template is None:
+        template = _encode_actions(actions)
+        if len(_ENCODED_ACTIONS) >= _ENCODED_ACTIONS_MAX:
+            _ENCODED_ACTIONS.clear()
+        _ENCODED_ACTIONS[actions] = template
+    if not (stats.packets or stats.bytes or stats.used_ns or stats.tcp_flags):
+        return template
+    flow = bytearray(template)
+    _FLOW_STATS.pack_into(flow, 0, stats.packets, stats.bytes, stats.used_ns, stats.tcp_flags)
+    return bytes(flow)
+
+
+def _encode_actions(actions: tuple[DpAction, ...]) -> bytes:
+    flow = structs.Flow(n_actions=len(actions), final_output=final_output_index(actions))
     n_sets = 0
     for slot, act in zip(flow.actions, actions, strict=False):
         if isinstance(act, Output):
@@ -130,17 +162,25 @@ def decode_flow(raw: bytes) -> tuple[tuple[DpAction, ...], FlowStats]:
 
 
 def flow_stats(raw: bytes) -> FlowStats:
-    return decode_flow(raw)[1]
+    packets, nbytes, used_ns, tcp_flags = _FLOW_STATS.unpack_from(raw)
+    return FlowStats(packets=packets, bytes=nbytes, used_ns=used_ns, tcp_flags=tcp_flags)
 
 
 UPCALL_HEADER_SIZE = ctypes.sizeof(structs.UpcallHeader)
 
 
+_UPCALL_FIXED = struct.Struct("=IIIIQ")  # kind, packet_len, data_len, pad, cookie
+assert UPCALL_HEADER_SIZE == _UPCALL_FIXED.size + ctypes.sizeof(structs.FlowKeyBytes)
+
+
 def decode_upcall(raw: bytes) -> tuple[int, FlowKey, bytes, int, int]:
     """(kind, key, packet bytes, packet_len, cookie) of one ring buffer record."""
-    hdr = structs.UpcallHeader.from_buffer_copy(raw[:UPCALL_HEADER_SIZE])
-    data = raw[UPCALL_HEADER_SIZE:UPCALL_HEADER_SIZE + hdr.data_len]
-    return hdr.kind, FlowKey.unpack(bytes(hdr.key)), data, hdr.packet_len, hdr.cookie
+    if len(raw) < UPCALL_HEADER_SIZE:
+        raise ValueError(f"upcall record of {len(raw)} bytes")
+    kind, packet_len, data_len, _pad, cookie = _UPCALL_FIXED.unpack_from(raw)
+    key = FlowKey.unpack(raw[_UPCALL_FIXED.size:UPCALL_HEADER_SIZE])
+    data = raw[UPCALL_HEADER_SIZE:UPCALL_HEADER_SIZE + data_len]
+    return kind, key, data, packet_len, cookie
 
 
 # ---------------------------------------------------------------- meters

@@ -109,10 +109,26 @@ class BpfMap:
         self.value_size: int = _map_value_size(handle)
         self.max_entries: int = _map_max_entries(handle)
         self.map_flags: int = _map_flags(handle)
+        self._fd = -1
+        self._closed = False
 
     @property
     def fd(self) -> int:
-        return _map_fd(self._handle)
+        """The map's fd (remembered once the object is loaded: every map
+        operation needs it, and asking libbpf is a foreign call)."""
+        if self._fd < 0:
+            if self._closed:
+                raise LibbpfError(errno_mod.EBADF, f"map {self.name}: object closed")
+            fd = _map_fd(self._handle)
+            if fd < 0:
+                return fd
+            self._fd = fd
+        return self._fd
+
+    def forget(self) -> None:
+        """The object was closed: the handle and fd are no longer ours."""
+        self._fd = -1
+        self._closed = True
 
     @property
     def is_percpu(self) -> bool:

@@ -104,6 +104,8 @@ class BpfDpif(Dpif):
         self._recovered: set[int] = set(self._ports)
         self._unattached: set[int] = set()  # recovered ports whose filter is missing
         self._masks: list[bytes | None] = self._read_masks()
+        # packed mask -> slot, so a flow_put finds its slot without a scan
+        self._mask_slots = {m: i for i, m in enumerate(self._masks) if m is not None}
         self._mask_refs = self._count_flows_per_mask()
         self._write_config()
         if self._dp.reused_pins:
@@ -294,8 +296,7 @@ class BpfDpif(Dpif):
 
     # ------------------------------------------------------------ masks
     def _find_mask(self, mask: FlowKey) -> int | None:
-        packed = mask.pack()
-        return next((i for i, m in enumerate(self._masks) if m == packed), None)
+        return self._mask_slots.get(mask.pack())
 
     def _allocate_mask(self, mask: FlowKey) -> int:
         slot = next((i for i, m in enumerate(self._masks) if m is None), None)
@@ -303,12 +304,16 @@ class BpfDpif(Dpif):
             raise DpifError(errno.EFBIG, f"mask table full ({structs.MAX_MASKS} masks)")
         self._maps["masks"].update(_u32(slot), codec.encode_mask(mask))
         self._masks[slot] = mask.pack()
+        self._mask_slots[mask.pack()] = slot
         self._mask_refs[slot] = 0
         self._write_config()
         return slot
 
     def _release_mask(self, slot: int) -> None:
         self._maps["masks"].update(_u32(slot), bytes(structs.Mask()))
+        packed = self._masks[slot]
+        if packed is not None and self._mask_slots.get(packed) == slot:
+            del self._mask_slots[packed]
         self._masks[slot] = None
         self._mask_refs[slot] = 0
         self._write_config()
@@ -345,6 +350,11 @@ class BpfDpif(Dpif):
         slot = self._find_mask(mask)
         if slot is not None:
             map_key = codec.encode_flow_map_key(slot, masked)
+            if create:  # most puts add a new flow: one syscall when it is new
+                value = codec.encode_flow(actions, FlowStats())
+                if self._try_add_flow(map_key, value):
+                    self._mask_refs[slot] += 1
+                    return
             old = self._maps["flows"].lookup(map_key)
             if old is not None:
                 if not modify:
@@ -352,19 +362,33 @@ class BpfDpif(Dpif):
                 stats = FlowStats() if reset_stats else codec.flow_stats(old)
                 self._update_flow(map_key, codec.encode_flow(actions, stats), BPF_EXIST)
                 return
+            if create:  # deleted between the two calls: add it after all
+                self._update_flow(map_key, codec.encode_flow(actions, FlowStats()),
+                                  BPF_NOEXIST)
+                self._mask_refs[slot] += 1
+                return
         if not create:
             raise DpifError(errno.ENOENT, "no such flow")
         value = codec.encode_flow(actions, FlowStats())
-        new_slot = slot is None
-        if slot is None:
-            slot = self._allocate_mask(mask)
+        slot = self._allocate_mask(mask)
         try:
             self._update_flow(codec.encode_flow_map_key(slot, masked), value, BPF_NOEXIST)
         except DpifError:
-            if new_slot:
-                self._release_mask(slot)
+            self._release_mask(slot)
             raise
         self._mask_refs[slot] += 1
+
+    def _try_add_flow(self, map_key: bytes, value: bytes) -> bool:
+        """Add a flow that should be new; False (nothing changed) if it exists."""
+        try:
+            self._maps["flows"].update(map_key, value, BPF_NOEXIST)
+        except LibbpfError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            if exc.errno == errno.E2BIG:  # hash map full
+                raise DpifError(errno.EFBIG, "flow table full") from exc
+            raise _dpif_error(exc, "flow_put") from exc
+        return True
 
     def _update_flow(self, map_key: bytes, value: bytes, flags: int) -> None:
         try:
@@ -511,6 +535,8 @@ class BpfDpif(Dpif):
         if self._event_fd is not None:
             os.close(self._event_fd)
             self._event_fd = None
+        for bpf_map in self._maps.values():
+            bpf_map.forget()
         self._dp.close()
         self._dp = None
 
