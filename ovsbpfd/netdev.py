@@ -243,6 +243,16 @@ class Netdevs:
     def set_mac(self, ifindex: int, mac: bytes) -> None:
         self.ipr.link("set", index=ifindex, address=format_mac(mac))
 
+    def set_admin_state(self, name: str, up: bool) -> None:
+        """Take netdev ``name`` administratively up or down (``ip link set``)."""
+        info = self.lookup(name)
+        if info is None:
+            raise NetdevError(errno.ENODEV, f"{name}: no such device")
+        try:
+            self.ipr.link("set", index=info.ifindex, state="up" if up else "down")
+        except NetlinkError as exc:
+            raise NetdevError(exc.code, f"{name}: {os.strerror(exc.code)}") from exc
+
 
 class NetdevThread:
     """Runs ``Netdevs`` calls on one worker thread, awaitable from asyncio."""
@@ -347,6 +357,9 @@ class AsyncNetdevs:
 
     async def set_mac(self, ifindex: int, mac: bytes) -> None:
         await self._thread.call(self._thread.netdevs.set_mac, ifindex, mac)
+
+    async def set_admin_state(self, name: str, up: bool) -> None:
+        await self._thread.call(self._thread.netdevs.set_admin_state, name, up)
 
     async def owned_internal_names(self) -> list[str]:
         """Host-side names of every internal port this owner created."""

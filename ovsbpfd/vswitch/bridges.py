@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ovsbpfd.netdev import InternalPort, NetdevError, NetdevInfo, internal_peer_name
+from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
+from ovsbpfd.ofproto.openflow.tls import SslSettings
 from ovsbpfd.vswitch.config import BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig
 from ovsbpfd.vswitch.status import (
     OFPP_LOCAL,
@@ -48,6 +50,8 @@ class NetdevProvider(Protocol):
     async def set_mac(self, ifindex: int, mac: bytes) -> None: ...
 
     async def owned_internal_names(self) -> list[str]: ...
+
+    async def set_admin_state(self, name: str, up: bool) -> None: ...
 
 
 class SwitchFactory(Protocol):
@@ -83,7 +87,9 @@ class LiveBridge:
     local_vlan: tuple[int | None, tuple[int, ...]] | None = None
     local_state: tuple[bool, bool] | None = None
     ifaces: dict[str, AttachedIface] = field(default_factory=dict)
-    controllers: tuple[str, ...] | None = None
+    controllers: tuple[ControllerSpec, ...] | None = None
+    protocols: tuple[str, ...] | None = None
+    ssl: SslSettings | None = None
     last_ofport: dict[str, int] = field(default_factory=dict)
 
 
@@ -131,11 +137,15 @@ class BridgeSet:
         self._lock = asyncio.Lock()
         self._swept = False
         self._on_first_apply = on_first_apply
+        self.ssl: SslSettings | None = None
+        #: called when a controller connects or disconnects (to write its row soon)
+        self.on_controller_change: Callable[[], None] | None = None
 
     # ------------------------------------------------------------ apply
     async def apply(self, cfg: SwitchConfig) -> dict[uuid.UUID, InterfaceStatus]:
         """Make the switch match ``cfg``; return every interface's status."""
         async with self._lock:
+            self.ssl = cfg.ssl
             wanted = {b.name: b for b in cfg.bridges}
             if not self._swept:
                 await self._sweep_stale_internal(cfg)
@@ -176,7 +186,7 @@ class BridgeSet:
 
     async def refresh(self) -> dict[uuid.UUID, InterfaceStatus]:
         """Statuses (and link states) of the current config, without DB input."""
-        cfg = SwitchConfig(bridges=tuple(b.cfg for b in self.bridges.values()))
+        cfg = SwitchConfig(bridges=tuple(b.cfg for b in self.bridges.values()), ssl=self.ssl)
         return await self.apply(cfg)
 
     async def destroy_all(self) -> None:
@@ -200,11 +210,11 @@ class BridgeSet:
             by_target: dict[str, Any] = {}
             if live.connmgr is not None:
                 try:
-                    by_target = live.connmgr.controller_status() or {}
+                    by_target = live.connmgr.controller_db_status() or {}
                 except Exception:
-                    log.exception("%s: controller_status failed", live.cfg.name)
-            for row_uuid, target in live.cfg.controllers:
-                st = by_target.get(target) or {}
+                    log.exception("%s: controller_db_status failed", live.cfg.name)
+            for row_uuid, spec in live.cfg.controllers:
+                st = by_target.get(spec.target) or {}
                 out[row_uuid] = ControllerStatus(
                     is_connected=bool(st.get("is_connected", False)),
                     role=st.get("role"),
@@ -239,6 +249,10 @@ class BridgeSet:
             live.connmgr = await self.factory.start_connmgr(core)
         except Exception:
             log.exception("bridge %s: OpenFlow connection manager failed", bcfg.name)
+        else:
+            live.connmgr.set_port_admin_hook(
+                lambda ofport, up: self._set_port_admin(live, ofport, up))
+            live.connmgr.set_status_listener(self._controller_changed)
         log.info("created bridge %s (datapath_id %016x)", bcfg.name, dpid)
         return live
 
@@ -295,14 +309,55 @@ class BridgeSet:
         live.connmgr = None
 
     def _sync_controllers(self, live: LiveBridge) -> None:
-        targets = tuple(t for _uuid, t in live.cfg.controllers)
-        if targets == live.controllers or live.connmgr is None:
+        """Bridge.protocols, the SSL row and the controllers, each when it changed."""
+        connmgr = live.connmgr
+        if connmgr is None:
             return
         try:
-            live.connmgr.set_controllers(list(targets))
-            live.controllers = targets
+            if live.cfg.protocols != live.protocols:
+                connmgr.set_protocols(list(live.cfg.protocols))
+                live.protocols = live.cfg.protocols
+            if self.ssl != live.ssl:
+                connmgr.set_ssl(self.ssl)
+                live.ssl = self.ssl
+            specs = tuple(spec for _uuid, spec in live.cfg.controllers)
+            if specs != live.controllers:
+                connmgr.set_controllers(list(specs))
+                live.controllers = specs
         except Exception:
-            log.exception("bridge %s: set_controllers failed", live.cfg.name)
+            log.exception("bridge %s: configuring OpenFlow connections failed", live.cfg.name)
+
+    def _controller_changed(self) -> None:
+        if self.on_controller_change is not None:
+            self.on_controller_change()
+
+    async def _set_port_admin(self, live: LiveBridge, ofport: int, up: bool) -> None:
+        """A PORT_MOD took a port down or up: do the same to its netdev, as OVS does.
+
+        The port's new state (LINK_DOWN follows a device taken down) is
+        pushed to the core at once, so the next OpenFlow request sees it."""
+        async with self._lock:
+            if self.bridges.get(live.cfg.name) is not live:
+                return
+            att = next((a for a in live.ifaces.values() if a.ofport == ofport), None)
+            if att is None and not (ofport == OFPP_LOCAL and live.local is not None):
+                return
+            name = att.name if att is not None else live.cfg.name
+            await self.netdevs.set_admin_state(name, up)
+            links = await self.netdevs.links()
+            if att is None:
+                visible = internal_host_view(links.get(name), links.get(live.local.peer.name),
+                                             live.local.host)
+            else:
+                visible, _counted = self._devices(att, links)
+            if visible is None:
+                return
+            state = (visible.link_up, visible.admin_up)
+            self._call(live, "set_port_state", ofport, *state)
+            if att is None:
+                live.local_state = state
+            else:
+                att.state = state
 
     # ------------------------------------------------------------ ports
     async def _prune_ifaces(

@@ -7,12 +7,15 @@ rather than on live IDL rows that change under it.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ovsbpfd.netdev import parse_mac
+from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
+from ovsbpfd.ofproto.openflow.tls import SslSettings
 
 OFPP_MAX = 0xFF00  # OpenFlow 1.0-style numbers as the DB stores them
 FAIL_MODES = ("standalone", "secure")
@@ -54,7 +57,8 @@ class BridgeConfig:
     fail_mode: str = "standalone"
     datapath_id: int | None = None  # other_config:datapath-id, if valid
     hwaddr: bytes | None = None  # other_config:hwaddr, if valid
-    controllers: tuple[tuple[uuid.UUID, str], ...] = ()  # (row uuid, target)
+    controllers: tuple[tuple[uuid.UUID, ControllerSpec], ...] = ()  # (row uuid, settings)
+    protocols: tuple[str, ...] = ()  # Bridge.protocols; empty: the default
 
     def interfaces(self) -> Iterable[tuple[PortConfig, InterfaceConfig]]:
         for port in self.ports:
@@ -69,6 +73,7 @@ class SwitchConfig:
     bridges: tuple[BridgeConfig, ...] = ()
     next_cfg: int = 0
     root_uuid: uuid.UUID | None = None
+    ssl: SslSettings | None = None  # the Open_vSwitch.ssl row
     duplicates: tuple[str, ...] = field(default=(), compare=False)  # for logs
 
 
@@ -132,9 +137,35 @@ def _bridge(row: Any) -> BridgeConfig:
         fail_mode=fail_mode if fail_mode in FAIL_MODES else "standalone",
         datapath_id=parse_datapath_id(other.get("datapath-id")),
         hwaddr=parse_hwaddr(other.get("hwaddr")),
-        controllers=tuple(sorted(((c.uuid, c.target) for c in row.controller),
-                                 key=lambda c: c[1])),
+        controllers=tuple(sorted(((c.uuid, _controller(c)) for c in row.controller),
+                                 key=lambda c: c[1].target)),
+        protocols=tuple(sorted(row.protocols)),
     )
+
+
+def _controller(row: Any) -> ControllerSpec:
+    def number(column: str) -> int | None:
+        value = _optional(getattr(row, column))
+        return int(value) if value is not None else None
+
+    return ControllerSpec.from_db(
+        row.target,
+        type_=_optional(row.type),
+        max_backoff_ms=number("max_backoff"),
+        inactivity_probe_ms=number("inactivity_probe"),
+        connection_mode=_optional(row.connection_mode),
+        enable_async_messages=_optional(row.enable_async_messages),
+        rate_limit=number("controller_rate_limit"),
+        burst_limit=number("controller_burst_limit"),
+    )
+
+
+def _ssl(root: Any) -> SslSettings | None:
+    row = _optional(root.ssl)
+    if row is None:
+        return None
+    return SslSettings(private_key=row.private_key, certificate=row.certificate,
+                       ca_cert=row.ca_cert, bootstrap_ca_cert=bool(row.bootstrap_ca_cert))
 
 
 def dedupe(bridges: list[BridgeConfig]) -> tuple[tuple[BridgeConfig, ...], tuple[str, ...]]:
@@ -167,8 +198,7 @@ def dedupe(bridges: list[BridgeConfig]) -> tuple[tuple[BridgeConfig, ...], tuple
                 seen_ifaces.add(iface.name)
                 ifaces.append(iface)
             ports.append(PortConfig(port.name, port.uuid, tuple(ifaces), port.tag, port.trunks))
-        out.append(BridgeConfig(br.name, br.uuid, tuple(ports), br.fail_mode, br.datapath_id,
-                                br.hwaddr, br.controllers))
+        out.append(dataclasses.replace(br, ports=tuple(ports)))
     return tuple(out), tuple(dropped)
 
 
@@ -180,4 +210,4 @@ def read_config(idl: Any) -> SwitchConfig:
     root = roots[0]
     bridges, dropped = dedupe([_bridge(b) for b in root.bridges])
     return SwitchConfig(bridges=bridges, next_cfg=int(root.next_cfg), root_uuid=root.uuid,
-                        duplicates=dropped)
+                        ssl=_ssl(root), duplicates=dropped)

@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 #: table -> (columns read, columns written); written ones do not wake us up
 COLUMNS: dict[str, tuple[list[str], list[str]]] = {
     "Open_vSwitch": (
-        ["bridges", "next_cfg"],
+        ["bridges", "next_cfg", "ssl"],
         ["cur_cfg", "ovs_version", "db_version", "datapath_types", "iface_types"],
     ),
     "Bridge": (
-        ["name", "ports", "controller", "fail_mode", "other_config", "datapath_type"],
+        ["name", "ports", "controller", "fail_mode", "other_config", "datapath_type",
+         "protocols"],
         ["datapath_id"],
     ),
     "Port": (["name", "interfaces", "tag", "trunks"], []),
@@ -43,7 +44,12 @@ COLUMNS: dict[str, tuple[list[str], list[str]]] = {
         ["ofport", "ifindex", "mac_in_use", "admin_state", "link_state", "error",
          "statistics", "mtu"],
     ),
-    "Controller": (["target"], ["is_connected", "role", "status"]),
+    "Controller": (
+        ["target", "type", "max_backoff", "inactivity_probe", "connection_mode",
+         "enable_async_messages", "controller_rate_limit", "controller_burst_limit"],
+        ["is_connected", "role", "status"],
+    ),
+    "SSL": (["private_key", "certificate", "ca_cert", "bootstrap_ca_cert"], []),
 }
 
 IFACE_TYPES = ["internal", "system"]
@@ -102,6 +108,7 @@ class Vswitch:
         self._stopped = False
         self.acked_cfg: int | None = None  # last cur_cfg the DB accepted from us
         self.settled = asyncio.Event()
+        bridges.on_controller_change = self._controller_changed
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -120,6 +127,11 @@ class Vswitch:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self.idl.close()
+
+    def _controller_changed(self) -> None:
+        """A controller connected or went: write its row soon, as OVS does."""
+        self._want_stats = True
+        self._request_reconcile()
 
     def netdevs_changed(self) -> None:
         """A netdev appeared, changed or went away: look again."""

@@ -11,6 +11,8 @@ import itertools
 from dataclasses import dataclass, field, replace
 
 from ovsbpfd.netdev import InternalPort, NetdevError, NetdevInfo, internal_peer_name
+from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
+from ovsbpfd.ofproto.openflow.tls import SslSettings
 
 OFPP_LOCAL = 0xFFFFFFFE
 
@@ -71,6 +73,12 @@ class FakeNetdevs:
     async def owned_internal_names(self) -> list[str]:
         return sorted(self.internal)
 
+    async def set_admin_state(self, name: str, up: bool) -> None:
+        """As the kernel: a device taken down loses its carrier too."""
+        if name not in self.devices:
+            raise NetdevError(errno.ENODEV, f"{name}: no such device")
+        self.devices[name] = replace(self.devices[name], admin_up=up, link_up=up)
+
 
 @dataclass
 class FakePort:
@@ -120,15 +128,37 @@ class FakeBridge:
 
 
 class FakeConnmgr:
+    """Records what the vswitch configured; reports every controller backing off."""
+
     def __init__(self) -> None:
-        self.targets: list[str] = []
+        self.specs: list[ControllerSpec] = []
+        self.protocols: list[str] = []
+        self.ssl: SslSettings | None = None
+        self.port_admin_hook = None
+        self.status_listener = None
         self.stopped = False
 
-    def set_controllers(self, targets: list[str]) -> None:
-        self.targets = list(targets)
+    @property
+    def targets(self) -> list[str]:
+        return [spec.target for spec in self.specs]
 
-    def controller_status(self) -> dict[str, dict]:
-        return {t: {"is_connected": False, "role": "other",
+    def set_controllers(self, specs: list[ControllerSpec]) -> None:
+        self.specs = list(specs)
+
+    def set_protocols(self, protocols: list[str]) -> None:
+        self.protocols = list(protocols)
+
+    def set_ssl(self, settings: SslSettings | None) -> None:
+        self.ssl = settings
+
+    def set_port_admin_hook(self, hook) -> None:
+        self.port_admin_hook = hook
+
+    def set_status_listener(self, listener) -> None:
+        self.status_listener = listener
+
+    def controller_db_status(self) -> dict[str, dict]:
+        return {t: {"is_connected": False, "role": None,
                     "status": {"state": "BACKOFF"}} for t in self.targets}
 
     async def stop(self) -> None:

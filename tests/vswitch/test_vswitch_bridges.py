@@ -6,6 +6,8 @@ import asyncio
 import uuid
 
 from ovsbpfd.netdev import internal_peer_name
+from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
+from ovsbpfd.ofproto.openflow.tls import SslSettings
 from ovsbpfd.vswitch.bridges import BridgeSet
 from ovsbpfd.vswitch.config import BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig
 from tests.vswitch.fakes import OFPP_LOCAL, FakeFactory, FakeNetdevs
@@ -198,14 +200,47 @@ def test_port_moves_between_bridges() -> None:
 def test_controllers_and_status() -> None:
     w = World()
     ctl = uuid.uuid4()
-    w.apply(config(bridge("br0", controllers=((ctl, "tcp:127.0.0.1:6653"),))))
+    spec = ControllerSpec.from_db("tcp:127.0.0.1:6653")
+    w.apply(config(bridge("br0", controllers=((ctl, spec),))))
     connmgr = w.bs.bridges["br0"].connmgr
     assert connmgr.targets == ["tcp:127.0.0.1:6653"]
     st = w.bs.controller_status()[ctl]
-    assert st.is_connected is False and st.role == "other"
+    assert st.is_connected is False and st.role is None
     assert st.status == {"state": "BACKOFF"}
+    # New settings for the same target reach the connection manager.
+    slower = ControllerSpec.from_db("tcp:127.0.0.1:6653", inactivity_probe_ms=30000)
+    w.apply(config(bridge("br0", controllers=((ctl, slower),))))
+    assert connmgr.specs == [slower]
     w.apply(config(bridge("br0")))
     assert connmgr.targets == []
+
+
+def test_protocols_and_ssl_reach_the_connection_manager() -> None:
+    w = World()
+    ssl = SslSettings("/k.pem", "/c.pem", "/ca.pem")
+    w.apply(SwitchConfig(bridges=(bridge("br0", protocols=("OpenFlow13",)),), ssl=ssl))
+    connmgr = w.bs.bridges["br0"].connmgr
+    assert connmgr.protocols == ["OpenFlow13"] and connmgr.ssl == ssl
+    w.apply(config(bridge("br0", protocols=("OpenFlow10", "OpenFlow14"))))
+    assert connmgr.protocols == ["OpenFlow10", "OpenFlow14"] and connmgr.ssl is None
+
+
+def test_port_mod_down_takes_the_netdev_down_and_the_state_follows() -> None:
+    w = World()
+    w.nd.add_system("a1")
+    w.apply(config(bridge("br0", port("a1"))))
+    hook = w.bs.bridges["br0"].connmgr.port_admin_hook
+    asyncio.run(hook(1, False))
+    assert not w.nd.devices["a1"].admin_up
+    assert w.core("br0").ports[1].state == (False, False)  # LINK_DOWN follows at once
+    st = w.apply(config(bridge("br0", port("a1"))))[iface("a1").uuid]
+    assert st.admin_state == "down" and st.link_state == "down"
+    asyncio.run(hook(1, True))
+    assert w.nd.devices["a1"].admin_up and w.core("br0").ports[1].state == (True, True)
+    asyncio.run(hook(OFPP_LOCAL, True))  # the bridge's own device
+    assert w.nd.devices["br0"].admin_up
+    asyncio.run(hook(77, False))  # no such port: nothing happens
+    assert w.nd.devices["a1"].admin_up
 
 
 def test_stale_internal_devices_swept_on_first_apply() -> None:

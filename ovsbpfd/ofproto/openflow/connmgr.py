@@ -24,7 +24,7 @@ import os
 import ssl
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ovsbpfd.ofproto.openflow import constants as c
 from ovsbpfd.ofproto.openflow.connection import (
@@ -184,12 +184,14 @@ class ControllerLink:
 
     def on_negotiated(self, conn: OfConnection) -> None:
         self.last_connected = time.monotonic()
+        self.manager.status_changed()
 
     def on_closed(self, conn: OfConnection) -> None:
         if conn.negotiated:
             self.last_disconnected = time.monotonic()
         if not self.passive:
             self.last_error = conn.disconnect_reason or EOF_TEXT
+        self.manager.status_changed()
 
     def status(self) -> dict:
         """The connection's state as the fail modes and ``controller_status`` see it."""
@@ -239,7 +241,9 @@ class ConnectionManager:
         self._mgmt_server: asyncio.AbstractServer | None = None
         self._pending_specs: list[ControllerSpec] | None = None
         self.version_bitmap = 1 << c.OFP_VERSION
+        self.protocols: frozenset[int] = frozenset()  # configured; empty: the default
         self.ssl: SslSettings | None = None
+        self._status_listener: Callable[[], None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -323,11 +327,12 @@ class ConnectionManager:
         every new connection fail version negotiation.  As in ovs-vswitchd, a
         change drops the connections made under the old set (controllers
         then reconnect)."""
-        wanted = {PROTOCOL_VERSIONS[p] for p in protocols if p in PROTOCOL_VERSIONS}
-        bitmap = 1 << c.OFP_VERSION if not wanted or c.OFP_VERSION in wanted else 0
-        if bitmap == self.version_bitmap:
+        wanted = frozenset(PROTOCOL_VERSIONS[p] for p in protocols if p in PROTOCOL_VERSIONS)
+        if wanted == self.protocols:
             return
-        self.version_bitmap = bitmap
+        self.protocols = wanted
+        self.version_bitmap = 1 << c.OFP_VERSION if not wanted or c.OFP_VERSION in wanted \
+            else 0
         for conn in list(self._conns):
             conn.close()
         for link in list(self._links.values()):
@@ -385,6 +390,17 @@ class ConnectionManager:
         self.dispatcher.port_admin_hook = hook
 
     # ------------------------------------------------------------ status
+    def set_status_listener(self, listener: Callable[[], None] | None) -> None:
+        """Who to tell when a controller connects or disconnects."""
+        self._status_listener = listener
+
+    def status_changed(self) -> None:
+        if self._status_listener is not None:
+            try:
+                self._status_listener()
+            except Exception:
+                log.exception("%s: controller status listener failed", self.core.name)
+
     def controller_status(self) -> dict[str, dict]:
         """Every primary controller's state (what the fail modes count)."""
         return {target: link.status() for target, link in self._links.items()
