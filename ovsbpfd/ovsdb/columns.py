@@ -43,11 +43,13 @@ def parse_column_list(table: TableSchema, columns: Any, default: list[str]) -> l
         return default
     if not isinstance(columns, list):
         raise syntax_error(columns, "array expected")
-    for name in columns:
-        if not isinstance(name, str) or (name not in table.columns and name not in IMPLICIT):
+    seen: set[str] = set()
+    for name in columns:  # in order: the first bad element decides the error
+        if not isinstance(name, str) or name in seen:
+            raise syntax_error(columns, "array of distinct column names expected")
+        if name not in table.columns and name not in IMPLICIT:
             raise syntax_error(columns, f"{name} is not a valid column name")
-    if len(set(columns)) != len(columns):
-        raise syntax_error(columns, "array of distinct column names expected")
+        seen.add(name)
     return columns
 
 

@@ -13,6 +13,7 @@ from ovs.db.types import IntegerType, RealType, Type
 
 from .columns import column_value, find_column, resized, type_to_english
 from .database import Row
+from .datum_json import datum_from_json
 from .errors import OvsdbError, syntax_error
 
 ORDERING = {"<", "<=", ">", ">="}
@@ -117,7 +118,7 @@ def parse_clause(table: TableSchema, clause: Any, symtab: Any = None) -> Clause:
             else ctype.n_max
         arg_type = resized(ctype, 0, n_max)
     try:
-        arg = Datum.from_json(arg_type, value, symtab)
+        arg = datum_from_json(arg_type, value, symtab)
     except ovs.db.error.Error as e:
         raise OvsdbError.from_ovs(e) from None
     return Clause(name, function, arg)

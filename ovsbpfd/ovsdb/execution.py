@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +19,12 @@ from ovs.db.schema import TableSchema
 from .columns import IMPLICIT, column_value, parse_column_list
 from .condition import parse_condition
 from .database import Database, Row, default_data, default_datum
+from .datum_json import datum_from_json
 from .errors import OvsdbError, syntax_error
 from .mutation import parse_mutation
 from .schema import SERVER_DB_NAME
 from .transaction import ChangeSet, Transaction
+from .wait_check import only_uuid_equality, row_matches_json, wait_holds_as_sent
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MISSING = object()
@@ -124,6 +125,10 @@ class Executor:
         return self.outcome
 
     def _run_one(self, op: Any, index: int, total: int) -> dict:
+        if type(op) is dict and op.get("op") == "wait" and type(op.get("table")) is str:
+            table = self.db.schema.parsed.tables.get(op["table"])
+            if table is not None and wait_holds_as_sent(table, op, self.txn.get):
+                return {}
         if not isinstance(op, dict):
             raise OvsdbError("syntax error", f"Parsing ovsdb operation {index} of {total} "
                              "failed: Object expected.")
@@ -165,11 +170,11 @@ class Executor:
                     "constraint violation",
                     f"Cannot update immutable column {name} in table {table.name}.",
                     op, has_syntax=True)
-            data[name] = Datum.from_json(col.type, value, self.symtab)
+            data[name] = datum_from_json(col.type, value, self.symtab)
         return data
 
     def _matching(self, table: TableSchema, where: list) -> list[Row]:
-        pinned_uuid = _only_uuid_equality(where)
+        pinned_uuid = only_uuid_equality(where)
         if pinned_uuid is not None:  # the usual where-clause of ovs-vsctl and the IDLs
             row = self.txn.get(table.name, pinned_uuid)
             return [row] if row is not None else []
@@ -257,20 +262,25 @@ class Executor:
         return {"count": len(rows)}
 
     def op_wait(self, p: OpParser, table: TableSchema) -> dict:
-        timeout = p.get("timeout", (int, float), optional=True)
+        timeout = p.get("timeout", (int,), optional=True)
         where = p.get("where", (list,))
         columns = p.get("columns", (list,), optional=True)
         until = p.get("until", (str,))
         rows_json = p.get("rows", (list,))
         p.finish()
+        # Checked in ovsdb-server's order: where, columns, timeout, until, rows.
+        matching = self._matching(table, where)
         names = parse_column_list(table, None if columns is _MISSING else columns,
                                   list(table.columns))
+        if timeout is not _MISSING and timeout < 0:
+            raise syntax_error(timeout, "timeout must be nonnegative")
         if until not in ("==", "!="):
             raise syntax_error(until, '"until" must be "==" or "!="')
-        matching = self._matching(table, where)
-        if until == "==" and _rows_equal_as_sent(matching, names, rows_json):
+        if until == "==" and _rows_equal_as_sent(table, matching, names, rows_json):
             return {}
-        expected: Counter = Counter()
+        # Rows compare as sets, as ovsdb-server's row hashes do: a row sent
+        # twice counts once, and so do matching rows equal in these columns.
+        expected: set = set()
         for r in rows_json:
             if not isinstance(r, dict):
                 raise syntax_error(r, "row must be JSON object")
@@ -278,16 +288,14 @@ class Executor:
             # ovsdb-server, only the wait columns take part in the comparison.
             parsed = self._parse_row(table, r, p.op, for_update=False)
             full = {n: parsed.get(n) or default_datum(_col_type(table, n)) for n in names}
-            expected[_row_key(full)] += 1
-        actual: Counter = Counter()
-        for row in matching:
-            actual[_row_key({n: column_value(row, n) for n in names})] += 1
+            expected.add(_row_key(full))
+        actual = {_row_key({n: column_value(row, n) for n in names}) for row in matching}
         equal = expected == actual
         if equal == (until == "=="):
             return {}
-        if timeout is _MISSING or (timeout > 0 and self.elapsed_ms < timeout):
+        if timeout is _MISSING or self.elapsed_ms < timeout:
             raise WaitPending(float("inf") if timeout is _MISSING else timeout)
-        if timeout > 0:
+        if int(self.elapsed_ms):
             raise OvsdbError("timed out", f'"wait" timed out after {int(self.elapsed_ms)} ms')
         raise OvsdbError("timed out", '"where" clause test failed')
 
@@ -329,44 +337,14 @@ def _check_defaults(table: TableSchema, data: dict[str, Datum], given: dict) -> 
                 value.check_constraints(col.type.value)
 
 
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                        r"[0-9a-fA-F]{12}\Z")
-
-
-def _only_uuid_equality(where: Any) -> uuid.UUID | None:
-    """The uuid of a where-clause [["_uuid", "==", ["uuid", U]]], else None."""
-    if (isinstance(where, list) and len(where) == 1 and isinstance(where[0], list)
-            and len(where[0]) == 3 and where[0][0] == "_uuid" and where[0][1] == "=="):
-        arg = where[0][2]
-        if (isinstance(arg, list) and len(arg) == 2 and arg[0] == "uuid"
-                and isinstance(arg[1], str) and _UUID_TEXT.match(arg[1])):
-            return uuid.UUID(arg[1])
-    return None
-
-
-def _rows_equal_as_sent(rows: list[Row], names: list[str], rows_json: list) -> bool:
-    """Fast path for the waits ovs-vsctl sends by the dozen: when the client
-    echoes back exactly the JSON the server would write for the matching rows,
-    the wait holds without parsing a single datum.  Anything else (other
-    spellings, defaults left out, real mismatches) takes the full path."""
+def _rows_equal_as_sent(table: TableSchema, rows: list[Row], names: list[str],
+                        rows_json: list) -> bool:
+    """Whether the client echoed exactly the JSON the server would write for the
+    one matching row (or expects none and there is none): then the wait holds
+    without parsing a datum."""
     if len(rows) != len(rows_json) or len(rows) > 1:
         return False
-    if not rows:
-        return True
-    sent = rows_json[0]
-    return (isinstance(sent, dict) and len(sent) == len(names)
-            and all(n in sent and _same_json(sent[n], rows[0].json(n)) for n in names))
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """JSON equality where true is not 1 and 1 is not 1.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
-    return a == b
+    return not rows or row_matches_json(table, rows[0], names, rows_json[0])
 
 
 def _row_key(data: dict[str, Datum]) -> frozenset:

@@ -5,6 +5,11 @@ bracket nesting (with C-implemented regexes over the raw bytes) to find where
 each top-level value ends, then hands it to the standard library's json
 parser.  Scanning resumes where it stopped, so a message that arrives in many
 pieces costs linear time however large it is.
+
+What made it fast: a whole message is parsed in one C call, and the check for
+integers too long for 64 bits (which need a slower decoder) is a byte
+translation plus one substring search instead of a regex, which cost three
+times the parse itself on the digit-heavy (UUID-laden) messages ovs-vsctl sends.
 """
 
 from __future__ import annotations
@@ -111,10 +116,10 @@ class MessageSplitter:
             else:
                 self._depth -= 1
                 if self._depth == 0:
-                    text = bytes(buf[self._start:pos])
+                    raw = bytes(buf[self._start:pos])
                     self._start, self._pos = None, pos
                     try:
-                        return _loads(text.decode())
+                        return _raw_decode(raw.decode(), _has_long_number(raw))[0]
                     except ValueError as e:  # includes invalid UTF-8
                         raise ProtocolError(f"invalid JSON: {e}") from e
         self._pos = pos
@@ -125,17 +130,22 @@ _INCOMPLETE = object()
 FAST_PATH_LIMIT = 4 * 1024 * 1024
 _DECODER = json.JSONDecoder()
 _LONG_DECODER = json.JSONDecoder(parse_int=lambda text: _parse_int(text))
-_LONG_NUMBER = re.compile(r"\d{19}")
+# Every digit becomes "0", every other byte a space: a run of 19 digits (the
+# shortest integer that may not fit 64 bits) is then a plain substring.
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_RUN = b"0" * 19
 
 
-def _loads(text: str) -> Any:
-    return _raw_decode(text, 0)[0]
+def _has_long_number(data: bytes | bytearray) -> bool:
+    """Whether the text holds 19 digits in a row (maybe inside a string: that
+    only costs the slower decoder, never a wrong value)."""
+    return _LONG_RUN in data.translate(_DIGITS_ONLY)
 
 
-def _raw_decode(text: str, index: int) -> tuple[Any, int]:
+def _raw_decode(text: str, long_numbers: bool) -> tuple[Any, int]:
     # Integers that may not fit 64 bits need the slower checking decoder.
-    decoder = _LONG_DECODER if _LONG_NUMBER.search(text, index) else _DECODER
-    return decoder.raw_decode(text, index)
+    decoder = _LONG_DECODER if long_numbers else _DECODER
+    return decoder.raw_decode(text)
 
 
 def _decode_whole(buf: bytearray, pos: int) -> tuple[Any, int]:
@@ -144,12 +154,13 @@ def _decode_whole(buf: bytearray, pos: int) -> tuple[Any, int]:
     is not complete or not valid, for the scanner to decide which."""
     if len(buf) - pos > FAST_PATH_LIMIT:
         return None, 0
+    raw = buf[pos:]
     try:
-        text = buf[pos:].decode()
+        text = raw.decode()
     except UnicodeDecodeError:
         return None, 0
     try:
-        value, end = _raw_decode(text, 0)
+        value, end = _raw_decode(text, _has_long_number(raw))
     except ValueError:
         return None, 0
     if not text.isascii():

@@ -11,6 +11,7 @@ from ovs.db.schema import ColumnSchema, TableSchema
 from ovs.db.types import IntegerType, RealType, Type
 
 from .columns import find_column, resized, type_to_english
+from .datum_json import datum_from_json
 from .errors import OvsdbError, syntax_error
 
 ARITHMETIC = {"+=", "-=", "*=", "/=", "%="}
@@ -125,7 +126,7 @@ def parse_mutation(table: TableSchema, mutation: Any, symtab: Any = None) -> Mut
     else:
         raise OvsdbError("unknown mutator", f"No mutator named {mutator}.")
     try:
-        arg = Datum.from_json(arg_type, value, symtab)
+        arg = datum_from_json(arg_type, value, symtab)
     except ovs.db.error.Error as e:
         raise OvsdbError.from_ovs(e) from None
     return Mutation(col, mutator, arg)

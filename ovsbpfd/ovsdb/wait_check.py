@@ -1,0 +1,123 @@
+"""Deciding a "wait" operation without parsing it, when it plainly holds.
+
+ovs-vsctl verifies every column it read by sending one wait per row
+(`[["_uuid","==",U]]`, one column, `"until":"=="`, and the row as the server
+sent it): an add-port on a bridge with N ports carries N+2 of them.  When the
+client echoes exactly the JSON the server would write for that row, the wait
+holds, and checking that takes one dict lookup and one comparison per column
+instead of a parse of every datum.
+
+Anything else (other spellings, missing members, defaults left out, a real
+mismatch, bad input) returns None, and the operation takes the full path,
+which produces every result and error ovsdb-server would.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from ovs.db.schema import ColumnSchema, TableSchema
+from ovs.db.types import StringType, UuidType
+
+from .columns import IMPLICIT
+from .database import Row
+
+WAIT_MEMBERS = frozenset({"op", "table", "where", "columns", "until", "rows", "timeout"})
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                        r"[0-9a-fA-F]{12}\Z")
+_UUIDS: dict[str, uuid.UUID] = {}
+_UUID_CACHE_SIZE = 4096
+
+
+def parse_uuid_text(text: str) -> uuid.UUID | None:
+    """A UUID from its text, or None if it is not one.  The same few thousand
+    row uuids come back in every ovs-vsctl run, so recent ones are remembered."""
+    value = _UUIDS.get(text)
+    if value is None:
+        if not _UUID_TEXT.match(text):
+            return None
+        if len(_UUIDS) >= _UUID_CACHE_SIZE:
+            _UUIDS.clear()
+        value = _UUIDS[text] = uuid.UUID(text)
+    return value
+
+
+def only_uuid_equality(where: Any) -> uuid.UUID | None:
+    """The uuid of a where-clause [["_uuid", "==", ["uuid", U]]], else None."""
+    if (type(where) is list and len(where) == 1 and type(where[0]) is list
+            and len(where[0]) == 3 and where[0][0] == "_uuid" and where[0][1] == "=="):
+        arg = where[0][2]
+        if type(arg) is list and len(arg) == 2 and arg[0] == "uuid" and type(arg[1]) is str:
+            return parse_uuid_text(arg[1])
+    return None
+
+
+def wait_holds_as_sent(table: TableSchema, op: dict, get_row: Any) -> bool:
+    """True when `op` (a wait on `table`) is well formed in the way ovs-vsctl
+    and IDLs write it, and the row get_row(uuid) has exactly the sent values.
+    False means "take the full path", never "the wait failed"."""
+    if op.get("until") != "==" or not op.keys() <= WAIT_MEMBERS:
+        return False
+    timeout = op.get("timeout", 0)
+    columns, rows = op.get("columns"), op.get("rows")
+    if (type(timeout) is not int or timeout < 0 or type(columns) is not list
+            or type(rows) is not list or len(rows) > 1):
+        return False
+    cols = table.columns
+    for name in columns:
+        if type(name) is not str or (name not in cols and name not in IMPLICIT):
+            return False
+    if len(set(columns)) != len(columns):
+        return False
+    row_uuid = only_uuid_equality(op.get("where"))
+    if row_uuid is None:
+        return False
+    row = get_row(table.name, row_uuid)
+    if row is None or not rows:
+        return row is None and not rows
+    return row_matches_json(table, row, columns, rows[0])
+
+
+def row_matches_json(table: TableSchema, row: Row, names: list[str], sent: Any) -> bool:
+    """Whether `sent` has exactly the members `names`, each spelled as the
+    server writes that column of `row`."""
+    if type(sent) is not dict or len(sent) != len(names):
+        return False
+    for name in names:
+        if name not in sent:
+            return False
+        ours = row.json(name)
+        theirs = sent[name]
+        if _plain_json(table, name):
+            if theirs != ours:
+                return False
+        elif not same_json(theirs, ours):
+            return False
+    return True
+
+
+def _plain_json(table: TableSchema, name: str) -> bool:
+    """Whether the column's JSON holds only strings and arrays: then Python's ==
+    is exact (a str equals only a str), with no true == 1 == 1.0 to fear."""
+    col: ColumnSchema = table.columns.get(name) or IMPLICIT[name]
+    plain = getattr(col, "_ovsbpfd_plain_json", None)
+    if plain is None:
+        kinds = {col.type.key.type}
+        if col.type.value is not None:
+            kinds.add(col.type.value.type)
+        plain = kinds <= {StringType, UuidType}
+        col._ovsbpfd_plain_json = plain
+    return plain
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality where true is not 1 and 1 is not 1.0."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    return a == b
