@@ -34,6 +34,7 @@ from ovsbpfd.dpif.types import (
     Upcall,
 )
 from ovsbpfd.ofproto.mac_learning import MacLearning
+from ovsbpfd.ofproto.reval_index import RuleChange
 from ovsbpfd.ofproto.revalidator import (
     DELETED,
     FIXED,
@@ -49,7 +50,9 @@ log = logging.getLogger(__name__)
 
 UPCALL_BATCH = 64
 BATCHES_PER_WAKEUP = 8  # bound the work per event-loop callback
-REVALIDATE_DELAY_S = 0.02  # coalesce bursts of changes
+REVALIDATE_DELAY_S = 0.02  # coalesce bursts of changes that need a full pass
+# Rule changes queued beyond this many are cheaper to handle with one full pass.
+MAX_SCOPED_CHANGES = 256
 SWEEP_INTERVAL_S = 1.0
 TAKEOVER_CHUNK = 256  # flows handled between yields to the event loop
 _FULL_MAC = b"\xff" * 6
@@ -92,6 +95,9 @@ class DatapathBacker:
         self._sweeper: asyncio.Task | None = None
         self._reval_handle: asyncio.TimerHandle | None = None
         self._reval_pending = False
+        # Rule changes not yet revalidated (a pending full pass covers them).
+        self._rule_changes: list[RuleChange] = []
+        self._scoped_handle: asyncio.Handle | None = None
         self.n_upcalls = 0
         self.n_action_upcalls = 0
         # Flows already in the datapath belong to a previous process: keep
@@ -106,6 +112,8 @@ class DatapathBacker:
         self._sweeper = self._loop.create_task(self._sweep_forever())
         if self._reval_pending:
             self._schedule_revalidation()
+        if self._rule_changes:
+            self._schedule_scoped()
 
     async def stop(self) -> None:
         if self._loop is not None:
@@ -114,6 +122,9 @@ class DatapathBacker:
         if self._reval_handle is not None:
             self._reval_handle.cancel()
             self._reval_handle = None
+        if self._scoped_handle is not None:
+            self._scoped_handle.cancel()
+            self._scoped_handle = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -305,27 +316,51 @@ class DatapathBacker:
 
     # ------------------------------------------------------------ revalidation
     def request_revalidation(self) -> None:
-        """Re-translate installed flows soon (coalescing bursts of changes)."""
+        """Re-translate every installed flow soon (coalescing bursts of changes).
+
+        For what may touch any flow: ports, MAC learning, groups, meters."""
         self._reval_pending = True
+        self._rule_changes.clear()  # the full pass covers them
         self._schedule_revalidation()
+
+    def revalidate_rules(self, changes: list[RuleChange]) -> None:
+        """Rules were added, removed or modified: fix the flows they may affect.
+
+        Done on the next turn of the event loop (a FLOW_MOD takes effect in
+        the datapath at once), and only for the flows the change index names;
+        a long queue of changes becomes one full pass instead."""
+        if not changes or self._reval_pending or not self.revalidator.records:
+            return  # nothing installed, or a full pass is coming anyway
+        self._rule_changes.extend(changes)
+        if len(self._rule_changes) > MAX_SCOPED_CHANGES:
+            self.request_revalidation()
+            return
+        self._schedule_scoped()
 
     def _schedule_revalidation(self) -> None:
         if self._loop is not None and self._reval_handle is None:
             self._reval_handle = self._loop.call_later(REVALIDATE_DELAY_S, self.run_revalidation)
 
+    def _schedule_scoped(self) -> None:
+        if self._loop is not None and self._scoped_handle is None:
+            self._scoped_handle = self._loop.call_soon(self.run_revalidation)
+
     def run_revalidation(self) -> int:
-        """Revalidate now if a change is pending; return flows changed."""
-        if self._reval_handle is not None:
-            self._reval_handle.cancel()
-            self._reval_handle = None
-        if not self._reval_pending:
-            return 0
-        self._reval_pending = False
+        """Revalidate now whatever is pending; return flows changed."""
+        for handle in (self._reval_handle, self._scoped_handle):
+            if handle is not None:
+                handle.cancel()
+        self._reval_handle = self._scoped_handle = None
+        changes, self._rule_changes = self._rule_changes, []
         try:
-            return self.revalidator.revalidate()
+            if self._reval_pending:
+                self._reval_pending = False
+                return self.revalidator.revalidate()
+            if changes:
+                return self.revalidator.revalidate_changes(changes)
         except Exception:
             log.exception("revalidation failed")
-            return 0
+        return 0
 
     async def wait_revalidated(self) -> None:
         """Barrier: every change so far has reached the datapath."""

@@ -29,8 +29,9 @@ from ovsbpfd.ofproto.groups import GroupTable
 from ovsbpfd.ofproto.mac_learning import MacLearning
 from ovsbpfd.ofproto.match import Match
 from ovsbpfd.ofproto.meters import MeterTable
-from ovsbpfd.ofproto.pipeline import Pipeline
+from ovsbpfd.ofproto.pipeline import BatchFailed, FlowModOutcome, Pipeline
 from ovsbpfd.ofproto.port import BridgePort
+from ovsbpfd.ofproto.reval_index import RuleChange
 from ovsbpfd.ofproto.rule import Rule
 from ovsbpfd.ofproto.switch_api import SwitchListener
 from ovsbpfd.ofproto.types import (
@@ -245,15 +246,39 @@ class OfprotoBridge:
     # ------------------------------------------------------------ flows
     def flow_mod(self, fm: FlowMod) -> None:
         self._sync_controllers()
+        self._check_flow_mod(fm)
+        self._applied([self.pipeline.apply(fm)])
+
+    def flow_mod_batch(self, fms: list[FlowMod]) -> None:
+        """Apply every FLOW_MOD of ``fms`` in order, or none of them (a bundle
+        commit).  A refusal undoes the ones applied before it and raises the
+        front end's ``CommitFailed`` with the index of the refused one and its
+        OfpError."""
+        from ovsbpfd.ofproto.openflow.bundle import CommitFailed
+
+        self._sync_controllers()
+        try:
+            outcomes = self.pipeline.apply_all(list(fms), self._check_flow_mod)
+        except BatchFailed as failed:
+            raise CommitFailed(failed.index, failed.error) from None
+        self._applied(outcomes)
+
+    def _check_flow_mod(self, fm: FlowMod) -> None:
         check_flow_mod(fm, self.groups.__contains__, self.meters.__contains__)
         if fm.buffer_id != OFP_NO_BUFFER:
             raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BUFFER_UNKNOWN,
                            "this switch does not buffer packets")
-        outcome = self.pipeline.apply(fm)
-        for rule, reason in outcome.removed:
-            self._flow_removed(rule, reason)
-        if outcome.changed:
-            self._changed()
+
+    def _applied(self, outcomes: list[FlowModOutcome]) -> None:
+        """After FLOW_MODs: FLOW_REMOVED for deleted rules, revalidation of the
+        datapath flows the changed rules may touch."""
+        changes = []
+        for outcome in outcomes:
+            for rule, reason in outcome.removed:
+                self._flow_removed(rule, reason)
+            changes.extend(RuleChange(self, r.table_id, r.match, r.priority)
+                           for r in outcome.changed_rules())
+        self.backer.revalidate_rules(changes)
 
     def flow_stats(self, req: FlowStatsRequest) -> list[FlowStatsEntry]:
         return self.pipeline.flow_stats(req)
@@ -318,6 +343,10 @@ class OfprotoBridge:
             self._remove_rules([r for r in self.pipeline.rules() if _meter_of(r) in gone],
                                OFPRR_DELETE)
         self._changed()
+
+    def meter_features(self) -> tuple[int, int, int, int, int]:
+        """(max_meter, band_types, capabilities, max_bands, max_color) of the datapath."""
+        return self.meters.features()
 
     def meter_config(self, meter_id: int) -> list[MeterMod]:
         return [m.config for m in self.meters.selected(meter_id)]
@@ -395,8 +424,11 @@ class OfprotoBridge:
         expired = self.pipeline.expire()
         for rule, reason in expired:
             self._flow_removed(rule, reason)
-        if expired or self.mac.expire():
+        if self.mac.expire():
             self.backer.request_revalidation()
+        else:
+            self.backer.revalidate_rules([RuleChange(self, r.table_id, r.match, r.priority)
+                                          for r, _reason in expired])
 
     def _changed(self) -> None:
         self.backer.request_revalidation()

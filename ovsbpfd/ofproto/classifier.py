@@ -113,12 +113,17 @@ class _Subtable:
         self.max_priority = -heap[0] if heap else -1
         return True
 
-    def lookup(self, values: dict[str, int]) -> Rule | None:
+    def key_of(self, values: dict[str, int]) -> tuple[int, ...] | None:
+        """The packet's key in this subtable; None if it lacks a field
+        (a prerequisite is not met), so no rule here can match it."""
         try:
-            key = tuple([values[name] & mask for name, mask in self.signature])
+            return tuple([values[name] & mask for name, mask in self.signature])
         except KeyError:
-            return None  # the packet lacks a field (prerequisite not met)
-        bucket = self.buckets.get(key)
+            return None
+
+    def lookup(self, values: dict[str, int]) -> Rule | None:
+        key = self.key_of(values)
+        bucket = self.buckets.get(key) if key is not None else None
         return bucket[0] if bucket else None
 
 
@@ -210,17 +215,25 @@ class FlowTable:
     def find_overlapping(self, match: Match, priority: int) -> list[Rule]:
         return [r for r in self._by_priority.get(priority, ()) if overlaps(r.match, match)]
 
-    def lookup(self, values: dict[str, int], consulted: KeyMask) -> Rule | None:
+    def lookup(self, values: dict[str, int], consulted: KeyMask,
+               visited: dict[Signature, tuple[int, ...] | None] | None = None) -> Rule | None:
         """The highest-priority rule matching ``values``; the FlowKey bits
-        the decision depended on are added to ``consulted``."""
+        the decision depended on are added to ``consulted``, and (if given)
+        ``visited`` gets each subtable looked into with the packet's key there
+        (what the revalidator's change index needs)."""
         best: Rule | None = None
         for sub in self._subtables_by_priority():
             if best is not None and sub.max_priority <= best.priority:
                 break
             merge_masks(consulted, sub.key_mask)
-            hit = sub.lookup(values)
-            if hit is not None and (best is None or hit.priority > best.priority):
-                best = hit
+            key = sub.key_of(values)
+            if visited is not None:
+                visited[sub.signature] = key
+            if key is None:
+                continue
+            bucket = sub.buckets.get(key)
+            if bucket and (best is None or bucket[0].priority > best.priority):
+                best = bucket[0]
         return best
 
     def _subtables_by_priority(self) -> list[_Subtable]:

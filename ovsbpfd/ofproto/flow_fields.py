@@ -23,6 +23,7 @@ from ovsbpfd.dpif.types import (
     VLAN_TAG_PRESENT,
     FlowKey,
 )
+from ovsbpfd.ofproto.match import FIELDS
 from ovsbpfd.ofproto.rewrites import SET_TARGETS
 
 IPPROTO_SCTP = 132
@@ -70,6 +71,8 @@ _KEY_BITS: dict[str, tuple[tuple[str, int, int], ...]] = {
     "ipv6_src": (("ip_src", 0, 0),),
     "ipv6_dst": (("ip_dst", 0, 0),),
 }
+
+_OXM_FULL_MASKS = {f.name: f.full_mask for f in FIELDS}
 
 #: OXM fields the datapath key can represent (others are refused at FLOW_MOD).
 SUPPORTED_FIELDS = frozenset(_KEY_BITS)
@@ -128,6 +131,23 @@ def from_flow_key(mask: FlowKey) -> KeyMask:
         if value:
             acc[name] = value
     return acc
+
+
+def fixed_oxm_bits(acc: KeyMask, oxm_name: str) -> int:
+    """The bits of OXM field ``oxm_name`` that a megaflow mask (``acc``, as
+    ``from_flow_key`` gives it) holds fixed, so that all its packets share them.
+
+    in_port is always exact; metadata and tunnel_id are not packet bits at
+    all but set by the pipeline alike for every packet of a megaflow.  A
+    field the key cannot hold is reported as not fixed (0)."""
+    bits = _KEY_BITS.get(oxm_name)
+    if bits is None:
+        return 0
+    full = _OXM_FULL_MASKS[oxm_name]
+    if not bits or bits[0][0] == "in_port":
+        return full
+    key_field, shift, _extra = bits[0]
+    return (acc.get(key_field, 0) >> shift) & full
 
 
 def mac_to_int(mac: bytes) -> int:

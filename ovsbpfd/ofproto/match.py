@@ -130,6 +130,9 @@ class Match(Mapping[str, tuple[int, int | None]]):
     def get(self, name: str, default: object = None):  # type: ignore[override]
         return self._fields.get(name, default)
 
+    def items(self):  # type: ignore[override]
+        return self._fields.items()
+
     def signature(self) -> tuple[tuple[str, int], ...]:
         """``((field, effective mask), ...)``: which classifier subtable holds it."""
         sig = self._signature

@@ -15,6 +15,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from ovsbpfd.dpif.provider import Dpif, DpifError
+from ovsbpfd.dpif.types import METER_BAND_DROP
 from ovsbpfd.dpif.types import MeterBand as DpMeterBand
 from ovsbpfd.dpif.types import MeterStats as DpMeterStats
 from ovsbpfd.ofproto import error_codes as ec
@@ -182,6 +183,18 @@ class MeterTable:
         self._delete(OFPM_ALL)
 
     # ------------------------------------------------------------ queries
+    def features(self) -> tuple[int, int, int, int, int]:
+        """OFPMP_METER_FEATURES as the datapath allows it: (max_meter,
+        band_types bitmap, capabilities, max_bands, max_color)."""
+        try:
+            dp = self.dpif.meter_features()
+        except DpifError:
+            return (0, 0, 0, 0, 0)
+        band_types = 1 << OFPMBT_DROP if METER_BAND_DROP in dp.band_types else 0
+        capabilities = ((OFPMF_KBPS if dp.kbps else 0) | (OFPMF_PKTPS if dp.pktps else 0)
+                        | (OFPMF_BURST if dp.burst else 0) | (OFPMF_STATS if dp.stats else 0))
+        return (dp.max_meters, band_types, capabilities, dp.max_bands, 0)
+
     def _stats_of(self, meter: Meter) -> DpMeterStats | None:
         try:
             return self.dpif.meter_get(meter.dp_id)

@@ -7,9 +7,11 @@ live elsewhere (``validation``, ``xlate``, ``revalidator``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ovsbpfd.ofproto import error_codes as ec
+from ovsbpfd.ofproto.actions import Instruction
 from ovsbpfd.ofproto.classifier import FlowTable
 from ovsbpfd.ofproto.match import Match
 from ovsbpfd.ofproto.rule import Rule
@@ -38,11 +40,34 @@ MAX_RULES_PER_TABLE = 1_000_000
 
 @dataclass
 class FlowModOutcome:
-    """What a FLOW_MOD did: ``removed`` pairs a rule with its removal reason."""
+    """What a FLOW_MOD did: ``removed`` pairs a rule with its removal reason;
+    ``replaced`` is the rule an ADD took the place of, ``modified`` the rules
+    whose instructions a MODIFY changed."""
 
     changed: bool = False
     added: Rule | None = None
     removed: list[tuple[Rule, int]] = field(default_factory=list)
+    replaced: Rule | None = None
+    modified: list[Rule] = field(default_factory=list)
+    # what ``undo`` needs: modified rules' earlier (instructions, packets, bytes)
+    _before: list[tuple[tuple[Instruction, ...], tuple[int, int]]] = field(
+        default_factory=list)
+
+    def changed_rules(self) -> list[Rule]:
+        """Every rule whose presence or instructions changed."""
+        rules = [r for r, _reason in self.removed] + self.modified
+        if self.added is not None:
+            rules.append(self.added)
+        return rules
+
+
+class BatchFailed(Exception):
+    """FLOW_MOD ``index`` of a batch was refused with ``error``; nothing applied."""
+
+    def __init__(self, index: int, error: OfpError) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
 
 
 class Pipeline:
@@ -71,11 +96,43 @@ class Pipeline:
         strict = fm.command != OFPFC_MODIFY
         targets = self.select(fm.table_id, fm.match, fm.priority, strict, fm.cookie,
                               fm.cookie_mask)
+        outcome = FlowModOutcome(bool(targets), modified=targets)
         for rule in targets:
+            outcome._before.append((rule.instructions, (rule.packet_count, rule.byte_count)))
             rule.instructions = fm.instructions
             if fm.flags & OFPFF_RESET_COUNTS:
                 rule.packet_count = rule.byte_count = 0
-        return FlowModOutcome(bool(targets))
+        return outcome
+
+    def apply_all(self, fms: list[FlowMod], check: Callable[[FlowMod], None]
+                  ) -> list[FlowModOutcome]:
+        """Apply every FLOW_MOD in order, or none: ``check`` (validation) and
+        the table semantics may refuse one, and then the ones before it are
+        undone and ``BatchFailed`` says which one and why."""
+        done: list[FlowModOutcome] = []
+        for index, fm in enumerate(fms):
+            try:
+                check(fm)
+                done.append(self.apply(fm))
+            except OfpError as err:
+                for outcome in reversed(done):
+                    self.undo(outcome)
+                raise BatchFailed(index, err) from None
+        return done
+
+    def undo(self, outcome: FlowModOutcome) -> None:
+        """Put the tables back as they were before the FLOW_MOD of ``outcome``."""
+        if outcome.added is not None:
+            self.tables[outcome.added.table_id].remove(outcome.added)
+            self._timed.discard(outcome.added)
+            if outcome.replaced is not None:
+                self.tables[outcome.replaced.table_id].insert(outcome.replaced)
+        for rule, _reason in outcome.removed:
+            self.tables[rule.table_id].insert(rule)
+        for rule, (instructions, (packets, nbytes)) in zip(outcome.modified, outcome._before,
+                                                           strict=True):
+            rule.instructions = instructions
+            rule.packet_count, rule.byte_count = packets, nbytes
 
     def _add(self, fm: FlowMod) -> FlowModOutcome:
         table = self.tables[fm.table_id]
@@ -91,7 +148,7 @@ class Pipeline:
             self._timed.add(rule)
         if old is not None and not fm.flags & OFPFF_RESET_COUNTS:
             rule.packet_count, rule.byte_count = old.packet_count, old.byte_count
-        return FlowModOutcome(True, rule)
+        return FlowModOutcome(True, rule, replaced=old)
 
     def add_rule(self, rule: Rule) -> None:
         """Install a rule directly (the bridge's default flows)."""

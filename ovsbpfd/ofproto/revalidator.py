@@ -25,8 +25,9 @@ from typing import Protocol
 
 from ovsbpfd.dpif.provider import Dpif, DpifError
 from ovsbpfd.dpif.types import DpAction, DpFlow, FlowKey, FlowStats
+from ovsbpfd.ofproto.reval_index import ChangeIndex, RuleChange
 from ovsbpfd.ofproto.rule import Rule
-from ovsbpfd.ofproto.xlate import XlateResult
+from ovsbpfd.ofproto.xlate import TableLookup, XlateResult
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class FlowRecord:
     counters: list = field(default_factory=list)  # group/bucket counters (``credit``)
     tables: list[int] = field(default_factory=list)
     learned: list[tuple[int, bytes, int]] = field(default_factory=list)
+    lookups: list[TableLookup] = field(default_factory=list)
     packets: int = 0  # datapath counters already credited
     bytes: int = 0
     created_ns: int = 0
@@ -72,6 +74,7 @@ class FlowRecord:
         self.tables = list(result.tables)
         self.learned = list(result.learned)
         self.counters = list(result.counters)
+        self.lookups = result.lookups
 
 
 def flow_ident(key: FlowKey, mask: FlowKey) -> tuple[bytes, bytes]:
@@ -84,8 +87,7 @@ def mask_covers(flow_mask: FlowKey, needed: FlowKey) -> bool:
     Then every packet the flow matches translates the same way, so its
     actions are right even if the mask is narrower than needed (more bits).
     """
-    return all(have & want == want
-               for have, want in zip(flow_mask.pack(), needed.pack(), strict=True))
+    return flow_mask.covers(needed)
 
 
 class Revalidator:
@@ -93,7 +95,9 @@ class Revalidator:
         self.dpif = dpif
         self.translate = translate
         self.records: dict[tuple[bytes, bytes], FlowRecord] = {}
+        self.index = ChangeIndex()
         self.n_revalidations = 0
+        self.n_scoped = 0  # revalidations limited to flows a rule change may affect
         self.leave_unknown = False
 
     def __len__(self) -> int:
@@ -119,41 +123,56 @@ class Revalidator:
             self.records[ident] = record
         record.owner = owner
         record.adopt(result)
+        self.index.add(record)
         return record
 
     # ------------------------------------------------------------ revalidate
     def revalidate(self) -> int:
         """Re-translate every installed flow; return how many were changed."""
         self.n_revalidations += 1
+        return sum(self._recheck(record) for record in list(self.records.values()))
+
+    def revalidate_changes(self, changes: list[RuleChange]) -> int:
+        """Re-translate only the flows these rule changes may affect (see
+        ``reval_index``); return how many were changed."""
+        self.n_scoped += 1
         changed = 0
-        for record in list(self.records.values()):
-            translated = self.translate(record.key)
-            if translated is None:
-                self._delete(record)
-                changed += 1
-                continue
-            owner, result = translated
-            actions = tuple(result.actions)
-            if not mask_covers(record.mask, result.mask) or owner is not record.owner:
-                self._delete(record)
-                changed += 1
-            elif actions != record.actions:
-                try:
-                    self.dpif.flow_put(record.key, record.mask, actions, create=False)
-                except DpifError:
-                    self._delete(record)
-                else:
-                    record.adopt(result)
-                changed += 1
-            else:
-                record.adopt(result)
+        for record in self.index.affected(changes):
+            if self.records.get(record.ident) is record:  # not deleted meanwhile
+                changed += self._recheck(record)
         return changed
+
+    def _recheck(self, record: FlowRecord) -> int:
+        """Fix or delete ``record``'s flow if its translation changed; 1 if it did."""
+        translated = self.translate(record.key)
+        if translated is None:
+            self._delete(record)
+            return 1
+        owner, result = translated
+        actions = tuple(result.actions)
+        if not mask_covers(record.mask, result.mask) or owner is not record.owner:
+            self._delete(record)
+            return 1
+        if actions != record.actions:
+            try:
+                self.dpif.flow_put(record.key, record.mask, actions, create=False)
+            except DpifError:
+                self._delete(record)
+                return 1
+            record.adopt(result)
+            self.index.add(record)
+            return 1
+        record.adopt(result)
+        self.index.add(record)
+        return 0
 
     def _delete(self, record: FlowRecord) -> None:
         stats = self.dpif.flow_del(record.key, record.mask)
         if stats is not None:
             self._credit(record, stats)
-        self.records.pop(record.ident, None)
+        if self.records.get(record.ident) is record:
+            del self.records[record.ident]
+        self.index.discard(record)
 
     def forget_owner(self, owner: FlowOwner) -> None:
         """Delete the datapath flows of a bridge that is going away."""
@@ -179,7 +198,7 @@ class Revalidator:
             if now_ns - last >= idle_ns:
                 self._delete(record)
         for ident in [i for i in self.records if i not in seen]:
-            del self.records[ident]  # the datapath no longer has it
+            self.index.discard(self.records.pop(ident))  # the datapath no longer has it
 
     # ------------------------------------------------------------ adoption
     def adopt(self, flow: DpFlow) -> str:
@@ -211,6 +230,7 @@ class Revalidator:
                             bytes=flow.stats.bytes, created_ns=self.dpif.now_ns())
         record.adopt(result)
         self.records[record.ident] = record
+        self.index.add(record)
         return outcome
 
     def _credit(self, record: FlowRecord, stats: FlowStats, now_ns: int | None = None) -> None:

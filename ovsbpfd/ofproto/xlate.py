@@ -118,6 +118,18 @@ class XlateBridge(Protocol):
 
 
 @dataclass
+class TableLookup:
+    """One table lookup of a translation, as the revalidator's change index
+    needs it: the field values the table saw, the priority of the rule hit
+    (-1 for none) and every subtable visited with the packet's key there."""
+
+    table_id: int
+    values: dict[str, int]
+    hit_priority: int
+    visited: dict[tuple[tuple[str, int], ...], tuple[int, ...] | None]
+
+
+@dataclass
 class XlateResult:
     actions: list[DpAction]
     mask: FlowKey
@@ -128,6 +140,7 @@ class XlateResult:
     # group and bucket counters the packet went through (credited like rules)
     counters: list[Counter] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
+    lookups: list[TableLookup] = field(default_factory=list)
 
 
 def _action_set_rank(act: Action) -> int:
@@ -231,7 +244,10 @@ class Xlate:
         while next_table is not None and not self.halted:
             table = tables[next_table]
             values = packet_values(self._current_key(), self.in_ofport, self.metadata)
-            rule = table.lookup(values, self.mask)
+            visited: dict = {}
+            rule = table.lookup(values, self.mask, visited)
+            self.result.lookups.append(TableLookup(
+                next_table, values, rule.priority if rule is not None else -1, visited))
             self.result.tables.append(next_table)
             if self.side_effects:
                 table.lookup_count += 1

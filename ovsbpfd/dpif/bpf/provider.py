@@ -448,8 +448,8 @@ class BpfDpif(Dpif):
     # ------------------------------------------------------------ packets
     def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
         actions = validate_actions(actions)
-        packet = bytes(packet)
-        key = parse_packet(packet, 0)
+        packet = original = bytes(packet)
+        key: FlowKey | None = None  # of the packet as received; only a userspace action needs it
         for act in actions:
             if isinstance(act, Output):
                 self._transmit(act.port, packet)
@@ -458,6 +458,8 @@ class BpfDpif(Dpif):
             elif isinstance(act, PopVlan):
                 packet = pop_vlan(packet)
             elif isinstance(act, Userspace):
+                if key is None:
+                    key = parse_packet(original, 0)
                 self._queue_local_upcall(
                     Upcall(UPCALL_ACTION, key, packet, len(packet), act.cookie))
             elif isinstance(act, SetMasked):
