@@ -95,8 +95,9 @@ class OfConnection(asyncio.Protocol):
                  on_connected: Callable[[OfConnection], None] | None = None) -> None:
         self.handler = handler
         self.on_connected = on_connected
-        # Versions we offer in HELLO (bit n = wire version n); the owner may
-        # narrow it (Bridge.protocols).  Only OpenFlow 1.3 is implemented.
+        # Versions we offer in HELLO (bit n = wire version n); the owner sets
+        # it from Bridge.protocols.  Only OpenFlow 1.3 is implemented: a
+        # connection negotiates only if both sides have it.
         self.version_bitmap = 1 << c.OFP_VERSION
         self.run_task: asyncio.Future | None = None
         self.kind = kind
@@ -282,8 +283,12 @@ class OfConnection(asyncio.Protocol):
                 if self.on_negotiated is not None:
                     self.on_negotiated(self)
                 return
-            text = (f"We support {describe_versions(self.version_bitmap)}, you support "
-                    f"{describe_versions(peer_versions)}, no common versions.")
+            if peer_versions & self.version_bitmap:  # common, but not one we speak
+                text = (f"We speak version 0x{c.OFP_VERSION:02x} only, and this bridge's "
+                        f"protocols exclude it.")
+            else:
+                text = (f"We support {describe_versions(self.version_bitmap)}, you support "
+                        f"{describe_versions(peer_versions)}, no common versions.")
             reply_version = peer_versions.bit_length() - 1 if peer_versions else c.OFP_VERSION
             xid = 0  # as ovs-vswitchd's HELLO_FAILED
         else:

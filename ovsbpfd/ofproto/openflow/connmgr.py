@@ -176,6 +176,7 @@ class ControllerLink:
             if time.monotonic() - started >= backoff:
                 backoff = MIN_BACKOFF
             self.state = "BACKOFF"
+            self.manager.status_changed()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max(self.spec.max_backoff, MIN_BACKOFF))
 
@@ -324,15 +325,18 @@ class ConnectionManager:
         """Bridge.protocols ("OpenFlow10" ... "OpenFlow15"; empty: the default).
 
         Only OpenFlow 1.3 is implemented, so a list without OpenFlow13 makes
-        every new connection fail version negotiation.  As in ovs-vswitchd, a
+        every new connection fail version negotiation (the HELLO then names
+        the configured versions, as ovs-vswitchd's does).  As in ovs-vswitchd, a
         change drops the connections made under the old set (controllers
         then reconnect)."""
         wanted = frozenset(PROTOCOL_VERSIONS[p] for p in protocols if p in PROTOCOL_VERSIONS)
         if wanted == self.protocols:
             return
         self.protocols = wanted
+        # The HELLO offers OpenFlow 1.3 when allowed; otherwise the configured
+        # versions, so that peers read the refusal as ovs-vswitchd words it.
         self.version_bitmap = 1 << c.OFP_VERSION if not wanted or c.OFP_VERSION in wanted \
-            else 0
+            else sum(1 << v for v in wanted)
         for conn in list(self._conns):
             conn.close()
         for link in list(self._links.values()):

@@ -485,7 +485,7 @@ async def test_bridge_protocols_without_openflow13_refuse_connections() -> None:
         mgr.set_protocols(["OpenFlow10", "OpenFlow14"])
         async with raw_client(mgr.mgmt_path, hello=False) as client:
             hello = await client.recv()
-            assert isinstance(hello, m.Hello) and hello.bitmap == 0
+            assert isinstance(hello, m.Hello) and hello.bitmap == 1 << 1 | 1 << 5
             await client.send(m.Hello())
             raw = await client.recv_raw()
             assert struct.unpack_from("!HH", raw, 8) == (e.OFPET_HELLO_FAILED,

@@ -74,12 +74,19 @@ async def test_protocol_change_drops_old_connections_and_is_honoured() -> None:
             mgr.set_protocols(["OpenFlow10"])
             assert await old.closed()  # made under the old set: dropped, as in OVS
         async with raw_client(mgr.mgmt_path, hello=False) as client:
-            assert (await client.recv()).bitmap == 0
+            assert (await client.recv()).bitmap == 1 << 1  # as OVS: the versions configured
             await client.send(m.Hello())
             raw = await client.recv_raw()
             assert struct.unpack_from("!HH", raw, 8) == (e.OFPET_HELLO_FAILED,
                                                          e.OFPHFC_INCOMPATIBLE)
-            assert b"We support no versions, you support version 0x04" in raw
+            assert b"We support version 0x01, you support version 0x04" in raw
+        async with raw_client(mgr.mgmt_path, hello=False) as client:
+            await client.recv()
+            await client.send(m.Hello(1 << 1))  # agreeing on 1.0: still nothing to speak
+            raw = await client.recv_raw()
+            assert struct.unpack_from("!HH", raw, 8) == (e.OFPET_HELLO_FAILED,
+                                                         e.OFPHFC_INCOMPATIBLE)
+            assert b"protocols exclude it" in raw
         mgr.set_protocols([])  # the default includes OpenFlow 1.3
         async with raw_client(mgr.mgmt_path) as client:
             await client.send(m.EchoRequest(xid=2))
