@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -55,10 +56,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def tune_gc() -> None:
+    """The database is a heap of long-lived rows, and each request allocates
+    thousands of short-lived JSON objects, so Python's default collector ran
+    several collections per ovs-vsctl transaction, each walking the rows:
+    about an eighth of the server's time.  Rows hold no reference cycles, so
+    the loaded database is moved out of the collector's sight (freeze) and
+    young collections run every 20,000 allocations instead of 700."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
+
+
 async def serve(args: argparse.Namespace) -> int:
     ssl_files = SslFiles(args.private_key, args.certificate, args.ca_cert)
     server = OvsdbServer(args.dbfile, args.remote, ssl_files, args.max_backlog)
     await server.start()
+    tune_gc()
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

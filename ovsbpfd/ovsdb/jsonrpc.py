@@ -179,6 +179,21 @@ def encode(msg: Any) -> bytes:
     return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class Encoded:
+    """A result already encoded as JSON (big, shared or cached), placed into
+    the reply as it is rather than decoded and encoded again."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def encoded_reply(msg_id: Any, result: bytes) -> bytes:
+    """reply(msg_id, result) as bytes, around an already-encoded result."""
+    return b'{"id":%s,"result":%s,"error":null}' % (encode(msg_id), result)
+
+
 def reply(msg_id: Any, result: Any) -> dict:
     return {"id": msg_id, "result": result, "error": None}
 

@@ -59,6 +59,7 @@ class Schema:
     parsed: ovs.db.schema.DbSchema
     json: dict
     _canonical: dict | None = None
+    _canonical_encoded: bytes | None = None
 
     @property
     def name(self) -> str:
@@ -87,6 +88,14 @@ class Schema:
                 canonical["cksum"] = self.json["cksum"]
             self._canonical = canonical
         return self._canonical
+
+
+    def canonical_encoded(self) -> bytes:
+        """canonical_json() encoded, once: every ovs-vsctl run asks for it."""
+        if self._canonical_encoded is None:
+            self._canonical_encoded = json.dumps(
+                self.canonical_json(), separators=(",", ":"), ensure_ascii=False).encode()
+        return self._canonical_encoded
 
 
 def server_schema() -> Schema:

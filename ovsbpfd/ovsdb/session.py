@@ -194,7 +194,9 @@ class Session:
                 log.exception("%s request failed", method)
                 self.send(jsonrpc.error_reply(msg_id, "internal error"))
                 return
-            if result is not _NO_REPLY:
+            if type(result) is jsonrpc.Encoded:
+                self.send_bytes(jsonrpc.encoded_reply(msg_id, result.data))
+            elif result is not _NO_REPLY:
                 self.send(jsonrpc.reply(msg_id, result))
         elif "result" in msg or "error" in msg:
             # Only our own inactivity probe is ever answered; ovsdb-server
@@ -228,7 +230,7 @@ class Session:
         return list(self.server.dbs)
 
     def m_get_schema(self, msg_id: Any, params: list) -> Any:
-        return self._db("get_schema", params).db.schema.canonical_json()
+        return jsonrpc.Encoded(self._db("get_schema", params).db.schema.canonical_encoded())
 
     def m_echo(self, msg_id: Any, params: list) -> Any:
         return params
@@ -280,11 +282,13 @@ class Session:
         mon.handle = handle
         if version != 3:
             self.monitors[key] = mon
-            return mon.initial()
+            return jsonrpc.Encoded(mon.initial_encoded())
         replay = handle.history.changes_since(since)
-        updates = mon.initial() if replay is None else mon.updates(merge_changes(replay))
         self.monitors[key] = mon
-        return [replay is not None, str(handle.history.latest), updates]
+        if replay is None:
+            return jsonrpc.Encoded(b'[false,"%s",%s]' % (
+                str(handle.history.latest).encode(), mon.initial_encoded()))
+        return [True, str(handle.history.latest), mon.updates(merge_changes(replay))]
 
     def m_monitor(self, msg_id: Any, params: list) -> Any:
         return self._monitor(msg_id, params, "monitor", 1)

@@ -22,7 +22,7 @@ from ovs.db.data import Datum
 
 from .columns import resized
 from .database import Database, Row, default_data, is_default
-from .diff import apply_diff, datum_diff
+from .diff import apply_diff, datum_diff_json
 from .errors import OvsdbError
 from .schema import Schema
 from .transaction import ChangeSet
@@ -147,7 +147,7 @@ def changes_to_record(db: Database, changes: ChangeSet, comments: list[str]) -> 
                     if not is_default(datum):
                         cols[col.name] = datum.to_json()
                 elif old.data[col.name] != datum:
-                    cols[col.name] = datum_diff(old.data[col.name], datum).to_json()
+                    cols[col.name] = datum_diff_json(old.data[col.name], datum)
             if old is None or cols:
                 out[str(row_uuid)] = cols
         if out:

@@ -150,3 +150,57 @@ def test_ovsdb_ref_set_changes_net_out_like_full_lists():
             assert target_table == "Port" and delta in (-1, 1)
             got[target] += delta
         assert Counter({k: v for k, v in got.items() if v}) == _naive_net(table, old, new)
+
+
+# --- monitors and diffs -------------------------------------------------------------
+def _db_with_ports(n: int):
+    from ovsbpfd.ovsdb.database import Database
+
+    db = Database(Schema.from_file(schema_path()))
+    ops = [{"op": "insert", "table": "Open_vSwitch", "row": {"bridges": ["named-uuid", "b"]}},
+           {"op": "insert", "table": "Bridge", "uuid-name": "b", "row": {
+               "name": "br0", "ports": ["set", [["named-uuid", f"p{i}"] for i in range(n)]]}}]
+    for i in range(n):
+        ops.append({"op": "insert", "table": "Port", "uuid-name": f"p{i}", "row": {
+            "name": f"p{i}", "tag": i % 3, "interfaces": ["named-uuid", f"i{i}"]}})
+        ops.append({"op": "insert", "table": "Interface", "uuid-name": f"i{i}",
+                    "row": {"name": f"p{i}", "external_ids": ["map", [["k", str(i)]]]}})
+    from ovsbpfd.ovsdb.execution import Executor
+
+    outcome = Executor(db, set()).run(ops)
+    assert outcome.changes, outcome.results
+    db.apply(outcome.changes)
+    return db
+
+
+@pytest.mark.parametrize("version, requests", [
+    (1, {"Port": {"columns": ["name", "tag"]}, "Bridge": {}}),
+    (2, {"Port": [{"columns": ["name", "interfaces", "tag"]}], "Interface": [{}]}),
+    (2, {"Port": [{"columns": ["name"], "where": [["tag", "==", 1]]}]}),
+    (2, {"Port": [{"columns": ["name"], "where": [False]}], "Bridge": [{"columns": ["ports"]}]}),
+    (3, {"Port": [{"columns": ["name"], "select": {"initial": False}}],
+         "Open_vSwitch": [{"columns": ["bridges", "_version"]}]}),
+])
+def test_ovsdb_encoded_initial_dump_is_the_initial_dump(version, requests):
+    from ovsbpfd.ovsdb.monitor import Monitor
+
+    db = _db_with_ports(12)
+    for _ in range(2):  # the second time from the rows' cached bytes
+        mon = Monitor.parse(db, "m", version, requests)
+        assert json.loads(mon.initial_encoded()) == mon.initial()
+
+
+def test_ovsdb_set_diff_by_value_is_the_symmetric_difference():
+    from ovsbpfd.ovsdb.diff import apply_diff, datum_diff
+
+    rng = random.Random(3)
+    pool = [str(uuid.uuid4()) for _ in range(20)]
+    for t, make in ((PORTS, lambda xs: ["set", [["uuid", x] for x in xs]]),
+                    (VLANS, lambda xs: ["set", [pool.index(x) for x in xs]])):
+        for _ in range(100):
+            a = rng.sample(pool, rng.randint(0, 10))
+            b = rng.sample(pool, rng.randint(0, 10))
+            old, new = datum_from_json(t, make(a)), datum_from_json(t, make(b))
+            diff = datum_diff(old, new)
+            assert set(diff.values) == set(old.values) ^ set(new.values)
+            assert apply_diff(old, diff).values == new.values
