@@ -203,3 +203,27 @@ def test_controller_reconnects_after_restart(network: Network) -> None:
         time.sleep(0.3)
     h1, _, h3 = network.hosts
     assert network.reaches(h1, h3)
+
+
+def test_controller_row_settings(network: Network) -> None:
+    """Controller columns as ovs-vsctl sets them: all accepted; with
+    enable_async_messages=false the controller hears no PACKET_IN, so in
+    fail mode secure nothing gets through, until the setting goes back."""
+    net = network
+    net.daemon.vsctl("set-fail-mode", net.bridge, "secure")
+    net.daemon.vsctl("set-controller", net.bridge, net.controller.target)
+    net.daemon.vsctl("set", "Controller", net.bridge, "inactivity_probe=3000",
+                     "max_backoff=2000", "connection_mode=out-of-band",
+                     "enable_async_messages=false", "controller_rate_limit=1000",
+                     "controller_burst_limit=50")
+    net.wait_connected()
+    status = net.daemon.vsctl("--bare", "--columns=status", "list", "Controller").stdout
+    assert "state=ACTIVE" in status and "sec_since_connect=" in status, status
+    role = net.daemon.vsctl("--bare", "--columns=role", "list", "Controller").stdout
+    assert role.strip() == "other"
+    h1, h2, _ = net.hosts
+    assert not h1.ping(h2.ip_addr, count=2, wait=0.5)
+    assert net.controller.count("PACKET_IN") == 0
+    net.daemon.vsctl("set", "Controller", net.bridge, "enable_async_messages=true")
+    assert net.reaches(h1, h2), net.controller.log_text()
+    assert net.controller.count("PACKET_IN") > 0

@@ -105,6 +105,7 @@ class OfConnection(asyncio.Protocol):
         self.probe_interval = probe_interval
         self.role = c.OFPCR_ROLE_EQUAL
         self.async_masks = AsyncMasks()
+        self.async_set_by_peer = False  # SET_ASYNC seen: row settings no longer apply
         self.miss_send_len = c.OFP_DEFAULT_MISS_SEND_LEN if kind == PRIMARY else 0
         self.negotiated = False
         self.connected_at = time.monotonic()

@@ -62,6 +62,11 @@ def _remove_stale_socket(path: str) -> None:
             os.unlink(path)
 
 
+def initial_async_masks(spec: ControllerSpec) -> AsyncMasks:
+    """The spec's defaults, or none at all with enable_async_messages=false."""
+    return AsyncMasks() if spec.enable_async else dataclasses.replace(NO_ASYNC)
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return PROTOCOL_ERROR_TEXT
@@ -113,6 +118,8 @@ class ControllerLink:
         for conn in self.conns:
             conn.probe_interval = spec.probe_interval
             conn.packet_in_limiter = PacketInLimiter.for_spec(spec)
+            if not conn.async_set_by_peer:  # as OVS: the row decides until SET_ASYNC
+                conn.async_masks = initial_async_masks(spec)
 
     def _fail(self, error: str) -> None:
         log.warning("controller %s: %s", self.target, error)
@@ -287,8 +294,7 @@ class ConnectionManager:
                             on_connected=lambda c: self._serve(c, link))
         conn.version_bitmap = self.version_bitmap
         if link is not None:
-            if not link.spec.enable_async:
-                conn.async_masks = dataclasses.replace(NO_ASYNC)
+            conn.async_masks = initial_async_masks(link.spec)
             conn.packet_in_limiter = PacketInLimiter.for_spec(link.spec)
         return conn
 

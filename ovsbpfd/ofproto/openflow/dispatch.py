@@ -286,6 +286,7 @@ class Dispatcher:
         conn.async_masks.packet_in = msg.packet_in_mask
         conn.async_masks.port_status = msg.port_status_mask
         conn.async_masks.flow_removed = msg.flow_removed_mask
+        conn.async_set_by_peer = True
 
     # ------------------------------------------------------------ multipart
     async def _multipart(self, conn: OfConnection, msg: MultipartRequest) -> None:

@@ -134,6 +134,14 @@ async def test_async_messages_disabled_and_packet_ins_rate_limited() -> None:
             core.listeners[0].packet_in(
                 PacketIn(OFPR_ACTION, 0, 0, Match(in_port=1), b"\x01" * 14, 14))
             assert isinstance(await quiet.clients[0].recv(), m.PacketInMessage)
+            await limited.received(0.3)  # that one went to the limited controller too
+            # The row's setting now changes nothing for it; for others it applies at once.
+            mgr.set_controllers([quiet_spec, ControllerSpec.from_db(
+                limited_spec.target, enable_async_messages=False)])
+            core.listeners[0].packet_in(
+                PacketIn(OFPR_ACTION, 0, 0, Match(in_port=1), b"\x01" * 14, 14))
+            assert isinstance(await quiet.clients[0].recv(), m.PacketInMessage)
+            assert await limited.received(0.3) == []
     finally:
         quiet.close()
         limited.close()
