@@ -329,8 +329,8 @@ class DatapathBacker:
         Done on the next turn of the event loop (a FLOW_MOD takes effect in
         the datapath at once), and only for the flows the change index names;
         a long queue of changes becomes one full pass instead."""
-        if not changes or self._reval_pending or not self.revalidator.records:
-            return  # nothing installed, or a full pass is coming anyway
+        if not changes or not self.revalidator.records:
+            return  # nothing installed that they could affect
         self._rule_changes.extend(changes)
         if len(self._rule_changes) > MAX_SCOPED_CHANGES:
             self.request_revalidation()
@@ -343,7 +343,17 @@ class DatapathBacker:
 
     def _schedule_scoped(self) -> None:
         if self._loop is not None and self._scoped_handle is None:
-            self._scoped_handle = self._loop.call_soon(self.run_revalidation)
+            self._scoped_handle = self._loop.call_soon(self._run_scoped)
+
+    def _run_scoped(self) -> None:
+        """The queued rule changes now (a pending full pass keeps its own time)."""
+        self._scoped_handle = None
+        changes, self._rule_changes = self._rule_changes, []
+        if changes:
+            try:
+                self.revalidator.revalidate_changes(changes)
+            except Exception:
+                log.exception("revalidation failed")
 
     def run_revalidation(self) -> int:
         """Revalidate now whatever is pending; return flows changed."""

@@ -278,7 +278,11 @@ class OfprotoBridge:
                 self._flow_removed(rule, reason)
             changes.extend(RuleChange(self, r.table_id, r.match, r.priority)
                            for r in outcome.changed_rules())
-        self.backer.revalidate_rules(changes)
+        self.backer.revalidate_rules(changes + self._reorders())
+
+    def _reorders(self) -> list[RuleChange]:
+        return [RuleChange(self, table_id, None, reorder=(low, high))
+                for table_id, low, high in self.pipeline.take_reorders()]
 
     def flow_stats(self, req: FlowStatsRequest) -> list[FlowStatsEntry]:
         return self.pipeline.flow_stats(req)
@@ -428,9 +432,10 @@ class OfprotoBridge:
             self.backer.request_revalidation()
         else:
             self.backer.revalidate_rules([RuleChange(self, r.table_id, r.match, r.priority)
-                                          for r, _reason in expired])
+                                          for r, _reason in expired] + self._reorders())
 
     def _changed(self) -> None:
+        self.pipeline.take_reorders()  # a full pass covers them
         self.backer.request_revalidation()
 
     # ------------------------------------------------------------ appctl views

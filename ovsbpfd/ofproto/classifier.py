@@ -134,8 +134,13 @@ def _minus_priority(rule: Rule) -> int:
 class FlowTable:
     """Rules of one table plus its OpenFlow table statistics."""
 
-    def __init__(self, table_id: int) -> None:
+    def __init__(self, table_id: int, reorders: list[tuple[int, int, int]] | None = None
+                 ) -> None:
         self.table_id = table_id
+        # (table, low, high) appended whenever a subtable that keeps rules sees
+        # its max priority move between low and high: lookups whose hit has a
+        # priority in that range may now visit it differently (ties!).
+        self.reorders = reorders if reorders is not None else []
         self._subtables: dict[Signature, _Subtable] = {}
         self._ordered: list[_Subtable] | None = []
         # priority -> its rules (a dict as an ordered set: O(1) removal)
@@ -170,8 +175,11 @@ class FlowTable:
                 if sub.count == 0:  # it was the only rule: the subtable went too
                     sub = self._subtables[sig] = _Subtable(sig)
                     self._ordered = None
+        old_max = sub.max_priority
         if sub.insert(rule):
             self._ordered = None
+            if sub.count > 1:
+                self.reorders.append((self.table_id, old_max, sub.max_priority))
         same = self._by_priority.get(rule.priority)
         if same is None:
             same = self._by_priority[rule.priority] = {}
@@ -182,8 +190,11 @@ class FlowTable:
     def remove(self, rule: Rule) -> None:
         sig = rule.match.signature()
         sub = self._subtables[sig]
+        old_max = sub.max_priority
         if sub.remove(rule):
             self._ordered = None
+            if sub.count:
+                self.reorders.append((self.table_id, sub.max_priority, old_max))
         if sub.count == 0:
             del self._subtables[sig]
             self._ordered = None

@@ -72,11 +72,20 @@ class BatchFailed(Exception):
 
 class Pipeline:
     def __init__(self, n_tables: int = N_TABLES) -> None:
-        self.tables = [FlowTable(i) for i in range(n_tables)]
+        # Subtable reorderings (table, low, high priority) since the owner
+        # last took them (``take_reorders``), for scoped revalidation.
+        self._reorders: list[tuple[int, int, int]] = []
+        self.tables = [FlowTable(i, self._reorders) for i in range(n_tables)]
         self._timed: set[Rule] = set()  # rules with a timeout (may be stale)
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.tables)
+
+    def take_reorders(self) -> list[tuple[int, int, int]]:
+        """The subtable reorderings since the last call (see ``FlowTable``)."""
+        taken = list(self._reorders)
+        self._reorders.clear()
+        return taken
 
     def rules(self) -> list[Rule]:
         return [r for t in self.tables for r in t]

@@ -14,7 +14,9 @@ R (subtable S, values V, priority P) in table T, a flow is affected only if
 - its lookup in T visited S and computed key V there (one dict probe); or
 - its lookup in T did not visit S (S did not exist, or could not beat the
   hit), R could beat or tie the rule it hit (hit priority <= P), and R's
-  match agrees with what the lookup saw on every bit the megaflow fixes.
+  match agrees with what the lookup saw on every bit the megaflow fixes; or
+- S's max priority moved across the hit's priority: S's place in the lookup
+  order changed, and among equal-priority rules the first subtable wins.
 
 Anything not decidable from the recorded values (a field the packet lacked,
 bits the mask leaves free) counts as a possible match: the answer may hold
@@ -36,12 +38,14 @@ from ovsbpfd.ofproto.xlate import TableLookup
 @dataclass(frozen=True)
 class RuleChange:
     """Rule ``match``/``priority`` of ``owner``'s table ``table_id`` was added,
-    removed or had its instructions changed."""
+    removed or had its instructions changed; or (``match`` None) a subtable of
+    the table saw its max priority move across ``reorder`` = (low, high)."""
 
     owner: object
     table_id: int
-    match: Match
-    priority: int
+    match: Match | None
+    priority: int = -1
+    reorder: tuple[int, int] | None = None
 
 
 class IndexedFlow(Protocol):
@@ -109,6 +113,10 @@ class ChangeIndex:
         """The indexed flows that any of ``changes`` may translate differently."""
         found: set[IndexedFlow] = set()
         for change in changes:
+            if change.match is None:
+                if change.reorder is not None:
+                    self._reordered(change.owner, change.table_id, change.reorder, found)
+                continue
             sig = change.match.signature()
             found.update(self._by_key.get(
                 (change.owner, change.table_id, sig, change.match.masked_values()), ()))
@@ -116,6 +124,19 @@ class ChangeIndex:
                 if flow not in found and self._may_match(flow, change, sig):
                     found.add(flow)
         return found
+
+    def _reordered(self, owner: object, table_id: int, span: tuple[int, int],
+                   found: set[IndexedFlow]) -> None:
+        """A subtable's max priority moved across ``span``: a lookup whose hit
+        priority lies in it may now visit that subtable (or not), and so pick
+        another rule among equal-priority ones.  Outside the span the subtable
+        is visited (or skipped) as before."""
+        low, high = span
+        for flow in self._by_table.get((owner, table_id), ()):
+            if flow not in found and any(look.table_id == table_id
+                                         and low <= look.hit_priority <= high
+                                         for look in flow.lookups):
+                found.add(flow)
 
     def _may_match(self, flow: IndexedFlow, change: RuleChange, sig: tuple) -> bool:
         for look in flow.lookups:
