@@ -164,9 +164,13 @@ def _strong_ref_columns(table: TableSchema) -> list[ColumnSchema]:
 
 
 def weak_ref_columns(table: TableSchema) -> list[ColumnSchema]:
-    return [c for c in table.columns.values()
-            if (c.type.key.is_weak_ref()
-                or (c.type.value is not None and c.type.value.is_weak_ref()))]
+    cols = getattr(table, "_ovsbpfd_weak_cols", None)
+    if cols is None:
+        cols = [c for c in table.columns.values()
+                if (c.type.key.is_weak_ref()
+                    or (c.type.value is not None and c.type.value.is_weak_ref()))]
+        table._ovsbpfd_weak_cols = cols
+    return cols
 
 
 def _refs_of(col: ColumnSchema, datum: Datum, strong: bool):

@@ -29,6 +29,7 @@ from .jsonrpc import encode
 from .transaction import ChangeSet
 
 SELECT_KINDS = ("initial", "insert", "delete", "modify")
+_UPDATE_METHODS = {1: b"update", 2: b"update2", 3: b"update3"}
 
 
 @dataclass
@@ -54,6 +55,15 @@ class Monitor:
         self.tables = tables
         self.handle: Any = None  # the server's DbHandle this monitor watches
         self._key: tuple | None = None
+        self._head: tuple[Any, bytes] | None = None
+
+    def notification_head(self) -> bytes:
+        """The start of this monitor's update notification, up to and including
+        the comma after its id (encoded once, again only if the id changes)."""
+        if self._head is None or self._head[0] is not self.id:
+            self._head = (self.id, b'{"id":null,"method":"%s","params":[%s,' % (
+                _UPDATE_METHODS[self.version], encode(self.id)))
+        return self._head[1]
 
     @property
     def key(self) -> tuple:

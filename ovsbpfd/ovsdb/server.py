@@ -11,10 +11,13 @@ from typing import Any
 
 from ovs.db.data import Atom, Datum
 
+from . import jsonrpc
 from .database import Database, Row, default_data
+from .durability import CommitBarrier
 from .execution import Executor, TransactOutcome
 from .history import TxnHistory
 from .locks import LockManager
+from .monitor import Monitor
 from .remotes import (
     PassiveRemote,
     Remote,
@@ -24,7 +27,7 @@ from .remotes import (
     make_remote,
 )
 from .schema import SERVER_DB_NAME, server_schema
-from .session import DEFAULT_MAX_BACKLOG, PendingTransact, Session
+from .session import DEFAULT_MAX_BACKLOG, PendingTransact, Session, update_params_tail
 from .storage import Storage, changes_to_record
 from .transaction import ChangeSet
 
@@ -65,6 +68,8 @@ class OvsdbServer:
         self._syncing = False
         self._resync = False
         self._tasks: set[asyncio.Task] = set()
+        self.barrier = CommitBarrier()  # output waits for the log's sync
+        self._monitor_groups: dict | None = None
 
     @property
     def tcp_ports(self) -> list[int]:
@@ -102,6 +107,7 @@ class OvsdbServer:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+        self.barrier.release()
         for handle in self.dbs.values():
             if handle.storage is not None:
                 handle.storage.close()
@@ -234,20 +240,41 @@ class OvsdbServer:
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)
         self.locks.drop_session(session)
+        self.monitors_changed()
+
+    def monitors_changed(self) -> None:
+        """A monitor came, went or changed its condition: regroup before the
+        next commit."""
+        self._monitor_groups = None
+
+    def _groups_for(self, handle: DbHandle) -> dict[tuple, list[tuple[Session, Monitor]]]:
+        """Every monitor of handle's database, grouped by what its updates
+        look like (Monitor.key), so that a commit composes each group's
+        update once, however many clients share it."""
+        if self._monitor_groups is None:
+            groups: dict[DbHandle, dict[tuple, list[tuple[Session, Monitor]]]] = {}
+            for session in self.sessions:
+                for mon in session.monitors.values():
+                    by_key = groups.setdefault(mon.handle, {})
+                    by_key.setdefault(mon.key, []).append((session, mon))
+            self._monitor_groups = groups
+        return self._monitor_groups.get(handle, {})
 
     def _lock_notify(self, session: Session, method: str, name: str) -> None:
         session.notify(method, [name])
 
     # --- commits -------------------------------------------------------------
     def commit(self, handle: DbHandle, outcome: TransactOutcome) -> None:
-        """Make a checked transaction durable, install it, and tell monitors."""
+        """Log a checked transaction, install it, and tell monitors.  What this
+        sends waits in the barrier until the log is synced."""
         changes = outcome.changes
         if not changes:
             return
         if handle.storage is not None:
             record = changes_to_record(handle.db, changes, outcome.comments)
             if record is not None:
-                handle.storage.append(record)
+                handle.storage.append(record, sync=False)
+                self.barrier.written(handle.storage)
         self._install(handle, changes)
         if handle.storage is not None and handle.storage.should_compact():
             self._spawn(self._compact_one(handle))
@@ -258,9 +285,14 @@ class OvsdbServer:
     def _install(self, handle: DbHandle, changes: ChangeSet) -> None:
         handle.db.apply(changes)
         txn_id = handle.history.record(changes, handle.db.n_atoms)
-        shared: dict = {}
-        for session in list(self.sessions):
-            session.db_changed(handle, changes, txn_id, shared)
+        for members in list(self._groups_for(handle).values()):
+            first = members[0][1]
+            updates = first.updates(changes)
+            if not updates:
+                continue
+            tail = update_params_tail(first.version, txn_id, jsonrpc.encode(updates))
+            for session, mon in members:
+                session.send_bytes(mon.notification_head() + tail)
         for pending in list(handle.pending):
             pending.retry()
 

@@ -138,6 +138,15 @@ class Session:
     def send_bytes(self, data: bytes) -> None:
         if self.closed:
             return
+        barrier = self.server.barrier
+        if barrier.holding:  # a commit is not on disk yet: nothing may overtake it
+            barrier.hold(self, data)
+            return
+        self.write_now(data)
+
+    def write_now(self, data: bytes) -> None:
+        if self.closed:
+            return
         transport = self.writer.transport
         if transport.is_closing():
             self.close()
@@ -281,14 +290,18 @@ class Session:
         mon = Monitor.parse(handle.db, params[1], version, params[2])
         mon.handle = handle
         if version != 3:
-            self.monitors[key] = mon
+            self._set_monitor(key, mon)
             return jsonrpc.Encoded(mon.initial_encoded())
         replay = handle.history.changes_since(since)
-        self.monitors[key] = mon
+        self._set_monitor(key, mon)
         if replay is None:
             return jsonrpc.Encoded(b'[false,"%s",%s]' % (
                 str(handle.history.latest).encode(), mon.initial_encoded()))
         return [True, str(handle.history.latest), mon.updates(merge_changes(replay))]
+
+    def _set_monitor(self, key: str, mon: Monitor) -> None:
+        self.monitors[key] = mon
+        self.server.monitors_changed()
 
     def m_monitor(self, msg_id: Any, params: list) -> Any:
         return self._monitor(msg_id, params, "monitor", 1)
@@ -312,7 +325,7 @@ class Session:
         updates = mon.change_condition(params[2])
         del self.monitors[key]
         mon.id = params[1]
-        self.monitors[new_key] = mon
+        self._set_monitor(new_key, mon)
         if updates:
             self._send_updates(mon, updates, mon.handle.history.latest)
         return {}
@@ -326,6 +339,7 @@ class Session:
             self.send(jsonrpc.error_reply(msg_id, "unknown monitor"))
             return _NO_REPLY
         del self.monitors[key]
+        self.server.monitors_changed()
         return {}
 
     def _lock_name(self, method: str, params: list) -> str:
@@ -359,30 +373,16 @@ class Session:
 
     def _send_encoded_updates(self, mon: Monitor, body: bytes, txn_id: uuid.UUID) -> None:
         """An update/update2/update3 notification around already-encoded
-        table-updates (shared by every monitor asking for the same thing)."""
-        method = _UPDATE_METHODS[mon.version]
-        head = b'{"id":null,"method":"%s","params":[%s,' % (method, jsonrpc.encode(mon.id))
-        if mon.version == 3:
-            head += b'"%s",' % str(txn_id).encode()
-        self.send_bytes(head + body + b"]}")
-
-    def db_changed(self, handle: DbHandle, changes: Any, txn_id: uuid.UUID,
-                   shared: dict | None = None) -> None:
-        """Tell this client's monitors of a commit.  `shared` maps monitor keys to
-        encoded updates, filled by whichever session composes them first."""
-        shared = {} if shared is None else shared
-        for mon in list(self.monitors.values()):
-            if mon.handle is not handle:
-                continue
-            body = shared.get(mon.key)
-            if body is None:
-                updates = mon.updates(changes)
-                body = shared[mon.key] = jsonrpc.encode(updates) if updates else b""
-            if body:
-                self._send_encoded_updates(mon, body, txn_id)
+        table-updates."""
+        self.send_bytes(mon.notification_head() + update_params_tail(mon.version, txn_id, body))
 
 
-_UPDATE_METHODS = {1: b"update", 2: b"update2", 3: b"update3"}
+def update_params_tail(version: int, txn_id: uuid.UUID, body: bytes) -> bytes:
+    """What follows the monitor id in an update notification: the transaction
+    id (update3 only), the table-updates, and the closing brackets."""
+    if version == 3:
+        return b'"%s",%s]}' % (str(txn_id).encode(), body)
+    return body + b"]}"
 
 
 def _monitor_key(monitor_id: Any) -> str:

@@ -3,7 +3,8 @@
 Each record is a line `OVSDB JSON <length> <sha1>` followed by <length> bytes of
 JSON and a newline.  The first record is the schema; every later one is a
 committed transaction (or, after compaction, one snapshot of all rows).
-A record is fsync'd before the transaction that produced it is acknowledged.
+A record is synced to disk before the transaction that produced it is
+acknowledged (see durability.py: the server syncs once per event-loop turn).
 """
 
 from __future__ import annotations
@@ -224,15 +225,24 @@ class Storage:
         self.n_records = len(records)
         return db
 
-    def append(self, record: dict) -> None:
+    def append(self, record: dict, sync: bool = True) -> None:
+        """Write a record; with sync=False the caller must call sync() before
+        acknowledging it (the server does so once per event-loop turn)."""
         data = _record_bytes(record)
         self.file.write(data)
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if sync:
+            self.sync()
         self.log_size += len(data)
         self.n_records += 1
         if self._since_snapshot is not None:
             self._since_snapshot.append(data)
+
+    def sync(self) -> None:
+        """Make every appended record durable.  fdatasync is enough: an append
+        changes only the data and the size, and it flushes both."""
+        if self.file is not None:
+            os.fdatasync(self.file.fileno())
 
     def should_compact(self) -> bool:
         """Compact when the log is 4x the last snapshot and past 10 MB or 100 records,
