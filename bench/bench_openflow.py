@@ -88,10 +88,8 @@ class Switch:
     bridge_settings: tuple[str, ...] = ()
 
     def fresh_bridge(self, bridge: str, ports: list[str]) -> None:
-        """The bridge made anew (fail mode secure: no flows) with ofports 1 and 2.
-
-        A new bridge rather than ``del-flows``: deleting 100,000 flows one by
-        one is quadratic in ovsbpfd's classifier today (see the report)."""
+        """The bridge made anew (fail mode secure: no flows) with ofports 1 and 2,
+        so that no phase inherits datapath flows or rules from the one before."""
         self.vsctl("--if-exists", "del-br", bridge, timeout=600)
         self.vsctl("add-br", bridge, "--", "set", "Bridge", bridge, "fail_mode=secure",
                    *self.bridge_settings)

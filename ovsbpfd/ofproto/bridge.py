@@ -272,12 +272,14 @@ class OfprotoBridge:
     def _applied(self, outcomes: list[FlowModOutcome]) -> None:
         """After FLOW_MODs: FLOW_REMOVED for deleted rules, revalidation of the
         datapath flows the changed rules may touch."""
-        changes = []
         for outcome in outcomes:
             for rule, reason in outcome.removed:
                 self._flow_removed(rule, reason)
-            changes.extend(RuleChange(self, r.table_id, r.match, r.priority)
-                           for r in outcome.changed_rules())
+        if not self.backer.revalidator.records:  # no datapath flow to fix
+            self.pipeline.take_reorders()
+            return
+        changes = [RuleChange(self, r.table_id, r.match, r.priority)
+                   for outcome in outcomes for r in outcome.changed_rules()]
         self.backer.revalidate_rules(changes + self._reorders())
 
     def _reorders(self) -> list[RuleChange]:
