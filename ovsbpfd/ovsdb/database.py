@@ -14,6 +14,7 @@ from ovs.db.data import Atom, Datum
 from ovs.db.schema import ColumnSchema, TableSchema
 from ovs.db.types import Type, UuidType
 
+from .datum_json import datum_to_json
 from .schema import Schema
 
 
@@ -41,6 +42,10 @@ class Row:
             value = cache[key] = compute()
         return value
 
+    def peek(self, key: Any) -> Any:
+        """What cached() remembered under key, or None."""
+        return None if self._json is None else self._json.get(key)
+
     def json(self, column: str) -> Any:
         """A column's value (or _uuid, _version) as JSON.  Rows never change, so
         this is computed once however many monitors and selects send it."""
@@ -54,7 +59,7 @@ class Row:
             elif column == "_version":
                 value = ["uuid", str(self.version)]
             else:
-                value = self.data[column].to_json()
+                value = datum_to_json(self.data[column])
             cache[column] = value
         return value
 

@@ -19,6 +19,8 @@ from typing import Any
 from ovs.db.data import Datum
 from ovs.db.types import UuidType
 
+from .datum_json import datum_to_json
+
 
 def datum_diff(old: Datum, new: Datum) -> Datum:
     t = old.type
@@ -52,7 +54,7 @@ def datum_diff_json(old: Datum, new: Datum) -> Any:
     hit = _RECENT.get(key)
     if hit is not None and hit[0] is old and hit[1] is new:
         return hit[2]
-    value = datum_diff(old, new).to_json()
+    value = datum_to_json(datum_diff(old, new))
     if len(_RECENT) >= _RECENT_MAX:
         _RECENT.clear()
     _RECENT[key] = (old, new, value)

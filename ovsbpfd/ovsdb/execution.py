@@ -326,15 +326,34 @@ class Executor:
 def _check_defaults(table: TableSchema, data: dict[str, Datum], given: dict) -> None:
     """Defaults must meet the column's constraints too (an enum that does not
     contain "" or 0, a range that excludes 0); ovsdb-server checks every
-    one-element value on insert, and given values were checked when parsed."""
-    for name, col in table.columns.items():
-        datum = data[name]
-        if name in given or len(datum.values) != 1:
-            continue
-        for key, value in datum.values.items():
-            key.check_constraints(col.type.key)
-            if value is not None:
-                value.check_constraints(col.type.value)
+    one-element value on insert, and given values were checked when parsed.
+    Which defaults fail is a property of the schema, found once per table."""
+    for name in _bad_defaults(table):
+        if name not in given:
+            _check_atoms(table.columns[name], data[name])
+
+
+def _bad_defaults(table: TableSchema) -> list[str]:
+    bad = getattr(table, "_ovsbpfd_bad_defaults", None)
+    if bad is None:
+        bad = []
+        for name, col in table.columns.items():
+            datum = default_datum(col.type)
+            if len(datum.values) != 1:
+                continue
+            try:
+                _check_atoms(col, datum)
+            except ovs.db.error.Error:
+                bad.append(name)
+        table._ovsbpfd_bad_defaults = bad
+    return bad
+
+
+def _check_atoms(col: Any, datum: Datum) -> None:
+    for key, value in datum.values.items():
+        key.check_constraints(col.type.key)
+        if value is not None:
+            value.check_constraints(col.type.value)
 
 
 def _rows_equal_as_sent(table: TableSchema, rows: list[Row], names: list[str],

@@ -22,7 +22,7 @@ from typing import Any
 from ovs.db.schema import TableSchema
 
 from .condition import Condition, parse_condition
-from .database import Database, Row, is_default
+from .database import Database, Row, default_datum
 from .diff import datum_diff_json
 from .errors import OvsdbError, syntax_error
 from .jsonrpc import encode
@@ -42,6 +42,10 @@ class TableMonitor:
     def __post_init__(self) -> None:
         self.columns_key = ("non-default", *self.columns)
         self.encoded_key = ("encoded", *self.columns)
+        # (column, its default datum); None for _uuid and _version, never default.
+        self.defaults = [(c, None if c in ("_uuid", "_version")
+                          else default_datum(self.table.columns[c].type))
+                         for c in self.columns]
 
 
 class Monitor:
@@ -138,8 +142,8 @@ class Monitor:
         def compose() -> bytes:
             if self.version == 1:
                 entry = {"new": {c: row.json(c) for c in tm.columns}}
-            else:
-                entry = {"initial": _non_default(tm, row)}
+            else:  # an insert notification may have composed it already
+                entry = {"initial": row.peek(tm.columns_key) or _non_default(tm, row)}
             return b'"%s":%s' % (row.json("_uuid")[1].encode(), encode(entry))
 
         return row.cached((self.version == 1, tm.encoded_key), compose)
@@ -231,7 +235,17 @@ class Monitor:
 
 
 def _non_default(tm: TableMonitor, row: Row) -> dict:
-    return {c: row.json(c) for c in tm.columns if not is_default(_value(row, c))}
+    """The monitored columns of row that do not hold their default value.  A
+    column left at its default usually holds the very default object."""
+    data, out = row.data, {}
+    for c, default in tm.defaults:
+        if default is None:
+            out[c] = row.json(c)
+            continue
+        datum = data[c]
+        if datum is not default and datum.values != default.values:
+            out[c] = row.json(c)
+    return out
 
 
 def _differs(old: Row, new: Row, column: str) -> bool:

@@ -23,6 +23,7 @@ from ovs.db.data import Datum
 
 from .columns import resized
 from .database import Database, Row, default_data, is_default
+from .datum_json import datum_to_json
 from .diff import apply_diff, datum_diff_json
 from .errors import OvsdbError
 from .schema import Schema
@@ -146,7 +147,7 @@ def changes_to_record(db: Database, changes: ChangeSet, comments: list[str]) -> 
                 datum = new.data[col.name]
                 if old is None:
                     if not is_default(datum):
-                        cols[col.name] = datum.to_json()
+                        cols[col.name] = datum_to_json(datum)
                 elif old.data[col.name] != datum:
                     cols[col.name] = datum_diff_json(old.data[col.name], datum)
             if old is None or cols:
@@ -176,7 +177,7 @@ def snapshot_record(db: Database, frozen: dict[str, list[Row]] | None = None) ->
         persistent = [c for c in ts.columns.values() if c.persistent]
         out = {}
         for row in rows:
-            out[str(row.uuid)] = {c.name: row.data[c.name].to_json() for c in persistent
+            out[str(row.uuid)] = {c.name: datum_to_json(row.data[c.name]) for c in persistent
                                   if not is_default(row.data[c.name])}
         if out:
             record[table_name] = out

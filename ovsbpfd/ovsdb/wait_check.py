@@ -14,7 +14,6 @@ which produces every result and error ovsdb-server would.
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -23,27 +22,9 @@ from ovs.db.types import StringType, UuidType
 
 from .columns import IMPLICIT
 from .database import Row
+from .datum_json import parse_uuid_text
 
 WAIT_MEMBERS = frozenset({"op", "table", "where", "columns", "until", "rows", "timeout"})
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                        r"[0-9a-fA-F]{12}\Z")
-_UUIDS: dict[str, uuid.UUID] = {}
-_UUID_CACHE_SIZE = 4096
-
-
-def parse_uuid_text(text: str) -> uuid.UUID | None:
-    """A UUID from its text, or None if it is not one.  The same few thousand
-    row uuids come back in every ovs-vsctl run, so recent ones are remembered."""
-    value = _UUIDS.get(text)
-    if value is None:
-        if not _UUID_TEXT.match(text):
-            return None
-        if len(_UUIDS) >= _UUID_CACHE_SIZE:
-            _UUIDS.clear()
-        value = _UUIDS[text] = uuid.UUID(text)
-    return value
-
-
 def only_uuid_equality(where: Any) -> uuid.UUID | None:
     """The uuid of a where-clause [["_uuid", "==", ["uuid", U]]], else None."""
     if (type(where) is list and len(where) == 1 and type(where[0]) is list

@@ -204,3 +204,81 @@ def test_ovsdb_set_diff_by_value_is_the_symmetric_difference():
             diff = datum_diff(old, new)
             assert set(diff.values) == set(old.values) ^ set(new.values)
             assert apply_diff(old, diff).values == new.values
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ovsdb_splitter_finds_messages_cut_anywhere(seed):
+    """Messages with brackets, quotes and backslashes inside strings, fed in
+    random pieces, come out whole and in order."""
+    rng = random.Random(seed)
+    msgs = [{"id": i, "method": "echo", "params": [
+        rng.choice(['a}b', 'x"]{y', 'back\\\\slash\\"', "é[}", "", "{}[]"]) * rng.randint(0, 50),
+        {"k": [[], {}, [1, [2, {"z": None}]]]}]} for i in range(30)]
+    data = b"".join(json.dumps(m, ensure_ascii=rng.random() < 0.5).encode()
+                    + rng.choice([b"", b" ", b"\n"]) for m in msgs)
+    splitter, out, pos = MessageSplitter(), [], 0
+    while pos < len(data):
+        step = rng.choice([1, 2, 7, 64, 1000])
+        out += splitter.feed(data[pos:pos + step])
+        pos += step
+    assert out == msgs
+
+
+def _every_column_type_with_values(rng: random.Random):
+    """(type, json) for every column of both test schemas, with random values."""
+    import os
+
+    from ovs.db.types import BooleanType, IntegerType, RealType, StringType, UuidType
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    schemas = [SCHEMA, Schema.from_file(os.path.join(here, "data", "constraints.ovsschema")).parsed]
+
+    def atom(base):
+        if base.enum is not None:
+            return rng.choice([a.value for a in base.enum.values])
+        kind = base.type
+        if kind == IntegerType:
+            lo = base.min if base.min is not None else -(1 << 40)
+            hi = base.max if base.max is not None else 1 << 40
+            return rng.randint(int(lo), int(hi))
+        if kind == RealType:
+            lo = base.min if base.min is not None else -1e6
+            hi = base.max if base.max is not None else 1e6
+            return rng.uniform(lo, hi)
+        if kind == BooleanType:
+            return rng.random() < 0.5
+        if kind == StringType:
+            return "".join(rng.choice("ab-é1 \\\"") for _ in range(rng.randint(2, 4)))
+        assert kind == UuidType
+        return ["uuid", str(uuid.UUID(int=rng.getrandbits(128)))]
+
+    for schema in schemas:
+        for table in schema.tables.values():
+            for col in table.columns.values():
+                t = col.type
+                n = rng.randint(t.n_min, min(t.n_max, 6))
+                if t.is_map():
+                    keys = {json.dumps(k): k for k in (atom(t.key) for _ in range(n))}
+                    value = ["map", [[k, atom(t.value)] for k in keys.values()]]
+                elif n == 1 and rng.random() < 0.5:
+                    value = atom(t.key)
+                else:
+                    keys = {json.dumps(k): k for k in (atom(t.key) for _ in range(n))}
+                    value = ["set", list(keys.values())]
+                yield t, value
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ovsdb_fast_datum_to_json_is_python_ovs_to_json(seed):
+    from ovsbpfd.ovsdb.datum_json import datum_to_json
+
+    rng = random.Random(seed)
+    n = 0
+    for t, value in _every_column_type_with_values(rng):
+        try:
+            datum = Datum.from_json(t, value)
+        except ovs.db.error.Error:
+            continue  # e.g. too few distinct values drawn for a minimum
+        assert datum_to_json(datum) == datum.to_json(), (t.to_json(), value)
+        n += 1
+    assert n > 150
