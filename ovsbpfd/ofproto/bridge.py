@@ -29,7 +29,13 @@ from ovsbpfd.ofproto.groups import GroupTable
 from ovsbpfd.ofproto.mac_learning import MacLearning
 from ovsbpfd.ofproto.match import Match
 from ovsbpfd.ofproto.meters import MeterTable
-from ovsbpfd.ofproto.pipeline import BatchFailed, FlowModOutcome, Pipeline
+from ovsbpfd.ofproto.ofp_errors import (
+    OFPBRC_BUFFER_UNKNOWN,
+    OFPPMFC_BAD_CONFIG,
+    OFPPMFC_BAD_HW_ADDR,
+    OFPPMFC_BAD_PORT,
+)
+from ovsbpfd.ofproto.pipeline import FlowModOutcome, Pipeline
 from ovsbpfd.ofproto.port import BridgePort
 from ovsbpfd.ofproto.reval_index import RuleChange
 from ovsbpfd.ofproto.rule import Rule
@@ -68,10 +74,6 @@ from ovsbpfd.ofproto.xlate import PacketInSpec, Xlate, XlateResult
 
 log = logging.getLogger(__name__)
 
-OFPBRC_BUFFER_UNKNOWN = 8
-OFPPMFC_BAD_PORT = 0
-OFPPMFC_BAD_HW_ADDR = 1
-OFPPMFC_BAD_CONFIG = 2
 _PORT_MOD_CONFIG = OFPPC_PORT_DOWN | OFPPC_NO_RECV | OFPPC_NO_FWD | OFPPC_NO_PACKET_IN
 _MIN_FRAME = 14
 
@@ -246,24 +248,17 @@ class OfprotoBridge:
     # ------------------------------------------------------------ flows
     def flow_mod(self, fm: FlowMod) -> None:
         self._sync_controllers()
-        self._check_flow_mod(fm)
+        self.check_flow_mod(fm)
         self._applied([self.pipeline.apply(fm)])
 
     def flow_mod_batch(self, fms: list[FlowMod]) -> None:
         """Apply every FLOW_MOD of ``fms`` in order, or none of them (a bundle
         commit).  A refusal undoes the ones applied before it and raises the
-        front end's ``CommitFailed`` with the index of the refused one and its
-        OfpError."""
-        from ovsbpfd.ofproto.openflow.bundle import CommitFailed
-
+        ``BatchFailed`` with the index of the refused one and its OfpError."""
         self._sync_controllers()
-        try:
-            outcomes = self.pipeline.apply_all(list(fms), self._check_flow_mod)
-        except BatchFailed as failed:
-            raise CommitFailed(failed.index, failed.error) from None
-        self._applied(outcomes)
+        self._applied(self.pipeline.apply_all(list(fms), self.check_flow_mod))
 
-    def _check_flow_mod(self, fm: FlowMod) -> None:
+    def check_flow_mod(self, fm: FlowMod) -> None:
         check_flow_mod(fm, self.groups.__contains__, self.meters.__contains__)
         if fm.buffer_id != OFP_NO_BUFFER:
             raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BUFFER_UNKNOWN,

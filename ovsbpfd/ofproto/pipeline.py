@@ -27,6 +27,7 @@ from ovsbpfd.ofproto.types import (
     OFPRR_HARD_TIMEOUT,
     OFPRR_IDLE_TIMEOUT,
     OFPTT_ALL,
+    BatchFailed,
     FlowMod,
     FlowStatsEntry,
     FlowStatsRequest,
@@ -59,15 +60,6 @@ class FlowModOutcome:
         if self.added is not None:
             rules.append(self.added)
         return rules
-
-
-class BatchFailed(Exception):
-    """FLOW_MOD ``index`` of a batch was refused with ``error``; nothing applied."""
-
-    def __init__(self, index: int, error: OfpError) -> None:
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
 
 
 class Pipeline:

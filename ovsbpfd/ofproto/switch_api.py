@@ -54,6 +54,16 @@ class SwitchCore(Protocol):
         """Apply a FLOW_MOD (raises OfpError on rejection, changing nothing)."""
         ...
 
+    def check_flow_mod(self, fm: FlowMod) -> None:
+        """Raise the OfpError ``flow_mod(fm)`` would raise for the message
+        itself (match, actions, groups, meters), without applying it."""
+        ...
+
+    def flow_mod_batch(self, fms: list[FlowMod]) -> None:
+        """Apply all of ``fms`` in order or none (a bundle commit); a refusal
+        raises BatchFailed naming the refused message."""
+        ...
+
     def flow_stats(self, req: FlowStatsRequest) -> list[FlowStatsEntry]: ...
 
     def table_stats(self) -> list[TableStats]: ...

@@ -68,6 +68,16 @@ class OfpError(Exception):
         self.code = code
 
 
+class BatchFailed(Exception):
+    """FLOW_MOD ``index`` of an all-or-none batch (a bundle commit) was refused
+    with ``error``; nothing of the batch was applied."""
+
+    def __init__(self, index: int, error: OfpError) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
 @dataclass
 class FlowMod:
     command: int

@@ -17,7 +17,6 @@ OFPBFC_MSG_FAILED, and applies nothing.
 
 from __future__ import annotations
 
-import copy
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,8 @@ from ovsbpfd.ofproto.openflow.messages import (
     OfpMessage,
     decode_message,
 )
-from ovsbpfd.ofproto.types import OFPM_ALL, FlowMod, OfpError
+from ovsbpfd.ofproto.switch_api import SwitchCore
+from ovsbpfd.ofproto.types import BatchFailed, FlowMod, OfpError
 
 ONF_EXPERIMENTER_ID = 0x4F4E4600
 ONFT_BUNDLE_CONTROL = 2300
@@ -163,7 +163,7 @@ class BundleTable:
         del self.bundles[bundle_id]
         try:
             commit([entry.fm for entry in bundle.entries])
-        except CommitFailed as failed:
+        except BatchFailed as failed:
             entry = bundle.entries[failed.index]
             raise InnerMessageFailed(failed.error, entry.xid, entry.add_bytes) from None
         return control_reply(bundle_id, ctrl_type, msg.xid)
@@ -208,64 +208,12 @@ class BundleTable:
         bundle.entries.append(Entry(inner.fm, inner_xid, raw))
 
 
-class CommitFailed(Exception):
-    """Message ``index`` of a commit was refused with ``error``; nothing applied."""
-
-    def __init__(self, index: int, error: OfpError) -> None:
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
+def commit_atomically(core: SwitchCore, fms: Sequence[FlowMod]) -> None:
+    """Apply ``fms`` in order on ``core``, all of them or (BatchFailed) none."""
+    if fms:
+        core.flow_mod_batch(list(fms))
 
 
-def commit_atomically(core: object, fms: Sequence[FlowMod]) -> None:
-    """Apply ``fms`` in order on ``core``, all of them or (CommitFailed) none.
-
-    A core may offer ``flow_mod_batch(fms)`` that does this itself (raising
-    CommitFailed).  Otherwise the FLOW_MODs are first tried, in order, on a
-    copy of the core's flow tables with the core's own validation (groups and
-    meters as the core lists them), and only then applied for real: every
-    refusal a FLOW_MOD can meet (bad match, actions, table, group or meter,
-    an overlap, a full table) shows up in the trial.
-    """
-    batch = getattr(core, "flow_mod_batch", None)
-    if batch is not None:
-        batch(fms)
-        return
-    pipeline = getattr(core, "pipeline", None)
-    if pipeline is not None and fms:
-        _trial(core, pipeline, fms)
-    for index, fm in enumerate(fms):
-        try:
-            core.flow_mod(fm)  # type: ignore[attr-defined]
-        except OfpError as err:
-            raise CommitFailed(index, err) from None
-
-
-def validate_flow_mod(core: object, fm: FlowMod) -> None:
-    """The core's static FLOW_MOD checks, with its groups and meters as it lists them."""
-    from ovsbpfd.ofproto.validation import check_flow_mod
-
-    check_flow_mod(fm, _group_ids(core).__contains__, _meter_ids(core).__contains__)
-
-
-def _group_ids(core: object) -> set[int]:
-    group_desc = getattr(core, "group_desc", None)
-    return {g.group_id for g in group_desc()} if group_desc else set()
-
-
-def _meter_ids(core: object) -> set[int]:
-    meter_config = getattr(core, "meter_config", None)
-    return {m.meter_id for m in meter_config(OFPM_ALL)} if meter_config else set()
-
-
-def _trial(core: object, pipeline: object, fms: Sequence[FlowMod]) -> None:
-    from ovsbpfd.ofproto.validation import check_flow_mod
-
-    groups, meters = _group_ids(core), _meter_ids(core)
-    trial = copy.deepcopy(pipeline)
-    for index, fm in enumerate(fms):
-        try:
-            check_flow_mod(fm, groups.__contains__, meters.__contains__)
-            trial.apply(fm)  # type: ignore[attr-defined]
-        except OfpError as err:
-            raise CommitFailed(index, err) from None
+def validate_flow_mod(core: SwitchCore, fm: FlowMod) -> None:
+    """The core's checks of one FLOW_MOD, run when it is added to a bundle."""
+    core.check_flow_mod(fm)

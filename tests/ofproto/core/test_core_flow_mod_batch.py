@@ -8,7 +8,7 @@ import pytest
 from ovsbpfd.ofproto import error_codes as ec
 from ovsbpfd.ofproto.actions import ActGroup, ActOutput, InstApplyActions
 from ovsbpfd.ofproto.match import Match
-from ovsbpfd.ofproto.openflow.bundle import CommitFailed, commit_atomically
+from ovsbpfd.ofproto.openflow.bundle import commit_atomically
 from ovsbpfd.ofproto.types import (
     OFPET_BAD_ACTION,
     OFPET_FLOW_MOD_FAILED,
@@ -19,6 +19,7 @@ from ovsbpfd.ofproto.types import (
     OFPFF_CHECK_OVERLAP,
     OFPFF_SEND_FLOW_REM,
     OFPTT_ALL,
+    BatchFailed,
     FlowMod,
     FlowStatsRequest,
 )
@@ -74,7 +75,7 @@ def test_a_refused_flow_mod_undoes_the_whole_batch(rig: Rig, bad: FlowMod, error
     rig.send(1, b"\x02" * 6 + b"\x04" * 6 + b"\x08\x06" + bytes(46))
     before = table_state(rig)
     assert rig.received(2)  # the in_port=1 rule forwards (and counted a packet)
-    with pytest.raises(CommitFailed) as failed:
+    with pytest.raises(BatchFailed) as failed:
         rig.bridge.flow_mod_batch(mixed_batch(bad))
     assert failed.value.index == 5
     assert (failed.value.error.type, failed.value.error.code) == error
@@ -102,7 +103,7 @@ def test_a_good_batch_applies_in_order_then_reports_removals(rig: Rig) -> None:
 def test_front_end_commit_uses_the_batch_and_keeps_its_error_shape(rig: Rig) -> None:
     before = table_state(rig)
     bad = FlowMod(OFPFC_ADD, Match(in_port=1), (InstApplyActions((ActGroup(9),)),))
-    with pytest.raises(CommitFailed) as failed:
+    with pytest.raises(BatchFailed) as failed:
         commit_atomically(rig.bridge, [FlowMod(OFPFC_ADD, Match(in_port=3), out(1)), bad])
     assert failed.value.index == 1 and table_state(rig) == before
 

@@ -78,6 +78,14 @@ class StubCore:
             raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_PORT)
         return [OfPortStats(port_no, rx_packets=port_no)]
 
+    def check_flow_mod(self, fm: FlowMod) -> None:
+        """The stub accepts every well-formed FLOW_MOD."""
+
+    def flow_mod_batch(self, fms: list[FlowMod]) -> None:
+        """All or none: the stub's only refusal is none, so apply in order."""
+        for fm in fms:
+            self.flow_mod(fm)
+
     def flow_mod(self, fm: FlowMod) -> None:
         self.flow_mods_seen += 1
         strict = fm.command in (OFPFC_MODIFY_STRICT, OFPFC_DELETE_STRICT)
