@@ -6,13 +6,17 @@ daemon the machine may be running, and ``stop()`` removes what it left.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from tests.system.netns import Host
 
 Result = subprocess.CompletedProcess
 
@@ -99,3 +103,26 @@ class Daemon:
 
     def appctl(self, *args: str, check: bool = True, timeout: float = 30) -> Result:
         return self._run(["ovs-appctl", "-t", str(self.ctl_path()), *args], check, timeout)
+
+
+@contextlib.contextmanager
+def bridge_with_hosts(daemon: Daemon, hosts: list[Host], bridge: str = "br0") -> Iterator[None]:
+    """The daemon running with ``bridge`` and every host's veth on it.
+
+    Whatever happens, the daemon is stopped with its datapath cleaned up and
+    the hosts are removed.
+    """
+    try:
+        daemon.start()
+        for host in hosts:
+            host.create()
+        daemon.vsctl("add-br", bridge)
+        for host in hosts:
+            daemon.vsctl("add-port", bridge, host.port)
+        yield
+    finally:
+        try:
+            daemon.stop(cleanup=True)
+        finally:
+            for host in hosts:
+                host.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.daemon_proc import Daemon
+from tests.system.daemon_proc import Daemon, bridge_with_hosts
 from tests.system.netns import Host, run, unique_name
 
 pytestmark = pytest.mark.system
@@ -50,20 +50,8 @@ def switch(tmp_path: Path) -> Iterator[Switch]:
         Host(unique_name("obfns", 1), unique_name("obfv", 1), "10.200.0.1"),
         Host(unique_name("obfns", 2), unique_name("obfv", 2), "10.200.0.2"),
     ]
-    try:
-        daemon.start()
-        for host in hosts:
-            host.create()
-        daemon.vsctl("add-br", "br0")
-        for host in hosts:
-            daemon.vsctl("add-port", "br0", host.port)
+    with bridge_with_hosts(daemon, hosts):
         yield Switch(daemon, *hosts)
-    finally:
-        try:
-            daemon.stop(cleanup=True)
-        finally:
-            for host in hosts:
-                host.close()
 
 
 def test_ports_attached_with_bpf_filter(switch: Switch) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.daemon_proc import Daemon
+from tests.system.daemon_proc import Daemon, bridge_with_hosts
 from tests.system.netns import Host, run, unique_name
 
 pytestmark = pytest.mark.system
@@ -69,21 +69,11 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     hosts = [Host(unique_name("rsns", i), unique_name("rsv", i), f"10.251.0.{i}")
              for i in (1, 2)]
     try:
-        daemon.start()
-        for host in hosts:
-            host.create()
-        daemon.vsctl("add-br", "br0")
-        for host in hosts:
-            daemon.vsctl("add-port", "br0", host.port)
-        yield Setup(daemon, *hosts)
+        with bridge_with_hosts(daemon, hosts):
+            yield Setup(daemon, *hosts)
     finally:
-        try:
-            daemon.stop(cleanup=True)
-        finally:
-            for host in hosts:
-                host.close()
-            for dev in ("br0", unique_name("rsi", 1)):
-                run("ip", "link", "del", dev, check=False)
+        for dev in ("br0", unique_name("rsi", 1)):
+            run("ip", "link", "del", dev, check=False)
 
 
 class FilterWatch:
