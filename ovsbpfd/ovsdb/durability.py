@@ -65,6 +65,10 @@ class CommitBarrier:
         self._scheduled = True
         loop.call_soon(self.release)
 
+    def holds_for(self, client: Client) -> bool:
+        """Whether output for client is waiting."""
+        return client in self._held
+
     def hold(self, client: Client, data: bytes) -> None:
         """Keep data for client until the next release."""
         chunks = self._held.get(client)

@@ -9,10 +9,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +22,9 @@ DEFAULT_MAX_BACKOFF_MS = 8000
 PASSIVE_KINDS = ("punix", "ptcp", "pssl")
 ACTIVE_KINDS = ("unix", "tcp", "ssl")
 
-# Runs one client connection until it ends: (reader, writer, remote).
-ServeFn = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Remote"], Awaitable[None]]
+# Given a remote, makes the protocol (a session) of each of its connections.
+# The protocol has a `done` future, set when the connection ends.
+SessionFactory = Callable[["Remote"], Callable[[], asyncio.Protocol]]
 
 
 class RemoteError(ValueError):
@@ -112,10 +112,11 @@ def check_target(target: str) -> None:
 class Remote:
     """Base of both remote kinds: its config, its live sessions, its status."""
 
-    def __init__(self, config: RemoteConfig, serve: ServeFn, ssl_files: SslFiles) -> None:
+    def __init__(self, config: RemoteConfig, factory: SessionFactory,
+                 ssl_files: SslFiles) -> None:
         check_target(config.target)
         self.config = config
-        self.serve = serve
+        self.protocol_factory = factory(self)
         self.ssl_files = ssl_files
         self.sessions: set[Any] = set()
         self.last_connect: float | None = None
@@ -154,20 +155,22 @@ class Remote:
 class PassiveRemote(Remote):
     """A listening socket; every accepted client becomes a session."""
 
-    def __init__(self, config: RemoteConfig, serve: ServeFn, ssl_files: SslFiles) -> None:
-        super().__init__(config, serve, ssl_files)
+    def __init__(self, config: RemoteConfig, factory: SessionFactory,
+                 ssl_files: SslFiles) -> None:
+        super().__init__(config, factory, ssl_files)
         self.listener: asyncio.AbstractServer | None = None
         self.unix_path: str | None = None
         self.bound_port: int | None = None
 
     async def start(self) -> None:
         kind, _, rest = self.config.target.partition(":")
+        loop = asyncio.get_running_loop()
         if kind == "punix":
             if os.path.exists(rest):
                 os.unlink(rest)  # a stale socket left by a crashed server
             old_umask = os.umask(0o027)
             try:
-                self.listener = await asyncio.start_unix_server(self._accept, path=rest)
+                self.listener = await loop.create_unix_server(self.protocol_factory, path=rest)
             finally:
                 os.umask(old_umask)
             os.chmod(rest, 0o750)
@@ -175,15 +178,9 @@ class PassiveRemote(Remote):
             return
         host, port = parse_inet(rest, "0.0.0.0", passive=True)
         ctx = self.ssl_files.server_context() if kind == "pssl" else None
-        self.listener = await asyncio.start_server(self._accept, host=host, port=port,
-                                                   reuse_address=True, ssl=ctx)
+        self.listener = await loop.create_server(self.protocol_factory, host=host, port=port,
+                                                 reuse_address=True, ssl=ctx)
         self.bound_port = self.listener.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await self.serve(reader, writer, self)
 
     async def close(self) -> None:
         if self.listener is not None:
@@ -213,8 +210,9 @@ class ActiveRemote(Remote):
     """Connects out and keeps reconnecting, backing off 1 s, 2 s, 4 s ... up to
     max_backoff, as OVS's reconnect module does."""
 
-    def __init__(self, config: RemoteConfig, serve: ServeFn, ssl_files: SslFiles) -> None:
-        super().__init__(config, serve, ssl_files)
+    def __init__(self, config: RemoteConfig, factory: SessionFactory,
+                 ssl_files: SslFiles) -> None:
+        super().__init__(config, factory, ssl_files)
         self.state = "CONNECTING"
         self.task: asyncio.Task | None = None
 
@@ -228,13 +226,15 @@ class ActiveRemote(Remote):
         while True:
             self._set_state("CONNECTING")
             try:
+                loop = asyncio.get_running_loop()
                 if kind == "unix":
-                    reader, writer = await asyncio.open_unix_connection(rest)
+                    _t, session = await loop.create_unix_connection(self.protocol_factory, rest)
                 else:
                     host, port = parse_inet(rest, "", passive=False)
                     ctx = self.ssl_files.client_context() if kind == "ssl" else None
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(host, port, ssl=ctx), 10)
+                    _t, session = await asyncio.wait_for(loop.create_connection(
+                        self.protocol_factory, host, port, ssl=ctx,
+                        server_hostname=host if ctx else None), 10)
             except (TimeoutError, OSError, ssl.SSLError) as e:
                 self.last_error = str(e) or type(e).__name__
                 self._set_state("BACKOFF")
@@ -243,7 +243,7 @@ class ActiveRemote(Remote):
                 continue
             self._set_state("ACTIVE")
             backoff = 1.0
-            await self.serve(reader, writer, self)
+            await session.done
             self._set_state("BACKOFF")
             await asyncio.sleep(backoff)
 
@@ -272,7 +272,7 @@ class ActiveRemote(Remote):
         return out
 
 
-def make_remote(config: RemoteConfig, serve: ServeFn, ssl_files: SslFiles) -> Remote:
+def make_remote(config: RemoteConfig, factory: SessionFactory, ssl_files: SslFiles) -> Remote:
     if config.kind in PASSIVE_KINDS:
-        return PassiveRemote(config, serve, ssl_files)
-    return ActiveRemote(config, serve, ssl_files)
+        return PassiveRemote(config, factory, ssl_files)
+    return ActiveRemote(config, factory, ssl_files)

@@ -7,6 +7,7 @@ import json
 import logging
 import ssl
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ovs.db.data import Atom, Datum
@@ -91,7 +92,7 @@ class OvsdbServer:
             if target.startswith("db:"):
                 self.db_remote_specs.append(self._parse_db_remote(target))
                 continue
-            remote = make_remote(RemoteConfig(target), self._serve, self.ssl_files)
+            remote = make_remote(RemoteConfig(target), self._session_factory, self.ssl_files)
             await remote.start()
             self.static_remotes.append(remote)
         await self._sync_db_remotes()
@@ -112,21 +113,13 @@ class OvsdbServer:
             if handle.storage is not None:
                 handle.storage.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     remote: Remote) -> None:
-        session = Session(self, reader, writer, probe_ms=remote.config.probe_ms(),
-                          max_backlog=self.max_backlog)
+    def _session_factory(self, remote: Remote) -> Callable[[], Session]:
+        """What each connection of remote runs: a new Session protocol."""
+        probe_ms = remote.config.probe_ms()
+        return lambda: Session(self, remote, probe_ms=probe_ms, max_backlog=self.max_backlog)
+
+    def session_opened(self, session: Session) -> None:
         self.sessions.add(session)
-        remote.session_started(session)
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await session.run()
-        finally:
-            remote.session_ended(session)
-            if task is not None:
-                self._tasks.discard(task)
 
     # --- remotes named by database columns -----------------------------------
     def _parse_db_remote(self, target: str) -> tuple[str, str, str]:
@@ -193,7 +186,7 @@ class OvsdbServer:
                 self.db_remotes[config].row_ref = row_ref
                 continue
             try:
-                remote = make_remote(config, self._serve, self.ssl_files)
+                remote = make_remote(config, self._session_factory, self.ssl_files)
                 remote.row_ref = row_ref
                 await remote.start()
             except (RemoteError, OSError, ssl.SSLError) as e:

@@ -38,27 +38,48 @@ def only_uuid_equality(where: Any) -> uuid.UUID | None:
 def wait_holds_as_sent(table: TableSchema, op: dict, get_row: Any) -> bool:
     """True when `op` (a wait on `table`) is well formed in the way ovs-vsctl
     and IDLs write it, and the row get_row(uuid) has exactly the sent values.
-    False means "take the full path", never "the wait failed"."""
+    False means "take the full path", never "the wait failed".  (Written out
+    flat: ovs-vsctl sends one of these per port on every run.)"""
     if op.get("until") != "==" or not op.keys() <= WAIT_MEMBERS:
         return False
+    columns, rows, where = op.get("columns"), op.get("rows"), op.get("where")
     timeout = op.get("timeout", 0)
-    columns, rows = op.get("columns"), op.get("rows")
-    if (type(timeout) is not int or timeout < 0 or type(columns) is not list
-            or type(rows) is not list or len(rows) > 1):
+    if (type(columns) is not list or type(rows) is not list or len(rows) > 1
+            or type(where) is not list or len(where) != 1
+            or type(timeout) is not int or timeout < 0):
         return False
-    cols = table.columns
-    for name in columns:
-        if type(name) is not str or (name not in cols and name not in IMPLICIT):
-            return False
-    if len(set(columns)) != len(columns):
+    clause = where[0]
+    if type(clause) is not list or len(clause) != 3 or clause[0] != "_uuid" \
+            or clause[1] != "==":
         return False
-    row_uuid = only_uuid_equality(op.get("where"))
+    arg = clause[2]
+    if type(arg) is not list or len(arg) != 2 or arg[0] != "uuid" or type(arg[1]) is not str:
+        return False
+    row_uuid = parse_uuid_text(arg[1])
     if row_uuid is None:
+        return False
+    plain, known = _column_kinds(table)
+    for name in columns:
+        if type(name) is not str or name not in known:
+            return False
+    if len(columns) > 1 and len(set(columns)) != len(columns):
         return False
     row = get_row(table.name, row_uuid)
     if row is None or not rows:
         return row is None and not rows
-    return row_matches_json(table, row, columns, rows[0])
+    sent = rows[0]
+    if type(sent) is not dict or len(sent) != len(columns):
+        return False
+    for name in columns:
+        theirs = sent.get(name, _ABSENT)
+        if theirs is _ABSENT:
+            return False
+        if name in plain:
+            if theirs != row.json(name):
+                return False
+        elif not same_json(theirs, row.json(name)):
+            return False
+    return True
 
 
 def row_matches_json(table: TableSchema, row: Row, names: list[str], sent: Any) -> bool:
@@ -66,12 +87,13 @@ def row_matches_json(table: TableSchema, row: Row, names: list[str], sent: Any) 
     server writes that column of `row`."""
     if type(sent) is not dict or len(sent) != len(names):
         return False
+    plain, _known = _column_kinds(table)
     for name in names:
         if name not in sent:
             return False
         ours = row.json(name)
         theirs = sent[name]
-        if _plain_json(table, name):
+        if name in plain:
             if theirs != ours:
                 return False
         elif not same_json(theirs, ours):
@@ -79,18 +101,25 @@ def row_matches_json(table: TableSchema, row: Row, names: list[str], sent: Any) 
     return True
 
 
-def _plain_json(table: TableSchema, name: str) -> bool:
-    """Whether the column's JSON holds only strings and arrays: then Python's ==
-    is exact (a str equals only a str), with no true == 1 == 1.0 to fear."""
-    col: ColumnSchema = table.columns.get(name) or IMPLICIT[name]
-    plain = getattr(col, "_ovsbpfd_plain_json", None)
-    if plain is None:
-        kinds = {col.type.key.type}
-        if col.type.value is not None:
-            kinds.add(col.type.value.type)
-        plain = kinds <= {StringType, UuidType}
-        col._ovsbpfd_plain_json = plain
-    return plain
+_ABSENT = object()
+
+
+def _column_kinds(table: TableSchema) -> tuple[frozenset[str], frozenset[str]]:
+    """(columns whose JSON holds only strings and arrays, every column name
+    including _uuid and _version).  For the first, Python's == is exact (a str
+    equals only a str), with no true == 1 == 1.0 to fear."""
+    kinds = getattr(table, "_ovsbpfd_column_kinds", None)
+    if kinds is None:
+        columns: dict[str, ColumnSchema] = {**table.columns, **IMPLICIT}
+        plain = set()
+        for name, col in columns.items():
+            types = {col.type.key.type}
+            if col.type.value is not None:
+                types.add(col.type.value.type)
+            if types <= {StringType, UuidType}:
+                plain.add(name)
+        kinds = table._ovsbpfd_column_kinds = (frozenset(plain), frozenset(columns))
+    return kinds
 
 
 def same_json(a: Any, b: Any) -> bool:
