@@ -104,3 +104,30 @@ def test_ovsdb_pipelined_transactions_are_all_acknowledged_and_logged(tmp_path):
             assert values[-1] == n
         finally:
             c.close()
+
+
+def test_ovsdb_half_closed_client_still_gets_its_reply(tmp_path):
+    """A client that sends a transaction and then shuts down its sending side
+    gets the reply (held for the sync) before the server closes."""
+    import socket
+
+    with ovsbpfd_server(str(tmp_path)) as (sock, _proc):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(sock)
+        s.sendall(json.dumps({"id": 7, "method": "transact", "params": [
+            "Open_vSwitch", {"op": "insert", "table": "Open_vSwitch", "row": {}}]}).encode())
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        s.close()
+        reply = json.loads(data)
+        assert reply["id"] == 7 and reply["result"][0]["uuid"][0] == "uuid"
+        c = RpcClient(sock)
+        try:
+            rows = c.transact("Open_vSwitch", {"op": "select", "table": "Open_vSwitch",
+                                               "where": [], "columns": ["_uuid"]})[0]["rows"]
+            assert rows == [{"_uuid": reply["result"][0]["uuid"]}]
+        finally:
+            c.close()
