@@ -1,14 +1,17 @@
 """OVSDB benchmark: ovsbpfd's embedded server beside Debian's ovsdb-server.
 
-Three workloads, each run against both servers in the same invocation (fresh
-database each), with wall time, the ratio ours/reference (below 1 means
-faster) and each server's peak resident memory (VmHWM):
+Both servers run at once (fresh database each) and the workloads alternate
+between them, so that the load other programs put on the machine falls on
+both alike.  For each workload: wall time on each server, the ratio
+ours/reference (below 1 means faster), and the server process's own CPU
+time; then each server's peak resident memory (VmHWM):
 
-  vsctl    N sequential `ovs-vsctl --no-wait add-port` runs
+  vsctl    N `ovs-vsctl --no-wait add-port` runs on each server, one run on
+           one server then one on the other
   bulk     one python-ovs Idl transaction inserting 10,000 ports (with their
            interfaces), then a fresh Idl reading them all back
   fanout   100 clients monitor_cond the bridge; one writer commits M changes;
-           time until every client has every update
+           time until every client has every update (median of --rounds)
 
 Run from the repository root (not a timed test):
 
@@ -59,15 +62,32 @@ def vsctl(sock: str, *args: str) -> None:
 
 # --- workloads ------------------------------------------------------------------------
 
-def bench_vsctl(sock: str, n: int) -> float:
-    vsctl(sock, "init")
-    vsctl(sock, "add-br", "br0")
-    start = time.monotonic()
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_vsctl(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[float, float]]:
+    """name -> (seconds, server CPU seconds) for n add-ports on each server,
+    the runs alternating between the servers (and which one goes first)."""
+    for sock, _pid in servers.values():
+        vsctl(sock, "init")
+        vsctl(sock, "add-br", "br0")
+    names = list(servers)
+    wall = dict.fromkeys(names, 0.0)
+    cpu = {name: -cpu_seconds(pid) for name, (_sock, pid) in servers.items()}
     for i in range(n):
-        vsctl(sock, "add-port", "br0", f"vp{i}")
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.monotonic()
+            vsctl(servers[name][0], "add-port", "br0", f"vp{i}")
+            wall[name] += time.monotonic() - start
         if (i + 1) % 50 == 0:
-            say(f"      add-port {i + 1}/{n}")
-    return time.monotonic() - start
+            say(f"      add-port {i + 1}/{n} on each: " + ", ".join(
+                f"{name} {wall[name]:.2f} s" for name in names))
+    return {name: (wall[name], cpu[name] + cpu_seconds(pid))
+            for name, (_sock, pid) in servers.items()}
 
 
 def _idl(sock: str) -> ovs.db.idl.Idl:
@@ -170,16 +190,38 @@ def bench_fanout(sock: str, n_clients: int, n_changes: int) -> float:
 
 # --- driver ---------------------------------------------------------------------------
 
-def run_all(name: str, sock: str, pid: int, args: argparse.Namespace) -> dict:
-    say(f"  [{name}] vsctl: {args.vsctl} x ovs-vsctl add-port")
-    res = {"vsctl": bench_vsctl(sock, args.vsctl)}
-    say(f"  [{name}] vsctl done in {res['vsctl']:.2f} s; bulk insert of {args.ports} ports")
-    res["bulk_insert"], res["bulk_read"] = bench_bulk(sock, args.ports)
-    say(f"  [{name}] bulk insert {res['bulk_insert']:.2f} s, read back "
-        f"{res['bulk_read']:.2f} s; fan-out to {args.clients} clients")
-    res["fanout"] = bench_fanout(sock, args.clients, args.changes)
-    say(f"  [{name}] fan-out done in {res['fanout']:.2f} s")
-    res["peak_mb"] = peak_rss_mb(pid)
+SERVERS = (("ovsdb-server", debian_server), ("ovsbpfd", ovsbpfd_server))
+
+
+def run_all(servers: dict[str, tuple[str, int]], args: argparse.Namespace) -> dict:
+    res: dict[str, dict[str, float]] = {name: {} for name in servers}
+    say(f"vsctl: {args.vsctl} x ovs-vsctl add-port on each server, alternating")
+    for name, (wall, cpu) in bench_vsctl(servers, args.vsctl).items():
+        res[name]["vsctl"], res[name]["vsctl_cpu"] = wall, cpu
+    for name, (sock, pid) in servers.items():
+        say(f"bulk: [{name}] one Idl transaction inserting {args.ports} ports")
+        cpu = cpu_seconds(pid)
+        res[name]["bulk_insert"], res[name]["bulk_read"] = bench_bulk(sock, args.ports)
+        res[name]["bulk_cpu"] = cpu_seconds(pid) - cpu
+        say(f"      [{name}] insert {res[name]['bulk_insert']:.2f} s, read back "
+            f"{res[name]['bulk_read']:.2f} s")
+    say(f"fanout: {args.changes} commits to {args.clients} monitors, {args.rounds} rounds")
+    names = list(servers)
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            sock, pid = servers[name]
+            cpu = cpu_seconds(pid)
+            wall = bench_fanout(sock, args.clients, args.changes)
+            rounds[name].append((wall, cpu_seconds(pid) - cpu))
+        say(f"      round {r + 1}: " + ", ".join(
+            f"{name} {rounds[name][-1][0]:.3f} s" for name in names))
+    for name in names:
+        walls = sorted(w for w, _c in rounds[name])
+        cpus = sorted(c for _w, c in rounds[name])
+        res[name]["fanout"] = walls[len(walls) // 2]
+        res[name]["fanout_cpu"] = cpus[len(cpus) // 2]
+        res[name]["peak_mb"] = peak_rss_mb(servers[name][1])
     return res
 
 
@@ -189,26 +231,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vsctl", type=int, default=200)
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--changes", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=5, help="fan-out rounds per server")
     args = p.parse_args(argv)
-    results = {}
     with ExitStack() as stack:
-        for name, start in (("ovsdb-server", debian_server), ("ovsbpfd", ovsbpfd_server)):
+        servers = {}
+        for name, start in SERVERS:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-"))
             say(f"starting {name}")
             sock, proc = stack.enter_context(start(tmp))
-            results[name] = run_all(name, sock, proc.pid, args)
-            stack.close()  # stop this server before starting the next
+            servers[name] = (sock, proc.pid)
+        results = run_all(servers, args)
     ours, ref = results["ovsbpfd"], results["ovsdb-server"]
     rows = [("vsctl", f"{args.vsctl} x add-port", "s"),
+            ("vsctl_cpu", "  server CPU", "s"),
             ("bulk_insert", f"1 txn, {args.ports} ports (Idl)", "s"),
             ("bulk_read", f"fresh Idl reads {args.ports} ports", "s"),
+            ("bulk_cpu", "  server CPU (insert + read)", "s"),
             ("fanout", f"{args.changes} commits -> {args.clients} monitors", "s"),
+            ("fanout_cpu", "  server CPU", "s"),
             ("peak_mb", "peak RSS (VmHWM)", "MB")]
     say("")
     say(f"{'workload':38} {'ovsdb-server':>13} {'ovsbpfd':>10} {'ratio':>7}")
     for key, label, unit in rows:
-        say(f"{label:38} {ref[key]:>10.2f} {unit:2} {ours[key]:>8.2f} {unit:2}"
-            f" {ours[key] / ref[key]:>6.2f}x")
+        ratio = ours[key] / ref[key] if ref[key] else float("inf")
+        say(f"{label:38} {ref[key]:>10.2f} {unit:2} {ours[key]:>8.2f} {unit:2} {ratio:>6.2f}x")
     say("(ratio = ovsbpfd / ovsdb-server; below 1 is faster or smaller)")
     return 0
 

@@ -19,49 +19,60 @@ from .schema import Schema
 
 
 class Row:
-    """One row: its identity, version and a Datum per schema column."""
+    """One row: its identity, version and a Datum per schema column.
 
-    __slots__ = ("uuid", "version", "data", "_json")
+    Rows never change, so what is derived from one can be kept on it (memo):
+    the JSON of the columns ovs-vsctl verifies on every run, and the encoded
+    entry each kind of monitor sends for it in an initial dump.  Everything
+    else is computed when asked and not kept, which keeps a big database's
+    memory close to that of its datums."""
+
+    __slots__ = ("uuid", "version", "data", "memo")
 
     def __init__(self, row_uuid: uuid.UUID, version: uuid.UUID, data: dict[str, Datum]):
         self.uuid = row_uuid
         self.version = version
         self.data = data
-        self._json: dict[str, Any] | None = None
+        self.memo: dict[Any, Any] | None = None
 
     def get(self, column: str) -> Datum:
         return self.data[column]
 
     def cached(self, key: Any, compute: Any) -> Any:
-        """compute(), remembered on the row under key (rows never change)."""
-        cache = self._json
-        if cache is None:
-            cache = self._json = {}
-        value = cache.get(key)
+        """compute(), remembered on the row under key."""
+        memo = self.memo
+        if memo is None:
+            memo = self.memo = {}
+        value = memo.get(key)
         if value is None:
-            value = cache[key] = compute()
+            value = memo[key] = compute()
         return value
-
-    def peek(self, key: Any) -> Any:
-        """What cached() remembered under key, or None."""
-        return None if self._json is None else self._json.get(key)
 
     def json(self, column: str) -> Any:
-        """A column's value (or _uuid, _version) as JSON.  Rows never change, so
-        this is computed once however many monitors and selects send it."""
-        cache = self._json
-        if cache is None:
-            cache = self._json = {}
-        value = cache.get(column)
+        """A column's value (or _uuid, _version) as JSON, remembered."""
+        memo = self.memo
+        if memo is None:
+            memo = self.memo = {}
+        value = memo.get(column)
         if value is None:
-            if column == "_uuid":
-                value = ["uuid", str(self.uuid)]
-            elif column == "_version":
-                value = ["uuid", str(self.version)]
-            else:
-                value = datum_to_json(self.data[column])
-            cache[column] = value
+            value = memo[column] = self._column_json(column)
         return value
+
+    def json_once(self, column: str) -> Any:
+        """json(column), without remembering it (from the memo if there)."""
+        memo = self.memo
+        if memo is not None:
+            value = memo.get(column)
+            if value is not None:
+                return value
+        return self._column_json(column)
+
+    def _column_json(self, column: str) -> Any:
+        if column == "_uuid":
+            return ["uuid", str(self.uuid)]
+        if column == "_version":
+            return ["uuid", str(self.version)]
+        return datum_to_json(self.data[column])
 
 
 def uuid_datum(value: uuid.UUID) -> Datum:

@@ -89,7 +89,7 @@ class OpParser:
 
 
 def row_to_json(row: Row, columns: list[str]) -> dict:
-    return {name: row.json(name) for name in columns}
+    return {name: row.json_once(name) for name in columns}
 
 
 class Executor:

@@ -10,7 +10,8 @@ row keeps of itself (its encoded `"uuid":{"initial":{...}}` entry, one per
 column selection and monitor version), so a client that connects after a
 commit re-encodes only the rows that commit touched; and the server composes
 each commit's update once per distinct monitor shape (Monitor.key), not once
-per client.
+per client.  Nothing else is kept per row, so a fresh client's dump of a big
+database adds one bytes object per row, not a dict of JSON per column.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ class TableMonitor:
     condition: Condition = field(default_factory=lambda: Condition([]))
 
     def __post_init__(self) -> None:
-        self.columns_key = ("non-default", *self.columns)
-        self.encoded_key = ("encoded", *self.columns)
+        # Memo keys of this column selection's initial-dump entry, for update2/3
+        # monitors and for update (version 1) ones: strings, whose hash is kept.
+        cols = ",".join(self.columns)
+        self.encoded_keys = ("\0initial:" + cols, "\0new:" + cols)
         # (column, its default datum); None for _uuid and _version, never default.
         self.defaults = [(c, None if c in ("_uuid", "_version")
                           else default_datum(self.table.columns[c].type))
@@ -121,32 +124,38 @@ class Monitor:
         return out
 
     def initial_encoded(self) -> bytes:
-        """initial(), already encoded as JSON."""
+        """initial(), already encoded as JSON: each row's entry comes from its
+        memo (rows never change), so only rows new since the last dump of this
+        kind are encoded."""
         parts = []
         for name, tm in self.tables.items():
             if not tm.select["initial"] or tm.condition.is_false:
                 continue
-            matches = tm.condition.matches
+            key = tm.encoded_keys[self.version == 1]
+            rows = self.db.tables[name].values()
             if tm.condition.clauses:
-                rows = [self._encoded_initial(tm, r) for r in self.db.tables[name].values()
-                        if matches(r)]
-            else:
-                rows = [self._encoded_initial(tm, r) for r in self.db.tables[name].values()]
-            if rows:
-                parts.append(b'%s:{%s}' % (encode(name), b",".join(rows)))
+                rows = [r for r in rows if tm.condition.matches(r)]
+            entries = []
+            for row in rows:
+                memo = row.memo
+                entry = memo.get(key) if memo is not None else None
+                if entry is None:
+                    entry = self._encode_initial(tm, row)
+                    if memo is None:
+                        memo = row.memo = {}
+                    memo[key] = entry
+                entries.append(entry)
+            if entries:
+                parts.append(b'%s:{%s}' % (encode(name), b",".join(entries)))
         return b"{%s}" % b",".join(parts)
 
-    def _encoded_initial(self, tm: TableMonitor, row: Row) -> bytes:
-        """The row's entry in an initial dump, encoded once per row (rows never
-        change) and column selection; only these bytes are kept."""
-        def compose() -> bytes:
-            if self.version == 1:
-                entry = {"new": {c: row.json(c) for c in tm.columns}}
-            else:  # an insert notification may have composed it already
-                entry = {"initial": row.peek(tm.columns_key) or _non_default(tm, row)}
-            return b'"%s":%s' % (row.json("_uuid")[1].encode(), encode(entry))
-
-        return row.cached((self.version == 1, tm.encoded_key), compose)
+    def _encode_initial(self, tm: TableMonitor, row: Row) -> bytes:
+        """The row's `"uuid":{...}` entry in an initial dump."""
+        if self.version == 1:
+            entry = {"new": {c: row.json_once(c) for c in tm.columns}}
+        else:
+            entry = {"initial": _non_default(tm, row)}
+        return b'"%s":%s' % (str(row.uuid).encode(), encode(entry))
 
     def updates(self, changes: ChangeSet) -> dict:
         out: dict[str, dict] = {}
@@ -214,13 +223,12 @@ class Monitor:
 
     def _insert(self, tm: TableMonitor, row: Row, initial: bool) -> dict:
         if self.version == 1:
-            return {"new": {c: row.json(c) for c in tm.columns}}
-        return {"initial" if initial else "insert": row.cached(
-            tm.columns_key, lambda: _non_default(tm, row))}
+            return {"new": {c: row.json_once(c) for c in tm.columns}}
+        return {"initial" if initial else "insert": _non_default(tm, row)}
 
     def _delete(self, tm: TableMonitor, row: Row) -> dict:
         if self.version == 1:
-            return {"old": {c: row.json(c) for c in tm.columns}}
+            return {"old": {c: row.json_once(c) for c in tm.columns}}
         return {"delete": None}
 
     def _modify(self, tm: TableMonitor, old: Row, new: Row) -> dict | None:
@@ -228,8 +236,8 @@ class Monitor:
         if not changed:
             return None
         if self.version == 1:
-            return {"old": {c: old.json(c) for c in changed},
-                    "new": {c: new.json(c) for c in tm.columns}}
+            return {"old": {c: old.json_once(c) for c in changed},
+                    "new": {c: new.json_once(c) for c in tm.columns}}
         return {"modify": {c: datum_diff_json(_value(old, c), _value(new, c))
                            for c in changed}}
 
@@ -240,11 +248,11 @@ def _non_default(tm: TableMonitor, row: Row) -> dict:
     data, out = row.data, {}
     for c, default in tm.defaults:
         if default is None:
-            out[c] = row.json(c)
+            out[c] = row.json_once(c)
             continue
         datum = data[c]
         if datum is not default and datum.values != default.values:
-            out[c] = row.json(c)
+            out[c] = row.json_once(c)
     return out
 
 
