@@ -14,7 +14,7 @@ from ovs.db.data import Atom, Datum
 from ovs.db.schema import ColumnSchema, TableSchema
 from ovs.db.types import Type, UuidType
 
-from .datum_json import datum_to_json
+from .datum_json import datum_to_json, uuid_text
 from .schema import Schema
 
 
@@ -69,7 +69,7 @@ class Row:
 
     def _column_json(self, column: str) -> Any:
         if column == "_uuid":
-            return ["uuid", str(self.uuid)]
+            return ["uuid", uuid_text(self.uuid)]
         if column == "_version":
             return ["uuid", str(self.version)]
         return datum_to_json(self.data[column])

@@ -47,6 +47,20 @@ def parse_uuid_text(text: str) -> uuid.UUID | None:
     return value
 
 
+_TEXTS: dict[int, str] = {}
+
+
+def uuid_text(value: uuid.UUID) -> str:
+    """str(value), remembered for the few thousand row uuids that every
+    ovs-vsctl run sees again (in a bridge's ports, say)."""
+    text = _TEXTS.get(value.int)
+    if text is None:
+        if len(_TEXTS) >= _UUID_CACHE_SIZE:
+            _TEXTS.clear()
+        text = _TEXTS[value.int] = str(value)
+    return text
+
+
 def datum_from_json(t: Type, value: Any, symtab: dict | None = None) -> Datum:
     """Datum.from_json(t, value, symtab), faster for sets of references."""
     if t.value is None and t.key.type is UuidType and t.key.enum is None \
@@ -125,9 +139,9 @@ def datum_to_json(d: Datum) -> Any:
     if t.value is None:
         if len(values) == 1:
             for atom in values:
-                return ["uuid", str(atom.value)] if uuid_key else atom.value
+                return ["uuid", uuid_text(atom.value)] if uuid_key else atom.value
         if uuid_key:
-            return ["set", [["uuid", str(u)]
+            return ["set", [["uuid", uuid_text(u)]
                             for u in sorted((a.value for a in values), key=_BY_INT)]]
         return ["set", sorted(a.value for a in values)]
     uuid_value = t.value.type is UuidType
@@ -137,5 +151,5 @@ def datum_to_json(d: Datum) -> Any:
     else:
         pairs = sorted(((k.value, v.value) for k, v in values.items()),
                        key=operator.itemgetter(0))
-    return ["map", [[["uuid", str(k)] if uuid_key else k,
-                     ["uuid", str(v)] if uuid_value else v] for k, v in pairs]]
+    return ["map", [[["uuid", uuid_text(k)] if uuid_key else k,
+                     ["uuid", uuid_text(v)] if uuid_value else v] for k, v in pairs]]

@@ -24,6 +24,7 @@ from ovs.db.schema import TableSchema
 
 from .condition import Condition, parse_condition
 from .database import Database, Row, default_datum
+from .datum_json import uuid_text
 from .diff import datum_diff_json
 from .errors import OvsdbError, syntax_error
 from .jsonrpc import encode
@@ -118,7 +119,7 @@ class Monitor:
             rows = {}
             for row in self.db.tables[name].values():
                 if tm.condition.matches(row):
-                    rows[str(row.uuid)] = self._insert(tm, row, initial=True)
+                    rows[uuid_text(row.uuid)] = self._insert(tm, row, initial=True)
             if rows:
                 out[name] = rows
         return out
@@ -155,7 +156,7 @@ class Monitor:
             entry = {"new": {c: row.json_once(c) for c in tm.columns}}
         else:
             entry = {"initial": _non_default(tm, row)}
-        return b'"%s":%s' % (str(row.uuid).encode(), encode(entry))
+        return b'"%s":%s' % (uuid_text(row.uuid).encode(), encode(entry))
 
     def updates(self, changes: ChangeSet) -> dict:
         out: dict[str, dict] = {}
@@ -167,7 +168,7 @@ class Monitor:
             for row_uuid, (old, new) in rows.items():
                 entry = self._row_update(tm, old, new)
                 if entry is not None:
-                    table_out[str(row_uuid)] = entry
+                    table_out[uuid_text(row_uuid)] = entry
             if table_out:
                 out[name] = table_out
         return out
@@ -201,9 +202,9 @@ class Monitor:
             for row in self.db.tables[table_name].values():
                 was, now = old_cond.matches(row), cond.matches(row)
                 if was and not now and tm.select["delete"]:
-                    rows[str(row.uuid)] = self._delete(tm, row)
+                    rows[uuid_text(row.uuid)] = self._delete(tm, row)
                 elif now and not was and tm.select["insert"]:
-                    rows[str(row.uuid)] = self._insert(tm, row, initial=False)
+                    rows[uuid_text(row.uuid)] = self._insert(tm, row, initial=False)
             if rows:
                 out[table_name] = rows
         return out
