@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ovsbpfd.dpif.dummy import DummyDpif
 from ovsbpfd.ofproto.backer import DatapathBacker
 from ovsbpfd.ofproto.bridge import OfprotoBridge
-from ovsbpfd.ofproto.types import FlowRemoved, OfPort, PacketIn
+from ovsbpfd.ofproto.match import Match
+from ovsbpfd.ofproto.types import (
+    OFPFC_DELETE,
+    OFPTT_ALL,
+    FlowMod,
+    FlowRemoved,
+    OfPort,
+    PacketIn,
+)
 
 
 def host_mac(n: int) -> bytes:
@@ -68,3 +78,14 @@ class Rig:
     def close(self) -> None:
         self.bridge.destroy()
         self.dpif.close()
+
+
+@contextlib.contextmanager
+def empty_rig(n_ports: int = 3) -> Iterator[Rig]:
+    """A rig whose flow tables start empty (no NORMAL rule), closed afterwards."""
+    rig = Rig(n_ports)
+    try:
+        rig.bridge.flow_mod(FlowMod(OFPFC_DELETE, Match(), table_id=OFPTT_ALL))
+        yield rig
+    finally:
+        rig.close()

@@ -40,19 +40,15 @@ from ovsbpfd.ofproto.types import (
     GroupMod,
     OfpError,
 )
-from tests.ofproto.core.rig import Rig, host_mac
+from tests.ofproto.core.rig import Rig, empty_rig, host_mac
 
 H1, H2 = host_mac(1), host_mac(2)
 
 
 @pytest.fixture
 def rig():
-    r = Rig(5)
-    r.bridge.flow_mod(FlowMod(OFPFC_DELETE, Match(), table_id=0xFF))
-    try:
+    with empty_rig(5) as r:
         yield r
-    finally:
-        r.close()
 
 
 def out(*ports: int) -> tuple:

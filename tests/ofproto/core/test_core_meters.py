@@ -35,7 +35,7 @@ from ovsbpfd.ofproto.types import (
     OfpError,
 )
 from tests.dpif.harness import DatapathHarness
-from tests.ofproto.core.rig import Rig, host_mac
+from tests.ofproto.core.rig import Rig, empty_rig, host_mac
 from tests.ofproto.core.test_core_providers import SwitchUnderTest, run_scenario
 
 H1, H2 = host_mac(1), host_mac(2)
@@ -44,12 +44,8 @@ PKTPS_BURST = OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS
 
 @pytest.fixture
 def rig():
-    r = Rig(3)
-    r.bridge.flow_mod(FlowMod(OFPFC_DELETE, Match(), table_id=0xFF))
-    try:
+    with empty_rig(3) as r:
         yield r
-    finally:
-        r.close()
 
 
 def frame(n: int, size: int = 0) -> bytes:

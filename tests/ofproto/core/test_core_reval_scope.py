@@ -22,13 +22,11 @@ from ovsbpfd.ofproto.backer import REVALIDATE_DELAY_S
 from ovsbpfd.ofproto.match import Match
 from ovsbpfd.ofproto.types import (
     OFPFC_ADD,
-    OFPFC_DELETE,
     OFPFC_DELETE_STRICT,
     OFPFC_MODIFY_STRICT,
-    OFPTT_ALL,
     FlowMod,
 )
-from tests.ofproto.core.rig import Rig, host_mac
+from tests.ofproto.core.rig import Rig, empty_rig, host_mac
 
 H1, H2 = host_mac(1), host_mac(2)
 DSTS = [0x0A000001, 0x0A000002, 0x0A000102, 0x0A010203]
@@ -37,12 +35,8 @@ PORTS = [53, 80, 443]
 
 @pytest.fixture
 def rig():
-    r = Rig(3)
-    r.bridge.flow_mod(FlowMod(OFPFC_DELETE, Match(), table_id=OFPTT_ALL))
-    try:
+    with empty_rig(3) as r:
         yield r
-    finally:
-        r.close()
 
 
 def count_translations(rig: Rig) -> list[int]:

@@ -36,7 +36,7 @@ from ovsbpfd.ofproto.types import (
     OfpError,
 )
 from tests.dpif.harness import DatapathHarness
-from tests.ofproto.core.rig import Rig, host_mac
+from tests.ofproto.core.rig import Rig, empty_rig, host_mac
 from tests.ofproto.core.test_core_providers import SwitchUnderTest, run_scenario
 
 H1, H2, H9 = host_mac(1), host_mac(2), host_mac(9)
@@ -62,12 +62,8 @@ def apply(*actions) -> tuple:
 
 @pytest.fixture
 def rig():
-    r = Rig(3)
-    r.bridge.flow_mod(FlowMod(OFPFC_DELETE, Match(), table_id=0xFF))
-    try:
+    with empty_rig(3) as r:
         yield r
-    finally:
-        r.close()
 
 
 REWRITES = [

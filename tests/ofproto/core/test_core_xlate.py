@@ -34,23 +34,18 @@ from ovsbpfd.ofproto.types import (
     OFPET_FLOW_MOD_FAILED,
     OFPET_METER_MOD_FAILED,
     OFPFC_ADD,
-    OFPFC_DELETE,
     FlowMod,
     OfpError,
 )
-from tests.ofproto.core.rig import Rig, host_mac
+from tests.ofproto.core.rig import Rig, empty_rig, host_mac
 
 H1, H2, H3 = host_mac(1), host_mac(2), host_mac(3)
 
 
 @pytest.fixture
 def rig():
-    r = Rig(3)
-    r.bridge.flow_mod(FlowMod(OFPFC_DELETE, Match(), table_id=0xFF))
-    try:
+    with empty_rig(3) as r:
         yield r
-    finally:
-        r.close()
 
 
 def apply(*actions) -> tuple:
