@@ -52,6 +52,8 @@ from tests.system.refvswitchd import RefVswitchd
 PROBE = Path(__file__).resolve().parent / "packet_probe.py"
 FORWARD_PRIORITY = 100
 OFPT_ERROR, OFPT_BARRIER_REPLY = 1, 21
+#: what ``--only`` chooses from: the four measurements, in the order they run
+PARTS = ("addflows", "raw", "latency", "upcall")
 
 
 def progress(text: str) -> None:
@@ -240,7 +242,12 @@ def main() -> int:
                         help="comma-separated rule counts for the upcall test")
     parser.add_argument("--burst", type=int, default=5000, help="frames per upcall burst")
     parser.add_argument("--latency-rounds", type=int, default=5)
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help="comma-separated parts to run, of: " + ", ".join(PARTS))
     args = parser.parse_args()
+    parts = {p for p in args.only.split(",") if p}
+    if parts - set(PARTS):
+        parser.error(f"unknown parts {sorted(parts - set(PARTS))}")
     rule_counts = [int(n) for n in args.rules.split(",") if n]
 
     workdir = Path(tempfile.mkdtemp(prefix="ovsbpfd-bench-of-"))
@@ -270,36 +277,40 @@ def main() -> int:
                    ref.netns, ports[0] + "p", ports[1] + "p", ("datapath_type=netdev",)),
         ]
 
-        flows_file = workdir / "flows.txt"
-        flows_file.write_text("".join(flow_text(i) + "\n" for i in range(args.flows)))
-        rates = []
-        for switch in switches:
-            switch.fresh_bridge(bridge, ports)
-            progress(f"{switch.name}: ovs-ofctl add-flows of {args.flows} flows")
-            rates.append(ofctl_add_flows(switch, bridge, flows_file, args.flows))
-            progress(f"{switch.name}: {rates[-1]:.0f} FLOW_MODs/s")
-        rows.append((f"ovs-ofctl add-flows, {args.flows} flows", *rates, "FLOW_MOD/s"))
+        if "addflows" in parts:
+            flows_file = workdir / "flows.txt"
+            flows_file.write_text("".join(flow_text(i) + "\n" for i in range(args.flows)))
+            rates = []
+            for switch in switches:
+                switch.fresh_bridge(bridge, ports)
+                progress(f"{switch.name}: ovs-ofctl add-flows of {args.flows} flows")
+                rates.append(ofctl_add_flows(switch, bridge, flows_file, args.flows))
+                progress(f"{switch.name}: {rates[-1]:.0f} FLOW_MODs/s")
+            rows.append((f"ovs-ofctl add-flows, {args.flows} flows", *rates, "FLOW_MOD/s"))
 
-        messages = [flow_mod_bytes(i, i + 1) for i in range(args.flows)]
-        rates = []
-        for switch in switches:
-            switch.fresh_bridge(bridge, ports)
-            progress(f"{switch.name}: {args.flows} pipelined FLOW_MODs + barrier")
-            rates.append(raw_flow_mods(switch, bridge, messages))
-            progress(f"{switch.name}: {rates[-1]:.0f} FLOW_MODs/s")
-        rows.append((f"raw client, {args.flows} FLOW_MODs + 1 barrier", *rates, "FLOW_MOD/s"))
+        if "raw" in parts:
+            messages = [flow_mod_bytes(i, i + 1) for i in range(args.flows)]
+            rates = []
+            for switch in switches:
+                switch.fresh_bridge(bridge, ports)
+                progress(f"{switch.name}: {args.flows} pipelined FLOW_MODs + barrier")
+                rates.append(raw_flow_mods(switch, bridge, messages))
+                progress(f"{switch.name}: {rates[-1]:.0f} FLOW_MODs/s")
+            rows.append((f"raw client, {args.flows} FLOW_MODs + 1 barrier", *rates,
+                         "FLOW_MOD/s"))
 
         medians = []
-        for switch in switches:
+        for switch in switches if "latency" in parts else ():
             switch.fresh_bridge(bridge, ports)
             progress(f"{switch.name}: FLOW_MOD to first forwarded packet, "
                      f"{args.latency_rounds} rounds")
             samples = flow_mod_latency(switch, bridge, args.latency_rounds)
             medians.append(statistics.median(samples) * 1000)
             progress(f"{switch.name}: " + ", ".join(f"{s * 1000:.1f}" for s in samples) + " ms")
-        rows.append(("FLOW_MOD -> first packet forwarded (median)", *medians, "ms"))
+        if medians:
+            rows.append(("FLOW_MOD -> first packet forwarded (median)", *medians, "ms"))
 
-        for rules in rule_counts:
+        for rules in rule_counts if "upcall" in parts else ():
             rates = []
             for switch in switches:
                 switch.fresh_bridge(bridge, ports)
