@@ -237,13 +237,19 @@ def _l4_offset(frame: bytes, eth_type: int, off: int) -> tuple[int, int] | None:
 
 
 def internet_checksum(data: bytes, initial: int = 0) -> int:
-    """RFC 1071 ones'-complement sum, complemented."""
+    """RFC 1071 ones'-complement sum, complemented.
+
+    Since 2**16 = 1 (mod 0xffff), the folded sum of the 16-bit words is the
+    whole buffer read as one big-endian integer, modulo 0xffff (0 standing
+    for 0xffff unless everything was zero): one C-speed pass instead of a
+    word-by-word loop, on every packet userspace sends."""
     if len(data) % 2:
         data += b"\x00"
-    total = initial + sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    total = initial + int.from_bytes(data, "big")
+    folded = total % 0xFFFF
+    if folded == 0 and total:
+        folded = 0xFFFF
+    return ~folded & 0xFFFF
 
 
 def _pseudo_header_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
@@ -299,28 +305,43 @@ def finish_checksums(frame: bytes) -> bytes:
 
 
 def _finish_ipv4(frame: bytes, off: int) -> bytes:
-    if not _ipv4_fields(frame, off):
+    # The checks of _ipv4_fields, inline: this runs for every packet sent.
+    if len(frame) - off < 20:
         return frame
-    ihl = (frame[off] & 0x0F) * 4
-    total_len = int.from_bytes(frame[off + 2:off + 4], "big")
+    ver_ihl = frame[off]
+    ihl = (ver_ihl & 0x0F) * 4
+    if ver_ihl >> 4 != 4 or ihl < 20 or len(frame) - off < ihl:
+        return frame
+    total_len = (frame[off + 2] << 8) | frame[off + 3]
     if total_len < ihl or off + total_len > len(frame):
         return frame
     out = bytearray(frame)
-    out[off + 10:off + 12] = ipv4_header_checksum(frame[off:off + ihl]).to_bytes(2, "big")
-    frag_field = int.from_bytes(frame[off + 6:off + 8], "big")
+    out[off + 10] = out[off + 11] = 0
+    header_csum = internet_checksum(bytes(out[off:off + ihl]))
+    out[off + 10], out[off + 11] = header_csum >> 8, header_csum & 0xFF
     proto = frame[off + 9]
-    if frag_field & 0x3FFF or proto not in (IPPROTO_TCP, IPPROTO_UDP):
+    if (frame[off + 6] & 0x3F) or frame[off + 7] or proto not in _IPV4_FINISHED:
         return bytes(out)
     l4, end = off + ihl, off + total_len
     if end - l4 < _L4_MIN_LEN[proto]:
         return bytes(out)
     csum_at = l4 + _CHECKSUM_OFFSET[proto]
-    if proto == IPPROTO_UDP and frame[csum_at:csum_at + 2] == b"\x00\x00":
+    if proto == IPPROTO_UDP and not frame[csum_at] and not frame[csum_at + 1]:
         return bytes(out)
-    src, dst = frame[off + 12:off + 16], frame[off + 16:off + 20]
-    csum = l4_checksum(src, dst, proto, frame[l4:end])
-    out[csum_at:csum_at + 2] = csum.to_bytes(2, "big")
+    out[csum_at] = out[csum_at + 1] = 0
+    # pseudo-header: addresses, protocol, L4 length
+    csum = internet_checksum(bytes(out[l4:end]), int.from_bytes(frame[off + 12:off + 14], "big")
+                             + int.from_bytes(frame[off + 14:off + 16], "big")
+                             + int.from_bytes(frame[off + 16:off + 18], "big")
+                             + int.from_bytes(frame[off + 18:off + 20], "big")
+                             + proto + end - l4)
+    if proto == IPPROTO_UDP and csum == 0:
+        csum = 0xFFFF
+    out[csum_at], out[csum_at + 1] = csum >> 8, csum & 0xFF
     return bytes(out)
+
+
+_IPV4_FINISHED = frozenset({IPPROTO_TCP, IPPROTO_UDP})
 
 
 def _finish_ipv6(frame: bytes, off: int) -> bytes:
