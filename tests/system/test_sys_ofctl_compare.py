@@ -275,23 +275,75 @@ def test_dump_tables_first_tables(fresh: Pair) -> None:
     assert "  table 0:\n    active=6" in out and "tables 5...253: ditto" in out
 
 
-def test_dump_table_features_shape(fresh: Pair) -> None:
-    """Same stanza layout; the field lists differ (ovsbpfd lists only the
-    OpenFlow 1.3 fields its datapath handles, OVS all its NXM fields)."""
+def test_dump_table_features(fresh: Pair) -> None:
+    """Same stanzas, metadata, sizes, next tables and instructions; every field
+    and action ovsbpfd advertises is one ovs-vswitchd advertises the same way.
+
+    ovsbpfd advertises only what a FLOW_MOD to it may use (what its datapath
+    does), so ovs-vswitchd lists more: its NXM fields (registers, conntrack,
+    tunnel metadata, nw_ttl, ip_frag, tcp_flags, NSH), masks on transport
+    ports and ND fields (OpenFlow 1.3 makes those exact-match only), Set-Field
+    on MPLS/ICMP/ND/SCTP fields, and the MPLS and set_queue actions."""
     ours, ref, rc_ours, rc_ref = fresh.both("dump-table-features", "BR")
     assert rc_ours == rc_ref == 0
+    assert _table_feature_shape(ours) == _table_feature_shape(ref)
+    ours_lists, ref_lists = _table_feature_lists(ours), _table_feature_lists(ref)
+    assert ours_lists.keys() == ref_lists.keys()
+    for key in ("instructions", "next tables"):
+        assert ours_lists[key] == ref_lists[key], key
+    for key in ("actions", "supported on Set-Field", "arbitrary mask"):
+        assert ours_lists[key] <= ref_lists[key], (key, ours_lists[key] - ref_lists[key])
+    matchable = ref_lists["arbitrary mask"] | ref_lists["exact match or wildcard"]
+    assert ours_lists["exact match or wildcard"] <= matchable
+    assert {"output", "group", "set_field", "push_vlan", "strip_vlan", "dec_ttl"} \
+        <= ours_lists["actions"]
+    assert {"eth_src", "ip_dst", "tcp_src", "vlan_vid"} <= ours_lists["supported on Set-Field"]
 
-    def shape(text: str) -> list[str]:
-        keep = []
-        for line in text.splitlines():
-            stripped = line.strip()
-            if stripped.startswith(("supported on Set-Field", "arbitrary mask",
-                                    "exact match or wildcard")):
-                stripped = stripped.split(":")[0]
-            keep.append(stripped)
-        return keep
 
-    assert shape(ours) == shape(ref)
+def _table_feature_shape(text: str) -> list[str]:
+    """The output with the field and action lists left out."""
+    keep = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(TABLE_FEATURE_LISTS):
+            stripped = stripped.split(":")[0]
+        keep.append(stripped)
+    return keep
+
+
+TABLE_FEATURE_LISTS = ("supported on Set-Field", "arbitrary mask", "exact match or wildcard",
+                       "actions", "instructions", "next tables")
+
+
+def _table_feature_lists(text: str) -> dict[str, set[str]]:
+    """Table 0's lists, each name spelled out (``eth_{src,dst}`` -> both)."""
+    table0 = text.split("\n\n")[0]
+    lists: dict[str, set[str]] = {}
+    for line in table0.splitlines():
+        key, _, names = line.strip().partition(": ")
+        if key in TABLE_FEATURE_LISTS:
+            lists[key] = {n for word in names.split() for n in _expand_braces(word)}
+    return lists
+
+
+def _expand_braces(word: str) -> list[str]:
+    """ovs-ofctl's ``a_{b,c_{d,e}}`` -> a_b, a_c_d, a_c_e (ranges stay as written)."""
+    start = word.find("{")
+    if start < 0:
+        return [word]
+    depth, end, alternatives, begin = 0, start, [], start + 1
+    for end in range(start, len(word)):
+        char = word[end]
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 1 and char == ",":
+            alternatives.append(word[begin:end])
+            begin = end + 1
+        elif depth == 0:
+            alternatives.append(word[begin:end])
+            break
+    head, tail = word[:start], word[end + 1:]
+    return [head + x + rest for alt in alternatives for x in _expand_braces(alt)
+            for rest in _expand_braces(tail)]
 
 
 def test_durations_have_millisecond_precision(fresh: Pair) -> None:

@@ -1,8 +1,15 @@
 """OFPMP_TABLE_FEATURES reply bodies: what each table can match and do.
 
-ovs-ofctl asks for these before add-flow and for dump-table-features.  The
-lists come from the codec's own tables (every OXM field, every action and
-instruction it decodes), so they cannot drift from what FLOW_MOD accepts.
+ovs-ofctl asks for these for dump-table-features.  What is advertised is
+exactly what a FLOW_MOD may use: the match and wildcard lists are the OXM
+fields the datapath key holds (``flow_fields.SUPPORTED_FIELDS``, masked where
+the field is maskable), Set-Field lists the fields the datapath can rewrite
+(``SETTABLE_FIELDS``), and the actions are the ones validation lets through.
+Everything else the codec decodes (MPLS, PBB, copy_ttl, set_queue, ...) is
+refused at FLOW_MOD time, so it is not advertised either.  ovs-vswitchd
+lists more (its NXM fields, masks on transport ports, MPLS actions): the
+difference is the datapath's, and tests/system/test_sys_ofctl_compare.py
+names it.
 """
 
 from __future__ import annotations
@@ -10,9 +17,9 @@ from __future__ import annotations
 import functools
 import struct
 
+from ovsbpfd.ofproto.flow_fields import SETTABLE_FIELDS, SUPPORTED_FIELDS
 from ovsbpfd.ofproto.match import FIELDS
 from ovsbpfd.ofproto.openflow import constants as c
-from ovsbpfd.ofproto.openflow.actions_codec import UNSETTABLE_FIELDS
 from ovsbpfd.ofproto.openflow.header import pad8
 from ovsbpfd.ofproto.openflow.oxm import oxm_header
 
@@ -42,6 +49,10 @@ ACTION_TYPES = (c.OFPAT_OUTPUT, c.OFPAT_COPY_TTL_OUT, c.OFPAT_COPY_TTL_IN,
                 c.OFPAT_POP_VLAN, c.OFPAT_PUSH_MPLS, c.OFPAT_POP_MPLS, c.OFPAT_SET_QUEUE,
                 c.OFPAT_GROUP, c.OFPAT_SET_NW_TTL, c.OFPAT_DEC_NW_TTL, c.OFPAT_SET_FIELD,
                 c.OFPAT_PUSH_PBB, c.OFPAT_POP_PBB)
+# The actions a FLOW_MOD may carry (validation.check_actions refuses the rest
+# of ACTION_TYPES, which group features still name as ovs-vswitchd does).
+TABLE_ACTION_TYPES = (c.OFPAT_OUTPUT, c.OFPAT_PUSH_VLAN, c.OFPAT_POP_VLAN, c.OFPAT_GROUP,
+                      c.OFPAT_SET_NW_TTL, c.OFPAT_DEC_NW_TTL, c.OFPAT_SET_FIELD)
 
 
 def _prop(prop_type: int, payload: bytes) -> bytes:
@@ -53,23 +64,22 @@ def _tlv_headers(types: tuple[int, ...]) -> bytes:
     return b"".join(PROP_HEADER.pack(t, PROP_HEADER.size) for t in types)
 
 
-def _oxm_headers(names: list[str], with_masks: bool) -> bytes:
-    return b"".join(struct.pack("!I", oxm_header(n, with_masks and f.maskable))
-                    for n, f in ((f.name, f) for f in FIELDS) if n in names)
+def _oxm_headers(names: frozenset[str], with_masks: bool) -> bytes:
+    """OXM headers of ``names`` in OXM code order."""
+    return b"".join(struct.pack("!I", oxm_header(f.name, with_masks and f.maskable))
+                    for f in FIELDS if f.name in names)
 
 
 @functools.lru_cache(maxsize=4)
 def table_features_items(n_tables: int) -> tuple[bytes, ...]:
     """One encoded ofp_table_features per table."""
-    names = [f.name for f in FIELDS]
-    settable = [n for n in names if n not in UNSETTABLE_FIELDS]
-    actions = _tlv_headers(ACTION_TYPES)
-    setfields = _oxm_headers(settable, False)
+    actions = _tlv_headers(TABLE_ACTION_TYPES)
+    setfields = _oxm_headers(SETTABLE_FIELDS, False)
     common = b"".join((
         _prop(OFPTFPT_WRITE_ACTIONS, actions), _prop(OFPTFPT_WRITE_ACTIONS_MISS, actions),
         _prop(OFPTFPT_APPLY_ACTIONS, actions), _prop(OFPTFPT_APPLY_ACTIONS_MISS, actions),
-        _prop(OFPTFPT_MATCH, _oxm_headers(names, True)),
-        _prop(OFPTFPT_WILDCARDS, _oxm_headers(names, False)),
+        _prop(OFPTFPT_MATCH, _oxm_headers(SUPPORTED_FIELDS, True)),
+        _prop(OFPTFPT_WILDCARDS, _oxm_headers(SUPPORTED_FIELDS, False)),
         _prop(OFPTFPT_WRITE_SETFIELD, setfields), _prop(OFPTFPT_WRITE_SETFIELD_MISS, setfields),
         _prop(OFPTFPT_APPLY_SETFIELD, setfields), _prop(OFPTFPT_APPLY_SETFIELD_MISS, setfields),
     ))
