@@ -137,7 +137,9 @@ class Pipeline:
 
     def _add(self, fm: FlowMod) -> FlowModOutcome:
         table = self.tables[fm.table_id]
-        if fm.flags & OFPFF_CHECK_OVERLAP and table.find_overlapping(fm.match, fm.priority):
+        # As ovs-vswitchd: an identical flow is replaced, never an overlap.
+        if fm.flags & OFPFF_CHECK_OVERLAP and table.find_strict(fm.match, fm.priority) is None \
+                and table.find_overlapping(fm.match, fm.priority):
             raise OfpError(OFPET_FLOW_MOD_FAILED, ec.OFPFMFC_OVERLAP,
                            "an overlapping flow has the same priority")
         if len(table) >= MAX_RULES_PER_TABLE and table.find_strict(fm.match, fm.priority) is None:

@@ -66,7 +66,8 @@ def mixed_batch(bad: FlowMod) -> list[FlowMod]:
 @pytest.mark.parametrize("bad, error", [
     (FlowMod(OFPFC_ADD, Match(in_port=1), (InstApplyActions((ActGroup(7),)),)),
      (OFPET_BAD_ACTION, ec.OFPBAC_BAD_OUT_GROUP)),
-    (FlowMod(OFPFC_ADD, Match(in_port=3), out(2), priority=10, flags=OFPFF_CHECK_OVERLAP),
+    (FlowMod(OFPFC_ADD, Match(eth_type=0x0800), out(2), priority=10,
+             flags=OFPFF_CHECK_OVERLAP),
      (OFPET_FLOW_MOD_FAILED, ec.OFPFMFC_OVERLAP)),
     (FlowMod(OFPFC_ADD, Match(), out(1), table_id=254),
      (OFPET_FLOW_MOD_FAILED, ec.OFPFMFC_BAD_TABLE_ID)),
