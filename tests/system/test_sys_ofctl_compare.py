@@ -409,6 +409,31 @@ def test_overlap_checked_without_bundle(fresh: Pair) -> None:
     fresh.same("dump-flows", "BR")
 
 
+def test_check_overlap_replaces_an_identical_flow(fresh: Pair) -> None:
+    """As ovs-vswitchd: a flow with the same match and priority is replaced,
+    not an overlap (the check runs only when no identical flow exists)."""
+    fresh.same("add-flow", "BR", "priority=302,in_port=1,actions=output:2")
+    fresh.same("add-flow", "BR", "priority=302,in_port=1,check_overlap,actions=output:1")
+    assert "check_overlap priority=302,in_port=1 actions=output:1" in \
+        fresh.same("dump-flows", "BR")
+
+
+def test_bundle_checks_overlap_against_its_own_flows(fresh: Pair) -> None:
+    """CHECK_OVERLAP sees the earlier FLOW_MODs of the same bundle; the whole
+    bundle then fails alike.  An identical earlier flow is replaced instead."""
+    overlapping = fresh.file("overlap.txt", "priority=300,actions=output:1\n"
+                                            "priority=300,in_port=1,check_overlap,"
+                                            "actions=output:2\n")
+    ours, ref, rc_ours, rc_ref = fresh.both("--bundle", "add-flows", "BR", overlapping)
+    assert (rc_ours, ours) == (rc_ref, ref)
+    assert rc_ours != 0 and "Error OFPFMFC_OVERLAP for: OFPT_FLOW_MOD" in ours
+    assert "priority=300" not in fresh.same("dump-flows", "BR")
+    identical = fresh.file("identical.txt", "priority=300,actions=output:1\n"
+                                            "priority=300,check_overlap,actions=output:2\n")
+    fresh.same("--bundle", "add-flows", "BR", identical)
+    assert "check_overlap priority=300 actions=output:2" in fresh.same("dump-flows", "BR")
+
+
 # ---------------------------------------------------------------- packet-out and monitor
 def test_packet_out_forms(fresh: Pair) -> None:
     fresh.same("packet-out", "BR", "CONTROLLER", "output:1", FRAME)
@@ -594,6 +619,12 @@ BUNDLE_SEQUENCES = {
                                       _bundle_ctrl(22, 14, 4)],
     "bad flow in a bundle": [_bundle_ctrl(28, 16, 0), _bundle_add(29, 16, _flow_mod(29, 3)),
                              _bundle_add(30, 16, _bad_flow_mod(30)), _bundle_ctrl(31, 16, 4)],
+    "overlap within the bundle": [
+        _bundle_ctrl(32, 17, 0), _bundle_add(33, 17, _flow_mod(33, 8)),
+        _bundle_add(34, 17, _flow_mod(34, 8, in_port=2, flags=2)), _bundle_ctrl(35, 17, 4)],
+    "identical flow with check_overlap in the bundle": [
+        _bundle_ctrl(36, 18, 0), _bundle_add(37, 18, _flow_mod(37, 8, in_port=2)),
+        _bundle_add(38, 18, _flow_mod(38, 8, in_port=2, flags=2)), _bundle_ctrl(39, 18, 4)],
     "failing commit": [_bundle_ctrl(23, 15, 0), _bundle_add(24, 15, _flow_mod(24, 5)),
                        _bundle_add(25, 15, _flow_mod(25, 5, in_port=1, flags=2)),
                        _bundle_ctrl(26, 15, 4), _bundle_ctrl(27, 15, 4)],
