@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ovsbpfd.ofproto import ofp_errors as ec
 from ovsbpfd.ofproto.actions import ActOutput, InstApplyActions, InstGotoTable
 from ovsbpfd.ofproto.match import Match
 from ovsbpfd.ofproto.openflow import constants as c
@@ -478,6 +479,42 @@ def test_monitor_shows_packet_in_and_port_status(fresh: Pair) -> None:
     assert messages(ours) == messages(ref)
     packet_in = re.compile(r"OFPT_PACKET_IN.*\n(.*)\n")
     assert packet_in.search(ours).group(1) == packet_in.search(ref).group(1)
+
+
+NX_VENDOR_ID = 0x00002320
+NXT_SET_PACKET_IN_FORMAT = 16
+NXPIF_NXT_PACKET_IN2 = 2
+
+
+def _experimenter(xid: int, vendor: int, subtype: int, body: bytes = b"") -> bytes:
+    payload = struct.pack("!II", vendor, subtype) + body
+    return struct.pack("!BBHI", 4, c.OFPT_EXPERIMENTER, 8 + len(payload), xid) + payload
+
+
+def test_nicira_packet_in_format_is_refused_as_an_unknown_experimenter(fresh: Pair) -> None:
+    """ovs-ofctl monitor asks for NXT_PACKET_IN2 and falls back to
+    OFPT_PACKET_IN on any error.  ovsbpfd implements no Nicira message, so
+    the Nicira id is as unknown to it as any vendor's, and it answers the
+    request exactly as ovs-vswitchd answers an experimenter id it does not
+    know: OFPBRC_BAD_EXPERIMENTER quoting the request.  (ovs-vswitchd's
+    OFPBRC_BAD_EXP_TYPE is for a Nicira subtype it lacks: it knows Nicira.)"""
+    request = _experimenter(7, NX_VENDOR_ID, NXT_SET_PACKET_IN_FORMAT,
+                            struct.pack("!I", NXPIF_NXT_PACKET_IN2))
+    unknown_vendor = _experimenter(8, 0x12345678, 1)
+    unknown_nxt = _experimenter(9, NX_VENDOR_ID, 9999)
+    messages = [request, unknown_vendor, unknown_nxt]
+    ours = _exchange(fresh.ours.rundir / f"{fresh.bridge}.mgmt", messages)
+    ref = _exchange(fresh.ref.rundir / f"{fresh.bridge}.mgmt", messages)
+
+    def error(type_code: tuple[int, int], quoted: bytes) -> bytes:
+        return struct.pack("!HH", *type_code) + quoted
+
+    bad_experimenter = (ec.OFPET_BAD_REQUEST, ec.OFPBRC_BAD_EXPERIMENTER)
+    bad_exp_type = (ec.OFPET_BAD_REQUEST, ec.OFPBRC_BAD_EXP_TYPE)
+    assert ref == [(c.OFPT_ERROR, 8, error(bad_experimenter, unknown_vendor)),
+                   (c.OFPT_ERROR, 9, error(bad_exp_type, unknown_nxt))]
+    assert ours == [(c.OFPT_ERROR, xid, error(bad_experimenter, msg))
+                    for xid, msg in zip((7, 8, 9), messages, strict=True)]
 
 
 # ---------------------------------------------------------------- groups and meters
