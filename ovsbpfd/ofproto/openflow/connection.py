@@ -113,6 +113,9 @@ class OfConnection(asyncio.Protocol):
         self.disconnect_reason = ""  # strerror-style, for Controller.status
         self.on_negotiated: Callable[[OfConnection], None] | None = None
         self.packet_in_limiter: Any = None  # rate_limit.PacketInLimiter, if limited
+        # Gets a copy of every message sent or received after HELLO while a
+        # snoop client watches this channel (snoop.SnoopTap); None otherwise.
+        self.snoop: Callable[[bytes], None] | None = None
         self.probe_pending = False  # an inactivity probe is unanswered (rconn IDLE)
         self.dropped_async = 0
         self.multipart_parts: dict[tuple[int, int], list[bytes]] = {}
@@ -174,6 +177,8 @@ class OfConnection(asyncio.Protocol):
     def send_raw(self, data: bytes) -> None:
         if self.is_open:
             self._transport.write(data)  # type: ignore[union-attr]
+            if self.snoop is not None:
+                self.snoop(data)
 
     def send_async(self, msg: OfpMessage) -> None:
         """An unsolicited message; dropped if the peer is not keeping up."""
@@ -311,6 +316,8 @@ class OfConnection(asyncio.Protocol):
             try:
                 if frame[0] not in c.KNOWN_WIRE_VERSIONS:
                     raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, "not OpenFlow")
+                if self.snoop is not None:  # whole OpenFlow messages only
+                    self.snoop(frame)
                 msg = decode_message(frame)
                 if isinstance(msg, Hello):
                     continue
