@@ -9,6 +9,9 @@ listen.  ``set_protocols`` (Bridge.protocols) and ``set_ssl``
 (Open_vSwitch.ssl) apply to every connection made afterwards; a change of
 protocols drops the connections made under the old set, as ovs-vswitchd does.
 
+``punix:{rundir}/{bridge}.snoop`` lets ``ovs-ofctl snoop`` watch one
+primary controller channel (snoop.py says which).
+
 The manager is the core's ``SwitchListener``: PACKET_IN, FLOW_REMOVED and
 PORT_STATUS go to each connection whose kind, role and async config want
 them, packet-ins within the controller's rate limit.
@@ -40,6 +43,7 @@ from ovsbpfd.ofproto.openflow.dispatch import Dispatcher, PortAdminHook
 from ovsbpfd.ofproto.openflow.messages import FlowRemovedMessage, PacketInMessage, PortStatus
 from ovsbpfd.ofproto.openflow.rate_limit import PacketInLimiter
 from ovsbpfd.ofproto.openflow.roles import RoleArbiter
+from ovsbpfd.ofproto.openflow.snoop import SnoopListener, SnoopTap
 from ovsbpfd.ofproto.openflow.targets import Target, parse_target
 from ovsbpfd.ofproto.openflow.tls import SslSettings, TlsConfigError, make_context
 from ovsbpfd.ofproto.switch_api import SwitchCore
@@ -52,6 +56,8 @@ MGMT_PROBE_INTERVAL = 60.0  # ovs-vswitchd's probe interval on <bridge>.mgmt
 MGMT_SOCKET_MODE = 0o750
 PROTOCOL_VERSIONS = {f"OpenFlow1{n}": n + 1 for n in range(6)}
 NO_ASYNC = AsyncMasks((0, 0), (0, 0), (0, 0))
+# Which controller channel a snoop client watches: the first of the highest role.
+SNOOP_RANK = {c.OFPCR_ROLE_MASTER: 3, c.OFPCR_ROLE_EQUAL: 2, c.OFPCR_ROLE_SLAVE: 1}
 # Controller.status last_error texts: the strerror() ovs-vswitchd writes.
 EOF_TEXT = "End of file"
 
@@ -92,6 +98,7 @@ class ControllerLink:
         self._task: asyncio.Task | None = None
         self._server: asyncio.AbstractServer | None = None
         self._socket_path: str | None = None
+        self.tap = SnoopTap()  # snoop clients of an active target, across reconnections
 
     @property
     def target(self) -> str:
@@ -192,9 +199,12 @@ class ControllerLink:
 
     def on_negotiated(self, conn: OfConnection) -> None:
         self.last_connected = time.monotonic()
+        if not self.passive:
+            self.tap.follow(conn)
         self.manager.status_changed()
 
     def on_closed(self, conn: OfConnection) -> None:
+        self.tap.unfollow(conn)
         if conn.negotiated:
             self.last_disconnected = time.monotonic()
         if not self.passive:
@@ -231,6 +241,7 @@ class ControllerLink:
             self._server.close()
         if self._socket_path:
             _remove_stale_socket(self._socket_path)
+        self.tap.close()
         for conn in list(self.conns):
             conn.close()
 
@@ -242,6 +253,9 @@ class ConnectionManager:
         self.core = core
         self.rundir = rundir
         self.mgmt_path = os.path.join(rundir, f"{core.name}.mgmt")
+        self.snoop = SnoopListener(os.path.join(rundir, f"{core.name}.snoop"),
+                                   self._snoop_tap, lambda: self.version_bitmap)
+        self._conn_taps: dict[OfConnection, SnoopTap] = {}  # passive targets' channels
         self.arbiter = RoleArbiter()
         self.dispatcher = Dispatcher(core, self.arbiter, self.all_connections)
         self._conns: set[OfConnection] = set()
@@ -262,6 +276,7 @@ class ConnectionManager:
             lambda: self.new_connection(SERVICE, self.mgmt_path, None, MGMT_PROBE_INTERVAL),
             self.mgmt_path)
         os.chmod(self.mgmt_path, MGMT_SOCKET_MODE)
+        await self.snoop.start()
         self.core.add_listener(self)
         if self._pending_specs is not None:
             specs, self._pending_specs = self._pending_specs, None
@@ -274,6 +289,7 @@ class ConnectionManager:
             self._mgmt_server.close()
             self._mgmt_server = None
             _remove_stale_socket(self.mgmt_path)
+        await self.snoop.stop()
         for link in list(self._links.values()):
             await link.stop()
         self._links.clear()
@@ -319,12 +335,44 @@ class ConnectionManager:
     def forget(self, conn: OfConnection, link: ControllerLink | None = None) -> None:
         conn.close()
         self._conns.discard(conn)
+        tap = self._conn_taps.pop(conn, None)
+        if tap is not None:  # a passive target's channel takes its snoopers along
+            tap.close()
         if link is not None and conn in link.conns:
             link.conns.remove(conn)
             link.on_closed(conn)
 
     def all_connections(self) -> list[OfConnection]:
         return [conn for conn in self._conns if conn.negotiated]
+
+    def _snoop_tap(self) -> SnoopTap | None:
+        """The tap of the channel a new snoop client watches, None if there is none.
+
+        An active target counts whether connected or not (its role is then
+        equal); a passive one counts once per connection it accepted."""
+        best: ControllerLink | OfConnection | None = None
+        best_rank = 0
+        for link in self._links.values():
+            if link.spec.kind != PRIMARY or link.parsed is None:
+                continue
+            if link.passive:
+                candidates: list[tuple[int, ControllerLink | OfConnection]] = [
+                    (conn.role, conn) for conn in link.connected()]
+            else:
+                live = link.connected()
+                candidates = [(live[0].role if live else c.OFPCR_ROLE_EQUAL, link)]
+            for role, owner in candidates:
+                if SNOOP_RANK.get(role, 0) > best_rank:
+                    best, best_rank = owner, SNOOP_RANK.get(role, 0)
+        if isinstance(best, ControllerLink):
+            return best.tap
+        if best is None:
+            return None
+        tap = self._conn_taps.get(best)
+        if tap is None:
+            tap = self._conn_taps[best] = SnoopTap()
+            tap.follow(best)
+        return tap
 
     # ------------------------------------------------------------ configuration
     def set_protocols(self, protocols: Iterable[str]) -> None:
