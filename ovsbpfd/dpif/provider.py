@@ -105,6 +105,24 @@ class Dpif(abc.ABC):
         mask or action table is full or the actions are too long.
         """
 
+    def flow_put_many(
+        self, flows: Sequence[tuple[FlowKey, FlowKey, Sequence[DpAction]]],
+    ) -> list[DpifError | None]:
+        """``flow_put(key, mask, actions)`` (create or modify, counters kept)
+        for each flow in order; per flow None or the error it met.
+
+        The same outcome as the calls one by one: providers may batch them
+        (the upcall handler installs a whole batch of megaflows at once)."""
+        results: list[DpifError | None] = []
+        for key, mask, actions in flows:
+            try:
+                self.flow_put(key, mask, actions)
+            except DpifError as err:
+                results.append(err)
+            else:
+                results.append(None)
+        return results
+
     @abc.abstractmethod
     def flow_get(self, key: FlowKey, mask: FlowKey) -> DpFlow | None:
         ...
@@ -117,6 +135,12 @@ class Dpif(abc.ABC):
     def flow_dump(self) -> list[DpFlow]:
         ...
 
+    def flow_dump_stats(self) -> list[tuple[bytes, bytes, FlowStats]]:
+        """(packed masked key, packed mask, counters) of every flow: what the
+        once-a-second sweep reads, which providers can give without decoding
+        keys and actions."""
+        return [(f.key.masked_bytes(f.mask), f.mask.pack(), f.stats) for f in self.flow_dump()]
+
     @abc.abstractmethod
     def flow_flush(self) -> None:
         ...
@@ -125,6 +149,21 @@ class Dpif(abc.ABC):
     @abc.abstractmethod
     def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
         """Apply ``actions`` to ``packet`` (e.g. the packet of a miss upcall)."""
+
+    def execute_many(
+        self, batch: Sequence[tuple[bytes, Sequence[DpAction]]],
+    ) -> list[DpifError | None]:
+        """``execute`` each (packet, actions) in order; per packet None or the
+        error it met.  Providers may hand the transmissions over together."""
+        results: list[DpifError | None] = []
+        for packet, actions in batch:
+            try:
+                self.execute(packet, actions)
+            except DpifError as err:
+                results.append(err)
+            else:
+                results.append(None)
+        return results
 
     @abc.abstractmethod
     def recv(self, max_batch: int = 64) -> list[Upcall]:

@@ -53,7 +53,7 @@ _ZERO6 = bytes(6)
 _ZERO16 = bytes(16)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class FlowKey:
     """One packet's parsed headers, or (used as a mask) the bits that matter.
 
@@ -77,6 +77,19 @@ class FlowKey:
     tp_dst: int = 0
     arp_sha: bytes = _ZERO6
     arp_tha: bytes = _ZERO6
+
+    # The dataclass would generate an __init__ of fifteen frozen setattrs
+    # (several microseconds); translation builds a mask per upcall.
+    def __init__(self, in_port: int = 0, vlan_tci: int = 0, eth_type: int = 0,
+                 eth_src: bytes = _ZERO6, eth_dst: bytes = _ZERO6, nw_proto: int = 0,
+                 nw_tos: int = 0, nw_ttl: int = 0, nw_frag: int = 0, ip_src: bytes = _ZERO16,
+                 ip_dst: bytes = _ZERO16, tp_src: int = 0, tp_dst: int = 0,
+                 arp_sha: bytes = _ZERO6, arp_tha: bytes = _ZERO6) -> None:
+        self.__dict__.update(
+            in_port=in_port, vlan_tci=vlan_tci, eth_type=eth_type, eth_src=eth_src,
+            eth_dst=eth_dst, nw_proto=nw_proto, nw_tos=nw_tos, nw_ttl=nw_ttl, nw_frag=nw_frag,
+            ip_src=ip_src, ip_dst=ip_dst, tp_src=tp_src, tp_dst=tp_dst, arp_sha=arp_sha,
+            arp_tha=arp_tha)
 
     # The packed form (and its integer) is computed once per key and kept in
     # the instance dict, outside the dataclass fields: equality, hashing and
@@ -149,6 +162,11 @@ class FlowKey:
     def masked(self, mask: FlowKey) -> FlowKey:
         """The key with every bit outside ``mask`` cleared."""
         return FlowKey._from_int(self.as_int() & mask.as_int())
+
+    def masked_bytes(self, mask: FlowKey) -> bytes:
+        """``masked(mask).pack()`` without building the FlowKey (map keys
+        and flow identities need only the bytes)."""
+        return (self.as_int() & mask.as_int()).to_bytes(FLOW_KEY_SIZE, "little")
 
     def replace(self, **changes: object) -> FlowKey:
         return dataclasses.replace(self, **changes)

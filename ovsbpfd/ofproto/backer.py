@@ -266,42 +266,73 @@ class DatapathBacker:
                 break
 
     def handle_upcalls(self) -> int:
-        """Drain one batch of upcalls; return how many there were."""
+        """Drain one batch of upcalls; return how many there were.
+
+        Every miss of the batch is translated first (in arrival order, so
+        each sees what the ones before it learned), then all their megaflows
+        are installed together, then all their packets executed together:
+        the same per-packet outcome as one at a time, with the datapath
+        calls batched.  No flow-table change can come in between: it is all
+        one event-loop callback."""
         batch = self.dpif.recv(UPCALL_BATCH)
         mac_changed = False
+        misses: list[tuple[Upcall, BackedBridge, XlateResult]] = []
         for upcall in batch:
             try:
-                mac_changed |= self._handle_upcall(upcall)
+                translated = self._translate_upcall(upcall)
             except Exception:  # one bad packet must not stop forwarding
                 log.exception("upcall handling failed")
+                continue
+            if translated is not None:
+                misses.append((upcall, *translated))
+                mac_changed |= translated[1].mac_changed
+        if misses:
+            self._install_and_execute(misses)
         if mac_changed:
             self.request_revalidation()
         return len(batch)
 
-    def _handle_upcall(self, upcall: Upcall) -> bool:
+    def _translate_upcall(self, upcall: Upcall) -> tuple[BackedBridge, XlateResult] | None:
+        """A PACKET_IN goes out at once; a miss is translated (rules and
+        groups credited) and returned to be installed and executed."""
         if upcall.kind == UPCALL_ACTION:
             self.n_action_upcalls += 1
             spec = self._specs.get(upcall.cookie)
             bridge = self.bridges.get(spec.bridge) if spec is not None else None
             if bridge is not None:
                 bridge.emit_packet_in(spec, upcall.packet, upcall.packet_len)
-            return False
+            return None
         if upcall.kind != UPCALL_MISS:
-            return False
+            return None
         self.n_upcalls += 1
         owner = self._ports.get(upcall.key.in_port)
         if owner is None:
-            return False
+            return None
         bridge, ofport = owner
         result = bridge.translate_key(upcall.key, ofport, True)
         for rule in result.rules:
             rule.credit(1, upcall.packet_len)
         for counter in result.counters:
             counter.credit(1, upcall.packet_len)
-        self.revalidator.install(upcall.key, bridge, result)
-        if not upcall.truncated and result.actions:
-            self.dpif.execute(upcall.packet, result.actions)
-        return result.mac_changed
+        return bridge, result
+
+    def _install_and_execute(self, misses: list[tuple[Upcall, BackedBridge, XlateResult]]
+                             ) -> None:
+        try:
+            self.revalidator.install_many([(u.key, bridge, result)
+                                           for u, bridge, result in misses])
+        except Exception:
+            log.exception("installing datapath flows failed")
+        runs = [(u.packet, result.actions) for u, _bridge, result in misses
+                if not u.truncated and result.actions]
+        try:
+            errors = self.dpif.execute_many(runs)
+        except Exception:
+            log.exception("executing upcalled packets failed")
+            return
+        for error in errors:
+            if error is not None:
+                log.warning("executing an upcalled packet failed: %s", error)
 
     def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
         if actions:

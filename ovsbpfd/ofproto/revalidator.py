@@ -78,7 +78,7 @@ class FlowRecord:
 
 
 def flow_ident(key: FlowKey, mask: FlowKey) -> tuple[bytes, bytes]:
-    return key.masked(mask).pack(), mask.pack()
+    return key.masked_bytes(mask), mask.pack()
 
 
 def mask_covers(flow_mask: FlowKey, needed: FlowKey) -> bool:
@@ -108,23 +108,35 @@ class Revalidator:
         """Put the translated megaflow into the datapath and remember it.
 
         Duplicate upcalls for one megaflow keep the counters already pushed."""
-        mask = result.mask
-        actions = tuple(result.actions)
-        try:
-            self.dpif.flow_put(key, mask, actions)
-        except DpifError as err:
-            log.warning("cannot install datapath flow (%s): %s", errno.errorcode.get(
-                err.errno, err.errno), err)
-            return None
-        ident = flow_ident(key, mask)
-        record = self.records.get(ident)
-        if record is None:
-            record = FlowRecord(key, mask, actions, owner, created_ns=self.dpif.now_ns())
-            self.records[ident] = record
-        record.owner = owner
-        record.adopt(result)
-        self.index.add(record)
-        return record
+        return self.install_many([(key, owner, result)])[0]
+
+    def install_many(self, flows: Sequence[tuple[FlowKey, FlowOwner, XlateResult]],
+                     ) -> list[FlowRecord | None]:
+        """``install`` for each translated upcall of a batch, in order, with
+        the datapath writes handed over together (``Dpif.flow_put_many``)."""
+        puts = [(key, result.mask, tuple(result.actions)) for key, _owner, result in flows]
+        errors = self.dpif.flow_put_many(puts)
+        records: list[FlowRecord | None] = []
+        now_ns: int | None = None
+        for (key, owner, result), (_key, mask, actions), err in zip(flows, puts, errors,
+                                                                    strict=True):
+            if err is not None:
+                log.warning("cannot install datapath flow (%s): %s", errno.errorcode.get(
+                    err.errno, err.errno), err)
+                records.append(None)
+                continue
+            ident = flow_ident(key, mask)
+            record = self.records.get(ident)
+            if record is None:
+                if now_ns is None:
+                    now_ns = self.dpif.now_ns()
+                record = FlowRecord(key, mask, actions, owner, created_ns=now_ns)
+                self.records[ident] = record
+            record.owner = owner
+            record.adopt(result)
+            self.index.add(record)
+            records.append(record)
+        return records
 
     # ------------------------------------------------------------ revalidate
     def revalidate(self) -> int:
@@ -185,16 +197,19 @@ class Revalidator:
         """Push datapath counters to rules; delete idle and unknown flows."""
         now_ns = self.dpif.now_ns()
         seen: set[tuple[bytes, bytes]] = set()
-        for flow in self.dpif.flow_dump():
-            ident = (flow.key.pack(), flow.mask.pack())
+        for key_bytes, mask_bytes, stats in self.dpif.flow_dump_stats():
+            ident = (key_bytes, mask_bytes)
             record = self.records.get(ident)
             if record is None:
-                if self.leave_unknown or self.adopt(flow) == DELETED:
+                if self.leave_unknown:
+                    continue
+                flow = self.dpif.flow_get(FlowKey.unpack(key_bytes), FlowKey.unpack(mask_bytes))
+                if flow is None or self.adopt(flow) == DELETED:
                     continue
                 record = self.records[ident]
             seen.add(ident)
-            self._credit(record, flow.stats, now_ns)
-            last = flow.stats.used_ns or record.created_ns
+            self._credit(record, stats, now_ns)
+            last = stats.used_ns or record.created_ns
             if now_ns - last >= idle_ns:
                 self._delete(record)
         for ident in [i for i in self.records if i not in seen]:

@@ -87,6 +87,7 @@ from ovsbpfd.ofproto.types import (
 _RESERVED_MULTICAST_PREFIX = bytes.fromhex("0180c20000")  # 01:80:c2:00:00:0x (STP, LLDP..)
 _MAX_PIPELINE_PASSES = 4  # output:TABLE nesting bound
 _MAX_GROUP_DEPTH = 32  # chained groups (loops are refused at GROUP_MOD)
+_NO_MASK = FlowKey()  # a result's mask until _finish sets it
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ class Xlate:
             if key.vlan_tci & VLAN_TAG_PRESENT else []
         self.vlans = list(tags)
         self.dp_vlans = list(tags)
-        self.result = XlateResult([], FlowKey())
+        self.result = XlateResult([], _NO_MASK)
         self.action_set: dict[object, Action] = {}
         self.passes = 0
         self.rewrites = Rewrites()

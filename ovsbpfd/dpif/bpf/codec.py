@@ -40,11 +40,17 @@ def decode_mask(raw: bytes) -> FlowKey | None:
 # (checked against the ctypes mirror below); built with struct, not ctypes,
 # since every upcall builds one or two.
 _MASK_ID = struct.Struct("=I")
+FLOW_MAP_KEY_PREFIX = _MASK_ID.size  # bytes of the mask id before the key
 assert ctypes.sizeof(structs.FlowMapKey) == _MASK_ID.size + ctypes.sizeof(structs.FlowKeyBytes)
 
 
 def encode_flow_map_key(mask_id: int, masked_key: FlowKey) -> bytes:
     return _MASK_ID.pack(mask_id) + masked_key.pack()
+
+
+def encode_flow_map_key_packed(mask_id: int, packed_masked_key: bytes) -> bytes:
+    """As ``encode_flow_map_key`` from the masked key's packed bytes."""
+    return _MASK_ID.pack(mask_id) + packed_masked_key
 
 
 def decode_flow_map_key(raw: bytes) -> tuple[int, FlowKey]:
@@ -137,7 +143,25 @@ def _decode_set(field_id: int, value: bytes, mask: bytes) -> SetMasked | None:
     return SetMasked(field, value[:width], mask[:width])
 
 
+_DECODED_ACTIONS: dict[bytes, tuple[DpAction, ...]] = {}
+
+
 def decode_flow(raw: bytes) -> tuple[tuple[DpAction, ...], FlowStats]:
+    """The actions and counters of a struct ovsbpf_flow.
+
+    Decoded action lists are remembered by their bytes (a dump decodes
+    thousands of flows sharing a few action lists)."""
+    encoded = bytes(raw[_FLOW_STATS.size:])
+    actions = _DECODED_ACTIONS.get(encoded)
+    if actions is None:
+        actions, _ = _decode_flow(raw)
+        if len(_DECODED_ACTIONS) >= _ENCODED_ACTIONS_MAX:
+            _DECODED_ACTIONS.clear()
+        _DECODED_ACTIONS[encoded] = actions
+    return actions, flow_stats(raw)
+
+
+def _decode_flow(raw: bytes) -> tuple[tuple[DpAction, ...], FlowStats]:
     flow = structs.Flow.from_buffer_copy(raw)
     actions: list[DpAction] = []
     for slot in flow.actions[:min(flow.n_actions, len(flow.actions))]:

@@ -72,6 +72,15 @@ _lookup_elem = _fn("bpf_map_lookup_elem", _int, _int, _vp, _vp)
 _lookup_elem_flags = _fn("bpf_map_lookup_elem_flags", _int, _int, _vp, _vp, ctypes.c_uint64)
 _delete_elem = _fn("bpf_map_delete_elem", _int, _int, _vp)
 _get_next_key = _fn("bpf_map_get_next_key", _int, _int, _vp, _vp)
+
+
+class _BatchOpts(ctypes.Structure):
+    """struct bpf_map_batch_opts (libbpf 1.1)."""
+
+    _fields_ = [("sz", _sz), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+_lookup_batch = _fn("bpf_map_lookup_batch", _int, _int, _vp, _vp, _vp, _vp, _vp, _vp)
 _num_possible_cpus = _fn("libbpf_num_possible_cpus", _int)
 _tc_hook_create = _fn("bpf_tc_hook_create", _int, _vp)
 _tc_hook_destroy = _fn("bpf_tc_hook_destroy", _int, _vp)
@@ -171,6 +180,34 @@ class BpfMap:
             stride = (self.value_size + 7) // 8 * 8
             value = value.ljust(stride, b"\0") * num_possible_cpus()
         _check(_update_elem(self.fd, key, value, flags), f"update {self.name}")
+
+    def items_batch(self, chunk: int = 1024) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) in chunks of ``chunk`` per system call.
+
+        A hash map is walked bucket by bucket: an entry added or deleted
+        meanwhile may be missed or seen, as with ``keys``; no key repeats.
+        Not for per-CPU maps."""
+        ks, vs = self.key_size, self.value_size
+        keys = ctypes.create_string_buffer(ks * chunk)
+        values = ctypes.create_string_buffer(vs * chunk)
+        in_batch = ctypes.create_string_buffer(max(ks, 8))
+        out_batch = ctypes.create_string_buffer(max(ks, 8))
+        opts = _BatchOpts(ctypes.sizeof(_BatchOpts), 0, 0)
+        first = True
+        while True:
+            count = _u32(chunk)
+            ret = _lookup_batch(self.fd, None if first else in_batch, out_batch, keys, values,
+                                ctypes.byref(count), ctypes.byref(opts))
+            err = 0 if ret >= 0 else (-ret if ret != -1 else ctypes.get_errno())
+            if err not in (0, errno_mod.ENOENT):
+                raise LibbpfError(err, f"lookup batch in {self.name}: {os.strerror(err)}")
+            raw_keys, raw_values = keys.raw, values.raw
+            for i in range(count.value):
+                yield raw_keys[i * ks:(i + 1) * ks], raw_values[i * vs:(i + 1) * vs]
+            if err == errno_mod.ENOENT:
+                return
+            ctypes.memmove(in_batch, out_batch, len(out_batch))
+            first = False
 
     def delete(self, key: bytes) -> bool:
         """Remove ``key``; False if it was not there."""

@@ -18,6 +18,7 @@ import os
 import select
 import socket
 import struct
+import sys
 from collections import deque
 from collections.abc import Sequence
 
@@ -346,10 +347,10 @@ class BpfDpif(Dpif):
     ) -> None:
         actions = validate_actions(actions)
         self._check_key(key, mask)
-        masked = key.masked(mask)
+        masked = key.masked_bytes(mask)
         slot = self._find_mask(mask)
         if slot is not None:
-            map_key = codec.encode_flow_map_key(slot, masked)
+            map_key = codec.encode_flow_map_key_packed(slot, masked)
             if create:  # most puts add a new flow: one syscall when it is new
                 value = codec.encode_flow(actions, FlowStats())
                 if self._try_add_flow(map_key, value):
@@ -372,7 +373,7 @@ class BpfDpif(Dpif):
         value = codec.encode_flow(actions, FlowStats())
         slot = self._allocate_mask(mask)
         try:
-            self._update_flow(codec.encode_flow_map_key(slot, masked), value, BPF_NOEXIST)
+            self._update_flow(codec.encode_flow_map_key_packed(slot, masked), value, BPF_NOEXIST)
         except DpifError:
             self._release_mask(slot)
             raise
@@ -427,16 +428,44 @@ class BpfDpif(Dpif):
         return codec.flow_stats(raw)
 
     def flow_dump(self) -> list[DpFlow]:
+        """Every flow, read a thousand at a time (BPF_MAP_LOOKUP_BATCH): the
+        once-a-second sweep dumps them all, so one system call per flow
+        (and a mask decoded per flow) would cost more than the rest."""
         flows = []
-        for map_key in list(self._maps["flows"].keys()):
-            raw = self._maps["flows"].lookup(map_key)
+        masks: dict[int, FlowKey | None] = {}
+        for map_key, raw in self._flow_items():
             mask_id, masked = codec.decode_flow_map_key(map_key)
-            mask = self._masks[mask_id] if mask_id < structs.MAX_MASKS else None
-            if raw is None or mask is None:
+            mask = masks.get(mask_id, False)
+            if mask is False:
+                packed = self._masks[mask_id] if mask_id < structs.MAX_MASKS else None
+                mask = masks[mask_id] = FlowKey.unpack(packed) if packed else None
+            if mask is None:
                 continue
             actions, stats = codec.decode_flow(raw)
-            flows.append(DpFlow(masked, FlowKey.unpack(mask), actions, stats))
+            flows.append(DpFlow(masked, mask, actions, stats))
         return flows
+
+    def flow_dump_stats(self) -> list[tuple[bytes, bytes, FlowStats]]:
+        dump = []
+        prefix = codec.FLOW_MAP_KEY_PREFIX
+        for map_key, raw in self._flow_items():
+            mask_id = int.from_bytes(map_key[:prefix], sys.byteorder)
+            mask = self._masks[mask_id] if mask_id < structs.MAX_MASKS else None
+            if mask is not None:
+                dump.append((map_key[prefix:], mask, codec.flow_stats(raw)))
+        return dump
+
+    def _flow_items(self) -> list[tuple[bytes, bytes]]:
+        flows = self._maps["flows"]
+        try:
+            return list(flows.items_batch())
+        except LibbpfError:  # a kernel without batch lookups: one entry at a time
+            items = []
+            for map_key in list(flows.keys()):
+                raw = flows.lookup(map_key)
+                if raw is not None:
+                    items.append((map_key, raw))
+            return items
 
     def flow_flush(self) -> None:
         for map_key in list(self._maps["flows"].keys()):
@@ -467,6 +496,48 @@ class BpfDpif(Dpif):
             elif isinstance(act, Meter):
                 if self._meters.packet(act.meter_id, len(packet)):
                     return
+
+    def execute_many(
+        self, batch: Sequence[tuple[bytes, Sequence[DpAction]]],
+    ) -> list[DpifError | None]:
+        """As ``Dpif.execute_many``: packets whose actions only output are
+        sent together with one sendmmsg per run of them; any other action
+        list is executed on its own, in its place in the order."""
+        results: list[DpifError | None] = [None] * len(batch)
+        sends: list[tuple[int, bytes]] = []
+        port_nos: list[int] = []
+        for i, (packet, actions) in enumerate(batch):
+            try:
+                actions = validate_actions(actions)
+                if all(type(act) is Output for act in actions):
+                    frame = bytes(packet)
+                    for act in actions:
+                        port = self._ports.get(act.port)
+                        if port is not None:  # else dropped, counted nowhere (as BPF)
+                            sends.append((port.ifindex, frame))
+                            port_nos.append(act.port)
+                    continue
+                self._send_all(sends, port_nos)
+                self.execute(packet, actions)
+            except DpifError as err:
+                results[i] = err
+        self._send_all(sends, port_nos)
+        return results
+
+    def _send_all(self, sends: list[tuple[int, bytes]], port_nos: list[int]) -> None:
+        """Transmit the queued frames and count them; empties both lists."""
+        if not sends:
+            return
+        for port_no, (_ifindex, frame), ok in zip(port_nos, sends,
+                                                   self._sender.send_many(sends), strict=True):
+            sent = self._exec_tx.setdefault(port_no, PortStats())
+            if ok:
+                sent.tx_packets += 1
+                sent.tx_bytes += len(frame)
+            else:
+                sent.tx_dropped += 1
+        sends.clear()
+        port_nos.clear()
 
     def _transmit(self, port_no: int, packet: bytes) -> None:
         port = self._ports.get(port_no)
