@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -244,7 +245,19 @@ class Daemon:
                 f"upcalls:{upcalls} max-rss-kB:{rss_kb}\n")
 
 
+def tune_gc() -> None:
+    """Rules, megaflow records and MAC entries are long-lived, while every
+    upcall and FLOW_MOD allocates many short-lived objects: with Python's
+    default thresholds a full collection walking every rule ran every few
+    thousand upcalls (about half the time of an upcall with 10,000 rules).
+    Young collections now run every 20,000 allocations instead of 700, and
+    full ones far more rarely (as in the OVSDB child)."""
+    gc.set_threshold(20_000, 20, 100)
+
+
 def run_daemon(cfg: DaemonConfig, ready: Callable[[], None] | None = None) -> int:
+    tune_gc()
+
     async def main() -> int:
         return await Daemon(cfg, ready).run()
 
