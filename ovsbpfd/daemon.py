@@ -249,7 +249,7 @@ def tune_gc() -> None:
     """Rules, megaflow records and MAC entries are long-lived, while every
     upcall and FLOW_MOD allocates many short-lived objects: with Python's
     default thresholds a full collection walking every rule ran every few
-    thousand upcalls (about half the time of an upcall with 10,000 rules).
+    thousand upcalls (about a third of the time of an upcall with 10,000 rules).
     Young collections now run every 20,000 allocations instead of 700, and
     full ones far more rarely (as in the OVSDB child)."""
     gc.set_threshold(20_000, 20, 100)
