@@ -14,7 +14,8 @@ primary controller channel (snoop.py says which).
 
 The manager is the core's ``SwitchListener``: PACKET_IN, FLOW_REMOVED and
 PORT_STATUS go to each connection whose kind, role and async config want
-them, packet-ins within the controller's rate limit.
+them, packet-ins through the controller's rate limiter (rate_limit.py:
+queued per port and sent as tokens come, as ovs-vswitchd's pinsched).
 """
 
 from __future__ import annotations
@@ -73,6 +74,20 @@ def initial_async_masks(spec: ControllerSpec) -> AsyncMasks:
     return AsyncMasks() if spec.enable_async else dataclasses.replace(NO_ASYNC)
 
 
+def _apply_rate_limit(conn: OfConnection, spec: ControllerSpec) -> None:
+    """A changed Controller row: new limits keep the backlog (as pinsched_set_limits);
+    no limit any more drops it."""
+    limiter = conn.packet_in_limiter
+    if spec.rate_limit is None:
+        if limiter is not None:
+            limiter.close()
+        conn.packet_in_limiter = None
+    elif limiter is None:
+        conn.packet_in_limiter = PacketInLimiter.for_spec(spec, conn.send_async)
+    else:
+        limiter.set_limits(spec.rate_limit, spec.burst_limit)
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return PROTOCOL_ERROR_TEXT
@@ -124,7 +139,7 @@ class ControllerLink:
         self.spec = spec
         for conn in self.conns:
             conn.probe_interval = spec.probe_interval
-            conn.packet_in_limiter = PacketInLimiter.for_spec(spec)
+            _apply_rate_limit(conn, spec)
             if not conn.async_set_by_peer:  # as OVS: the row decides until SET_ASYNC
                 conn.async_masks = initial_async_masks(spec)
 
@@ -311,7 +326,7 @@ class ConnectionManager:
         conn.version_bitmap = self.version_bitmap
         if link is not None:
             conn.async_masks = initial_async_masks(link.spec)
-            conn.packet_in_limiter = PacketInLimiter.for_spec(link.spec)
+            conn.packet_in_limiter = PacketInLimiter.for_spec(link.spec, conn.send_async)
         return conn
 
     def _serve(self, conn: OfConnection, link: ControllerLink | None) -> None:
@@ -335,6 +350,8 @@ class ConnectionManager:
     def forget(self, conn: OfConnection, link: ControllerLink | None = None) -> None:
         conn.close()
         self._conns.discard(conn)
+        if conn.packet_in_limiter is not None:  # its backlog goes nowhere now
+            conn.packet_in_limiter.close()
         tap = self._conn_taps.pop(conn, None)
         if tap is not None:  # a passive target's channel takes its snoopers along
             tap.close()
@@ -480,12 +497,17 @@ class ConnectionManager:
 
     def packet_in(self, msg: PacketIn) -> None:
         encoded = PacketInMessage(msg)
-        now = time.monotonic()
+        port: int | None = None
         for conn in list(self._conns):
             if conn.wants_async("packet_in", msg.reason):
                 limiter = conn.packet_in_limiter
-                if limiter is None or limiter.allow(now):
+                if limiter is None:
                     conn.send_async(encoded)
+                    continue
+                if port is None:
+                    in_port = msg.match.get("in_port")
+                    port = in_port[0] if in_port is not None else 0
+                limiter.submit(msg.reason, port, encoded)
 
     def flow_removed(self, msg: FlowRemoved) -> None:
         msg = dataclasses.replace(msg, duration_nsec=msg.duration_nsec

@@ -1,9 +1,8 @@
-"""Controller row settings read as ovs-vswitchd reads them; the packet-in limiter."""
+"""Controller row settings read as ovs-vswitchd reads them."""
 
 from __future__ import annotations
 
 from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec, probe_seconds
-from ovsbpfd.ofproto.openflow.rate_limit import PacketInLimiter
 
 
 def test_defaults_follow_ovs() -> None:
@@ -29,15 +28,3 @@ def test_milliseconds_become_whole_seconds() -> None:
                                   burst_limit=25)
     assert spec.max_backoff == 4 and not spec.in_band and not spec.enable_async
     assert (spec.rate_limit, spec.burst_limit) == (100, 25)
-
-
-def test_limiter_passes_the_rate_and_a_burst() -> None:
-    limiter = PacketInLimiter(100)  # burst defaults to rate/4
-    assert sum(limiter.allow(0.0) for _ in range(100)) == 25
-    # one second later: the bucket has refilled to its burst, not beyond
-    assert sum(limiter.allow(1.0) for _ in range(100)) == 25
-    # below the rate everything passes
-    assert all(limiter.allow(1.0 + i / 50) for i in range(1, 200))
-    assert limiter.dropped == 150
-    assert PacketInLimiter.for_spec(ControllerSpec("tcp:1.2.3.4")) is None
-    assert PacketInLimiter(100, 3).burst == 3
