@@ -11,6 +11,7 @@ service connection.
 from __future__ import annotations
 
 import socket
+import stat
 import struct
 import subprocess
 import time
@@ -146,6 +147,15 @@ def test_snoop_prints_the_controller_exchange_as_the_reference(pair: Pair) -> No
         "OFPT_FLOW_MOD", "OFPT_BARRIER_REQUEST", "OFPT_BARRIER_REPLY", "OFPT_PACKET_IN"], ours
     assert ours == ref
     assert "OFPST_FLOW" not in ours  # the service connection's dump-flows
+
+
+def test_snoop_socket_lives_beside_mgmt(pair: Pair) -> None:
+    modes = []
+    for switch in (pair.ours, pair.ref):
+        info = (switch.rundir / f"{pair.bridge}.snoop").lstat()
+        assert stat.S_ISSOCK(info.st_mode)
+        modes.append(stat.S_IMODE(info.st_mode))
+    assert modes[0] == modes[1] == 0o750
 
 
 def test_snoop_without_a_controller(pair: Pair) -> None:

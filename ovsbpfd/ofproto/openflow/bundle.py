@@ -12,7 +12,9 @@ message must carry the ADD's xid; a bad or unsupported inner message is
 refused without touching the bundle; adding to a closed bundle or with other
 flags than it was opened with discards the bundle; a
 failing commit reports the inner message's own error (with its xid) and then
-OFPBFC_MSG_FAILED, and applies nothing.
+OFPBFC_MSG_FAILED, and applies nothing.  The commit applies the FLOW_MODs in
+order, so each sees the ones before it: CHECK_OVERLAP refuses a flow that
+overlaps an earlier flow of the same bundle, as in ovs-vswitchd.
 """
 
 from __future__ import annotations
