@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import shutil
@@ -142,6 +143,8 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", help="write cProfile stats of the bursts here")
+    parser.add_argument("--gc-threshold", type=int, nargs=3, metavar=("G0", "G1", "G2"),
+                        help="gc.set_threshold for the run (the daemon's may differ)")
     parser.add_argument("--stages", default="",
                         help="comma-separated module:Class.method to time, e.g. "
                              "ovsbpfd.ofproto.revalidator:Revalidator.install")
@@ -152,6 +155,8 @@ def main() -> int:
         cls_name, _, method = qualname.partition(".")
         targets.append((getattr(__import__(module, fromlist=[cls_name]), cls_name), method))
     time_stages(targets)
+    if args.gc_threshold:
+        gc.set_threshold(*args.gc_threshold)
     profiler = cProfile.Profile() if args.profile else None
     rates = []
     with Rig(f"{os.getpid() % 100000}") as rig:

@@ -97,6 +97,9 @@ class DatapathBacker:
         self._reval_pending = False
         # Rule changes not yet revalidated (a pending full pass covers them).
         self._rule_changes: list[RuleChange] = []
+        # MAC-learning entries added or moved since, as (bridge, vlan, mac).
+        self._mac_changes: list[tuple[BackedBridge, int, bytes]] = []
+        self.upcall_batch = UPCALL_BATCH
         self._scoped_handle: asyncio.Handle | None = None
         self.n_upcalls = 0
         self.n_action_upcalls = 0
@@ -112,7 +115,7 @@ class DatapathBacker:
         self._sweeper = self._loop.create_task(self._sweep_forever())
         if self._reval_pending:
             self._schedule_revalidation()
-        if self._rule_changes:
+        if self._rule_changes or self._mac_changes:
             self._schedule_scoped()
 
     async def stop(self) -> None:
@@ -262,7 +265,7 @@ class DatapathBacker:
     # ------------------------------------------------------------ upcalls
     def _on_upcall_fd(self) -> None:
         for _ in range(BATCHES_PER_WAKEUP):
-            if self.handle_upcalls() < UPCALL_BATCH:
+            if self.handle_upcalls() < self.upcall_batch:
                 break
 
     def handle_upcalls(self) -> int:
@@ -274,8 +277,9 @@ class DatapathBacker:
         the same per-packet outcome as one at a time, with the datapath
         calls batched.  No flow-table change can come in between: it is all
         one event-loop callback."""
-        batch = self.dpif.recv(UPCALL_BATCH)
-        mac_changed = False
+        batch = self.dpif.recv(self.upcall_batch)
+        mac_changes: list[tuple[BackedBridge, int, bytes]] = []
+        evicted = False
         misses: list[tuple[Upcall, BackedBridge, XlateResult]] = []
         for upcall in batch:
             try:
@@ -284,12 +288,16 @@ class DatapathBacker:
                 log.exception("upcall handling failed")
                 continue
             if translated is not None:
-                misses.append((upcall, *translated))
-                mac_changed |= translated[1].mac_changed
+                bridge, result = translated
+                misses.append((upcall, bridge, result))
+                mac_changes.extend((bridge, vlan, mac) for vlan, mac in result.mac_changes)
+                evicted |= result.mac_evicted
         if misses:
             self._install_and_execute(misses)
-        if mac_changed:
-            self.request_revalidation()
+        if evicted:
+            self.request_revalidation()  # which entry went is not known
+        elif mac_changes:
+            self.revalidate_macs(mac_changes)
         return len(batch)
 
     def _translate_upcall(self, upcall: Upcall) -> tuple[BackedBridge, XlateResult] | None:
@@ -352,6 +360,7 @@ class DatapathBacker:
         For what may touch any flow: ports, MAC learning, groups, meters."""
         self._reval_pending = True
         self._rule_changes.clear()  # the full pass covers them
+        self._mac_changes.clear()
         self._schedule_revalidation()
 
     def revalidate_rules(self, changes: list[RuleChange]) -> None:
@@ -368,6 +377,18 @@ class DatapathBacker:
             return
         self._schedule_scoped()
 
+    def revalidate_macs(self, changes: list[tuple[BackedBridge, int, bytes]]) -> None:
+        """MAC learning added or moved these (bridge, vlan, mac) entries: fix
+        the flows whose NORMAL looked them up, on the next turn of the loop
+        (a pending full pass covers them; a long queue becomes one)."""
+        if not changes or not self.revalidator.records or self._reval_pending:
+            return
+        self._mac_changes.extend(changes)
+        if len(self._mac_changes) > MAX_SCOPED_CHANGES:
+            self.request_revalidation()
+            return
+        self._schedule_scoped()
+
     def _schedule_revalidation(self) -> None:
         if self._loop is not None and self._reval_handle is None:
             self._reval_handle = self._loop.call_later(REVALIDATE_DELAY_S, self.run_revalidation)
@@ -380,11 +401,14 @@ class DatapathBacker:
         """The queued rule changes now (a pending full pass keeps its own time)."""
         self._scoped_handle = None
         changes, self._rule_changes = self._rule_changes, []
-        if changes:
-            try:
+        macs, self._mac_changes = self._mac_changes, []
+        try:
+            if changes:
                 self.revalidator.revalidate_changes(changes)
-            except Exception:
-                log.exception("revalidation failed")
+            if macs:
+                self.revalidator.revalidate_macs(macs)
+        except Exception:
+            log.exception("revalidation failed")
 
     def run_revalidation(self) -> int:
         """Revalidate now whatever is pending; return flows changed."""
@@ -393,12 +417,17 @@ class DatapathBacker:
                 handle.cancel()
         self._reval_handle = self._scoped_handle = None
         changes, self._rule_changes = self._rule_changes, []
+        macs, self._mac_changes = self._mac_changes, []
         try:
             if self._reval_pending:
                 self._reval_pending = False
                 return self.revalidator.revalidate()
+            changed = 0
             if changes:
-                return self.revalidator.revalidate_changes(changes)
+                changed += self.revalidator.revalidate_changes(changes)
+            if macs:
+                changed += self.revalidator.revalidate_macs(macs)
+            return changed
         except Exception:
             log.exception("revalidation failed")
         return 0

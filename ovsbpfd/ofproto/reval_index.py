@@ -161,3 +161,57 @@ class ChangeIndex:
             if (seen ^ value) & bits & fixed_oxm_bits(fixed, name):
                 return False
         return True
+
+
+class MacDependent(Protocol):
+    """What the MAC index reads of an installed flow."""
+
+    owner: object
+    mac_lookups: list[tuple[int, bytes]]
+
+
+class MacIndex:
+    """Installed flows by the MAC-learning entries their NORMAL lookups read.
+
+    A flow that NORMAL forwarded (or flooded) by looking up destination
+    ``mac`` in ``vlan`` translates differently only when that entry comes,
+    moves or goes; learning an address elsewhere leaves it as it is.  So a
+    MAC move re-translates the flows that looked that address up (OVS tags
+    its megaflows the same way), not every installed flow."""
+
+    def __init__(self) -> None:
+        self._by_entry: dict[tuple[object, int, bytes], set[MacDependent]] = {}
+        self._entries: dict[MacDependent, list[tuple[object, int, bytes]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, flow: MacDependent) -> None:
+        """Index ``flow`` (again, after its translation changed)."""
+        self.discard(flow)
+        if not flow.mac_lookups:
+            return
+        names = [(flow.owner, vlan, mac) for vlan, mac in flow.mac_lookups]
+        for name in names:
+            self._by_entry.setdefault(name, set()).add(flow)
+        self._entries[flow] = names
+
+    def discard(self, flow: MacDependent) -> None:
+        for name in self._entries.pop(flow, ()):
+            flows = self._by_entry.get(name)
+            if flows is not None:
+                flows.discard(flow)
+                if not flows:
+                    del self._by_entry[name]
+
+    def clear(self) -> None:
+        self._by_entry.clear()
+        self._entries.clear()
+
+    def affected(self, changes: Iterable[tuple[object, int, bytes]]) -> list[MacDependent]:
+        """The flows that looked up any (owner, vlan, mac) of ``changes``."""
+        found: dict[MacDependent, None] = {}
+        for change in changes:
+            for flow in self._by_entry.get(change, ()):
+                found[flow] = None
+        return list(found)

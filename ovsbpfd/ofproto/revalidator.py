@@ -25,7 +25,7 @@ from typing import Protocol
 
 from ovsbpfd.dpif.provider import Dpif, DpifError
 from ovsbpfd.dpif.types import DpAction, DpFlow, FlowKey, FlowStats
-from ovsbpfd.ofproto.reval_index import ChangeIndex, RuleChange
+from ovsbpfd.ofproto.reval_index import ChangeIndex, MacIndex, RuleChange
 from ovsbpfd.ofproto.rule import Rule
 from ovsbpfd.ofproto.xlate import TableLookup, XlateResult
 
@@ -60,6 +60,7 @@ class FlowRecord:
     tables: list[int] = field(default_factory=list)
     learned: list[tuple[int, bytes, int]] = field(default_factory=list)
     lookups: list[TableLookup] = field(default_factory=list)
+    mac_lookups: list[tuple[int, bytes]] = field(default_factory=list)
     packets: int = 0  # datapath counters already credited
     bytes: int = 0
     created_ns: int = 0
@@ -75,6 +76,7 @@ class FlowRecord:
         self.learned = list(result.learned)
         self.counters = list(result.counters)
         self.lookups = result.lookups
+        self.mac_lookups = result.mac_lookups
 
 
 def flow_ident(key: FlowKey, mask: FlowKey) -> tuple[bytes, bytes]:
@@ -96,6 +98,7 @@ class Revalidator:
         self.translate = translate
         self.records: dict[tuple[bytes, bytes], FlowRecord] = {}
         self.index = ChangeIndex()
+        self.mac_index = MacIndex()
         self.n_revalidations = 0
         self.n_scoped = 0  # revalidations limited to flows a rule change may affect
         self.leave_unknown = False
@@ -134,7 +137,7 @@ class Revalidator:
                 self.records[ident] = record
             record.owner = owner
             record.adopt(result)
-            self.index.add(record)
+            self._index(record)
             records.append(record)
         return records
 
@@ -154,6 +157,21 @@ class Revalidator:
                 changed += self._recheck(record)
         return changed
 
+    def revalidate_macs(self, changes: list[tuple[FlowOwner, int, bytes]]) -> int:
+        """Re-translate only the flows whose NORMAL looked up one of these
+        (owner, vlan, mac) entries, which MAC learning added or moved;
+        return how many were changed."""
+        self.n_scoped += 1
+        changed = 0
+        for record in self.mac_index.affected(changes):
+            if self.records.get(record.ident) is record:  # not deleted meanwhile
+                changed += self._recheck(record)
+        return changed
+
+    def _index(self, record: FlowRecord) -> None:
+        self.index.add(record)
+        self.mac_index.add(record)
+
     def _recheck(self, record: FlowRecord) -> int:
         """Fix or delete ``record``'s flow if its translation changed; 1 if it did."""
         translated = self.translate(record.key)
@@ -172,10 +190,10 @@ class Revalidator:
                 self._delete(record)
                 return 1
             record.adopt(result)
-            self.index.add(record)
+            self._index(record)
             return 1
         record.adopt(result)
-        self.index.add(record)
+        self._index(record)
         return 0
 
     def _delete(self, record: FlowRecord) -> None:
@@ -185,6 +203,7 @@ class Revalidator:
         if self.records.get(record.ident) is record:
             del self.records[record.ident]
         self.index.discard(record)
+        self.mac_index.discard(record)
 
     def forget_owner(self, owner: FlowOwner) -> None:
         """Delete the datapath flows of a bridge that is going away."""
@@ -213,7 +232,9 @@ class Revalidator:
             if now_ns - last >= idle_ns:
                 self._delete(record)
         for ident in [i for i in self.records if i not in seen]:
-            self.index.discard(self.records.pop(ident))  # the datapath no longer has it
+            gone = self.records.pop(ident)  # the datapath no longer has it
+            self.index.discard(gone)
+            self.mac_index.discard(gone)
 
     # ------------------------------------------------------------ adoption
     def adopt(self, flow: DpFlow) -> str:
@@ -245,7 +266,7 @@ class Revalidator:
                             bytes=flow.stats.bytes, created_ns=self.dpif.now_ns())
         record.adopt(result)
         self.records[record.ident] = record
-        self.index.add(record)
+        self._index(record)
         return outcome
 
     def _credit(self, record: FlowRecord, stats: FlowStats, now_ns: int | None = None) -> None:

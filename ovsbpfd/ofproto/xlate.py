@@ -138,6 +138,12 @@ class XlateResult:
     tables: list[int] = field(default_factory=list)  # tables looked up, in order
     learned: list[tuple[int, bytes, int]] = field(default_factory=list)  # (vlan, mac, port)
     mac_changed: bool = False
+    # MAC-learning entries (vlan, mac) this translation learned anew or moved;
+    # and whether learning may have evicted an entry to make room.
+    mac_changes: list[tuple[int, bytes]] = field(default_factory=list)
+    mac_evicted: bool = False
+    # MAC-learning entries (vlan, destination mac) NORMAL looked up
+    mac_lookups: list[tuple[int, bytes]] = field(default_factory=list)
     # group and bucket counters the packet went through (credited like rules)
     counters: list[Counter] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
@@ -518,12 +524,16 @@ class Xlate:
             return
         if in_port is not None and not is_multicast(key.eth_src):
             self.result.learned.append((vlan, key.eth_src, self.in_ofport))
-            if self.side_effects and self.bridge.mac.learn(vlan, key.eth_src, self.in_ofport):
+            table = self.bridge.mac
+            if self.side_effects and self._learn(table, vlan, key.eth_src):
                 self.result.mac_changed = True
                 self._note(f"   NORMAL: learned {_mac(key.eth_src)} on port "
                            f"{_port_name(self.in_ofport)} in VLAN {vlan}")
         pcp = outer >> 13 if outer is not None else 0
-        entry = None if is_multicast(key.eth_dst) else self.bridge.mac.lookup(vlan, key.eth_dst)
+        entry = None
+        if not is_multicast(key.eth_dst):
+            self.result.mac_lookups.append((vlan, key.eth_dst))
+            entry = self.bridge.mac.lookup(vlan, key.eth_dst)
         saved = self.vlans
         base = saved[1:] if outer is not None else list(saved)
         if entry is not None and entry.port in self.bridge.port_map:
@@ -540,6 +550,15 @@ class Xlate:
                 if ofport != self.in_ofport and bport.can_forward() and bport.in_vlan(vlan):
                     self._normal_output(ofport, vlan, pcp, base)
         self.vlans = saved
+
+    def _learn(self, table: MacLearning, vlan: int, mac: bytes) -> bool:
+        """Learn ``mac`` on the input port; True if that changed the table."""
+        full = len(table) >= table.max_entries
+        if not table.learn(vlan, mac, self.in_ofport):
+            return False
+        self.result.mac_changes.append((vlan, mac))
+        self.result.mac_evicted |= full  # a new entry may have pushed out another
+        return True
 
     def _normal_output(self, ofport: int, vlan: int, pcp: int,
                        base: list[tuple[int, int]]) -> None:
