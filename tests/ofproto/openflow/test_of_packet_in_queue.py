@@ -5,6 +5,9 @@ from __future__ import annotations
 from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
 from ovsbpfd.ofproto.openflow.rate_limit import MAX_PER_RUN, PacketInLimiter, PinScheduler
 from ovsbpfd.ofproto.types import OFPR_ACTION, OFPR_NO_MATCH
+from tests.ofproto.openflow.of_client import running_manager
+from tests.ofproto.openflow.of_stub_core import StubCore
+from tests.ofproto.openflow.test_of_controller_settings import Controller, async_test, wait_for
 
 
 class FakeLoop:
@@ -131,3 +134,23 @@ def test_limits_follow_the_controller_row() -> None:
     assert limiter is not None and limiter.misses.burst == 3
     limiter.set_limits(1000, None)
     assert (limiter.misses.rate, limiter.others.burst) == (1000.0, 250)
+
+
+@async_test
+async def test_a_row_without_rate_limit_any_more_drops_the_limiter() -> None:
+    controller = Controller()
+    try:
+        async with running_manager(StubCore()) as mgr:
+            target = await controller.start()
+            mgr.set_controllers([ControllerSpec.from_db(target, rate_limit=100)])
+            await wait_for(lambda: mgr.has_controllers_connected())
+            (conn,) = mgr.all_connections()
+            limiter = conn.packet_in_limiter
+            assert limiter is not None and limiter.misses.burst == 25
+            mgr.set_controllers([ControllerSpec.from_db(target, rate_limit=200,
+                                                        burst_limit=7)])
+            assert conn.packet_in_limiter is limiter and limiter.others.burst == 7
+            mgr.set_controllers([ControllerSpec.from_db(target)])
+            assert conn.packet_in_limiter is None
+    finally:
+        controller.close()

@@ -75,6 +75,29 @@ async def test_copies_the_controller_channel_both_ways_and_not_service_channels(
 
 
 @async_test
+async def test_an_active_controllers_snoopers_stay_across_reconnections() -> None:
+    controller = Controller()
+    try:
+        async with running_manager(StubCore()) as mgr:
+            mgr.set_controllers([await controller.start()])
+            await wait_for(lambda: controller.clients and mgr.has_controllers_connected())
+            async with raw_client(snoop_path(mgr)) as watcher:
+                await asyncio.sleep(0.1)
+                controller.clients[-1].close()  # the switch reconnects after its backoff
+                await wait_for(lambda: len(controller.clients) == 2
+                               and mgr.has_controllers_connected())
+                again = controller.clients[-1]
+                await again.send(m.EchoRequest(xid=4))
+                assert await again.recv() == m.EchoReply(xid=4)
+                assert await snooped(watcher) == [m.EchoRequest(xid=4), m.EchoReply(xid=4)]
+            mgr.set_controllers([])  # the target is gone: so are its snoopers
+            async with raw_client(snoop_path(mgr), hello=False) as late:
+                assert await late.closed()
+    finally:
+        controller.close()
+
+
+@async_test
 async def test_the_master_channel_is_watched() -> None:
     first, second = Controller(), Controller()
     try:
