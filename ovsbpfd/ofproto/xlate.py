@@ -219,7 +219,7 @@ class Xlate:
         return self._finish()
 
     def _finish(self) -> XlateResult:
-        self.result.mask = to_flow_key(self.mask)
+        self.result.mask = _mask_key(self.mask)
         return self.result
 
     def _note(self, text: str) -> None:
@@ -569,6 +569,23 @@ class Xlate:
         else:
             self.vlans = [((pcp << 13) | vlan, ETH_TYPE_VLAN)] + base
         self._emit_to(ofport)
+
+
+_MASK_KEYS: dict[tuple[tuple[str, int], ...], FlowKey] = {}
+_MASK_KEYS_MAX = 4096  # distinct megaflow masks remembered (a datapath holds a few dozen)
+
+
+def _mask_key(acc: KeyMask) -> FlowKey:
+    """``to_flow_key(acc)``, the same FlowKey for the same bits: most
+    translations end in one of a few masks, and a shared mask keeps its
+    packed form and integer for every datapath call that follows."""
+    items = tuple(acc.items())
+    mask = _MASK_KEYS.get(items)
+    if mask is None:
+        if len(_MASK_KEYS) >= _MASK_KEYS_MAX:
+            _MASK_KEYS.clear()
+        mask = _MASK_KEYS[items] = to_flow_key(acc)
+    return mask
 
 
 def _mac(mac: bytes) -> str:

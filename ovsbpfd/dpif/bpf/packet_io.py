@@ -26,7 +26,7 @@ class _Iovec(ctypes.Structure):
 
 class _Msghdr(ctypes.Structure):
     _fields_ = [("msg_name", ctypes.c_char_p), ("msg_namelen", ctypes.c_uint32),
-                ("msg_iov", ctypes.POINTER(_Iovec)), ("msg_iovlen", ctypes.c_size_t),
+                ("msg_iov", ctypes.c_void_p), ("msg_iovlen", ctypes.c_size_t),
                 ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
                 ("msg_flags", ctypes.c_int)]
 
@@ -40,6 +40,7 @@ _sendmmsg.restype = ctypes.c_int
 _sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
 SENDMMSG_MAX = 64  # frames per sendmmsg call
 _MMSGHDR_SIZE = ctypes.sizeof(_Mmsghdr)
+_IOVEC_SIZE = ctypes.sizeof(_Iovec)
 
 
 class PacketSender:
@@ -96,6 +97,7 @@ class PacketSender:
             chunk = frames[start:start + SENDMMSG_MAX]
             msgs = (_Mmsghdr * len(chunk))()
             iovs = (_Iovec * len(chunk))()
+            iov_at = ctypes.addressof(iovs)
             keep = []  # the bytes the pointers refer to, alive until sent
             n = 0
             positions = []
@@ -105,11 +107,11 @@ class PacketSender:
                     continue
                 data = finish_checksums(frame)
                 keep.append(data)
-                iovs[n].iov_base, iovs[n].iov_len = data, len(data)
+                iov = iovs[n]
+                iov.iov_base, iov.iov_len = data, len(data)
                 hdr = msgs[n].msg_hdr
                 hdr.msg_name, hdr.msg_namelen = addr, len(addr)
-                hdr.msg_iov = ctypes.pointer(iovs[n])
-                hdr.msg_iovlen = 1
+                hdr.msg_iov, hdr.msg_iovlen = iov_at + n * _IOVEC_SIZE, 1
                 positions.append(start + i)
                 n += 1
             done = 0

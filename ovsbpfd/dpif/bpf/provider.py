@@ -66,6 +66,7 @@ DEFAULT_PIN_ROOT = "/sys/fs/bpf/ovsbpfd"
 TC_HANDLE = 0x0B5F
 TC_PRIORITY = 0x0B5F
 _U32 = ctypes.c_uint32
+_NO_STATS = FlowStats()  # the counters of a new flow (only ever read)
 
 
 def _u32(value: int) -> bytes:
@@ -352,7 +353,7 @@ class BpfDpif(Dpif):
         if slot is not None:
             map_key = codec.encode_flow_map_key_packed(slot, masked)
             if create:  # most puts add a new flow: one syscall when it is new
-                value = codec.encode_flow(actions, FlowStats())
+                value = codec.encode_flow(actions, _NO_STATS)
                 if self._try_add_flow(map_key, value):
                     self._mask_refs[slot] += 1
                     return
@@ -364,13 +365,13 @@ class BpfDpif(Dpif):
                 self._update_flow(map_key, codec.encode_flow(actions, stats), BPF_EXIST)
                 return
             if create:  # deleted between the two calls: add it after all
-                self._update_flow(map_key, codec.encode_flow(actions, FlowStats()),
+                self._update_flow(map_key, codec.encode_flow(actions, _NO_STATS),
                                   BPF_NOEXIST)
                 self._mask_refs[slot] += 1
                 return
         if not create:
             raise DpifError(errno.ENOENT, "no such flow")
-        value = codec.encode_flow(actions, FlowStats())
+        value = codec.encode_flow(actions, _NO_STATS)
         slot = self._allocate_mask(mask)
         try:
             self._update_flow(codec.encode_flow_map_key_packed(slot, masked), value, BPF_NOEXIST)
