@@ -6,6 +6,15 @@ follows the completion of every earlier request.  A bad message is answered
 with OFPT_ERROR carrying its xid and the whole message (as ovs-vswitchd
 does); the channel is dropped only where framing is lost (a length under 8)
 or HELLO negotiation fails.
+
+Once negotiated, requests are handled in ``data_received`` itself, every
+whole message of the chunk that was read in one go: a handler that finishes
+without suspending (nearly all of them, FLOW_MODs included) costs no task
+wake-up, which is what a client that waits for each reply (ovs-ofctl sends
+FLOW_MOD, BARRIER, waits) and the FLOW_MOD -> datapath latency pay for.  A
+handler that does suspend, a peer that stops reading, or a long run of
+requests hands the rest of the input over to the connection's task, which
+finishes them in the same order before callbacks take over again.
 """
 
 from __future__ import annotations
@@ -65,7 +74,7 @@ READ_BUFFER_HIGH = 4 << 20
 # Drop asynchronous messages to a peer that is not reading its output.
 WRITE_BUFFER_HIGH = 4 << 20
 # Let other tasks run after this many requests handled back to back.
-REQUESTS_PER_YIELD = 64
+REQUESTS_PER_YIELD = 256
 
 
 @dataclass
@@ -80,6 +89,46 @@ Handler = Callable[["OfConnection", OfpMessage], Awaitable[None]]
 
 class ConnectionClosed(Exception):
     pass
+
+
+class _Resumed:
+    """A handler coroutine that suspended on its first step, for the run task
+    to finish: the task first waits on what it yielded, then drives it on."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self):
+        coro, pending = self.coro, self.first
+        while True:
+            try:
+                value = yield pending
+            except BaseException as exc:  # cancellation and the like reach the handler
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                pending = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+def _start(awaitable: Awaitable[None]) -> _Resumed | None:
+    """Run a handler's awaitable as far as it goes without suspending; None
+    when it finished, else what is left of it."""
+    send = getattr(awaitable, "send", None)
+    if send is None:  # not a coroutine: leave all of it to the task
+        return _Resumed(awaitable.__await__(), None)  # type: ignore[attr-defined]
+    try:
+        first = send(None)
+    except StopIteration:
+        return None
+    return _Resumed(awaitable, first)
 
 
 def frame_header(frame: bytes) -> Header:
@@ -124,6 +173,13 @@ class OfConnection(asyncio.Protocol):
         self._buf = bytearray()
         self._pos = 0  # start of unconsumed input in _buf
         self._data = asyncio.Event()
+        # Negotiated and the run task idle: data_received handles requests.
+        self._inline = False
+        # What data_received could not finish, for the run task: (frame,
+        # suspended handler), or (None, None): others' turn, or the peer
+        # must read its replies first.
+        self._handoff: tuple[bytes | None, _Resumed | None] | None = None
+        self._quiet_since = time.monotonic()  # last input or inactivity probe
         self._lost = False
         self._closed = asyncio.Event()
         self._reading_paused = False
@@ -142,10 +198,27 @@ class OfConnection(asyncio.Protocol):
             del self._buf[:self._pos]
             self._pos = 0
         self._buf += data
-        self._data.set()
+        self._quiet_since = time.monotonic()
+        self.probe_pending = False
+        if self._inline:
+            self._serve_inline()
+        else:
+            self._data.set()
         if self._unread() > READ_BUFFER_HIGH and self._transport and not self._reading_paused:
             self._transport.pause_reading()
             self._reading_paused = True
+
+    def _serve_inline(self) -> None:
+        """Handle what has arrived now; hand the task what cannot finish here."""
+        try:
+            handoff = self._drain()
+        except ConnectionClosed:
+            self.close()
+            return
+        if handoff is not None:
+            self._inline = False
+            self._handoff = handoff
+            self._data.set()
 
     def _unread(self) -> int:
         return len(self._buf) - self._pos
@@ -228,8 +301,8 @@ class OfConnection(asyncio.Protocol):
             self.close()
 
     async def _wait_for_data(self) -> None:
-        """Wait for more input; send echo probes when the peer goes quiet."""
-        self.probe_pending = False
+        """Wait to be woken (input, a hand-off, the end); send echo probes
+        when the peer has been quiet for a probe interval."""
         while True:
             if self._lost:
                 raise ConnectionClosed
@@ -237,11 +310,16 @@ class OfConnection(asyncio.Protocol):
             if self._reading_paused and self._unread() < READ_BUFFER_HIGH // 2:
                 self._transport.resume_reading()  # type: ignore[union-attr]
                 self._reading_paused = False
+            interval = self.probe_interval
+            timeout = None if interval is None else \
+                max(interval - (time.monotonic() - self._quiet_since), 0.0)
             try:
-                await asyncio.wait_for(self._data.wait(), self.probe_interval)
-                self.probe_pending = False
+                await asyncio.wait_for(self._data.wait(), timeout)
                 return
             except TimeoutError:
+                assert interval is not None
+                if time.monotonic() - self._quiet_since < interval:
+                    continue  # input came (handled inline) since we started waiting
                 if self.probe_pending:
                     self.last_error = "inactivity probe timeout"
                     self.disconnect_reason = TIMEOUT_TEXT
@@ -250,31 +328,43 @@ class OfConnection(asyncio.Protocol):
                     raise ConnectionClosed from None
                 self.send(EchoRequest())
                 self.probe_pending = True
+                self._quiet_since = time.monotonic()
+
+    def _take_frame(self) -> bytes | None:
+        """The next whole message, garbage to answer as a bad version, or None
+        until more input arrives; ConnectionClosed once framing is lost."""
+        start = self._pos
+        unread = len(self._buf) - start
+        if not unread:
+            return None
+        if self._buf[start] not in c.KNOWN_WIRE_VERSIONS:
+            # Not OpenFlow (even a short line of text shows it in its
+            # first byte): no length can be trusted.  Treat what has
+            # arrived as one bad message and resynchronise.
+            frame = bytes(self._buf[start:])
+            self._buf.clear()
+            self._pos = 0
+            return frame
+        if unread >= c.OFP_HEADER_LEN:
+            _, _, length, xid = HEADER.unpack_from(self._buf, start)
+            if length < c.OFP_HEADER_LEN:
+                frame = bytes(self._buf[start:start + c.OFP_HEADER_LEN])
+                self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN,
+                                         f"length {length} < 8"), xid, frame)
+                self.last_error = "framing lost (message length < 8)"
+                self.disconnect_reason = PROTOCOL_ERROR_TEXT
+                raise ConnectionClosed
+            if unread >= length:
+                self._pos = end = start + length
+                return bytes(self._buf[start:end])
+        return None
 
     async def _next_frame(self) -> bytes:
         """The next whole message, or garbage to answer as a bad version."""
         while True:
-            start = self._pos
-            if self._unread() and self._buf[start] not in c.KNOWN_WIRE_VERSIONS:
-                # Not OpenFlow (even a short line of text shows it in its
-                # first byte): no length can be trusted.  Treat what has
-                # arrived as one bad message and resynchronise.
-                frame = bytes(self._buf[start:])
-                self._buf.clear()
-                self._pos = 0
+            frame = self._take_frame()
+            if frame is not None:
                 return frame
-            if self._unread() >= c.OFP_HEADER_LEN:
-                _, _, length, xid = HEADER.unpack_from(self._buf, start)
-                if length < c.OFP_HEADER_LEN:
-                    frame = bytes(self._buf[start:start + c.OFP_HEADER_LEN])
-                    self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_LEN,
-                                             f"length {length} < 8"), xid, frame)
-                    self.last_error = "framing lost (message length < 8)"
-                    self.disconnect_reason = PROTOCOL_ERROR_TEXT
-                    raise ConnectionClosed
-                if self._unread() >= length:
-                    self._pos += length
-                    return bytes(self._buf[start:self._pos])
             await self._wait_for_data()
 
     async def _negotiate(self) -> None:
@@ -310,32 +400,74 @@ class OfConnection(asyncio.Protocol):
         raise ConnectionClosed
 
     async def _serve(self) -> None:
+        """Run what callbacks hand over; otherwise leave requests to them."""
+        while True:
+            handoff, self._handoff = self._handoff, None
+            if handoff is None:
+                handoff = self._drain()
+            if handoff is not None:
+                frame, pending = handoff
+                if pending is None:
+                    await asyncio.sleep(0)  # others' turn
+                else:
+                    await self._finish(frame, pending)
+                if not self._can_write.is_set():
+                    # The peer is not reading its replies: stop taking requests
+                    # until it does, so a flood of big dumps cannot fill memory.
+                    await self._can_write.wait()
+                continue
+            self._inline = True
+            try:
+                await self._wait_for_data()
+            finally:
+                self._inline = False
+
+    def _drain(self) -> tuple[bytes | None, _Resumed | None] | None:
+        """Handle the whole messages buffered, in order, while each finishes
+        at once; else what the task must finish before going on."""
         handled = 0
         while True:
-            frame = await self._next_frame()
-            try:
-                if frame[0] not in c.KNOWN_WIRE_VERSIONS:
-                    raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, "not OpenFlow")
-                if self.snoop is not None:  # whole OpenFlow messages only
-                    self.snoop(frame)
-                msg = decode_message(frame)
-                if isinstance(msg, Hello):
-                    continue
-                await self.handler(self, msg)
-            except OfpError as err:
-                self.send_error(err, frame_header(frame).xid, frame)
-            except Exception:  # a bug must not take the switch down
-                header = frame_header(frame)
-                log.exception("%s: failed to handle message type %d", self.name, header.type)
-                self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_EPERM, "internal error"),
-                                header.xid, frame)
-            if not self._can_write.is_set():
-                # The peer is not reading its replies: stop taking requests
-                # until it does, so a flood of big dumps cannot fill memory.
-                await self._can_write.wait()
+            frame = self._take_frame()
+            if frame is None:
+                return None
+            pending = self._handle(frame)
+            if pending is not None:
+                return frame, pending
             handled += 1
-            if handled % REQUESTS_PER_YIELD == 0:
-                await asyncio.sleep(0)
+            if handled >= REQUESTS_PER_YIELD or not self._can_write.is_set():
+                return None, None
+
+    def _handle(self, frame: bytes) -> _Resumed | None:
+        """Handle one message; what is left of its handler if it suspended."""
+        try:
+            if frame[0] not in c.KNOWN_WIRE_VERSIONS:
+                raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, "not OpenFlow")
+            if self.snoop is not None:  # whole OpenFlow messages only
+                self.snoop(frame)
+            msg = decode_message(frame)
+            if isinstance(msg, Hello):
+                return None
+            return _start(self.handler(self, msg))
+        except OfpError as err:
+            self.send_error(err, frame_header(frame).xid, frame)
+        except Exception:  # a bug must not take the switch down
+            self._internal_error(frame)
+        return None
+
+    async def _finish(self, frame: bytes | None, pending: _Resumed) -> None:
+        assert frame is not None
+        try:
+            await pending
+        except OfpError as err:
+            self.send_error(err, frame_header(frame).xid, frame)
+        except Exception:
+            self._internal_error(frame)
+
+    def _internal_error(self, frame: bytes) -> None:
+        header = frame_header(frame)
+        log.exception("%s: failed to handle message type %d", self.name, header.type)
+        self.send_error(OfpError(OFPET_BAD_REQUEST, OFPBRC_EPERM, "internal error"),
+                        header.xid, frame)
 
 
 def _peer_versions(frame: bytes, version: int) -> int:

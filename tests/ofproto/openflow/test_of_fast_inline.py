@@ -1,0 +1,122 @@
+"""Requests handled in the read callback keep the channel's guarantees: input
+that arrives while a handler is suspended waits for it, errors of suspended
+handlers quote their request, and a peer that keeps talking is not probed."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import time
+
+from ovsbpfd.ofproto import ofp_errors as e
+from ovsbpfd.ofproto.match import Match
+from ovsbpfd.ofproto.openflow import messages as m
+from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
+from ovsbpfd.ofproto.types import OFPFC_ADD, FlowMod, OfpError
+from tests.ofproto.openflow.of_client import RawClient, raw_client, running_manager
+from tests.ofproto.openflow.of_stub_core import StubCore
+
+
+def async_test(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 30))
+    return wrapper
+
+
+def flow_mod(xid: int) -> bytes:
+    return m.encode_message(m.FlowModMessage(FlowMod(OFPFC_ADD, Match(in_port=xid)), xid=xid))
+
+
+class RecordingCore(StubCore):
+    """A stub whose slow barrier notes how many rules existed when it ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barrier_delay = 0.3
+        self.rules_at_barrier: list[int] = []
+        self.fail_barrier = False
+
+    async def barrier(self) -> None:
+        await asyncio.sleep(self.barrier_delay)
+        self.rules_at_barrier.append(len(self.rules))
+        if self.fail_barrier:
+            raise OfpError(e.OFPET_BAD_REQUEST, e.OFPBRC_EPERM, "refused after a wait")
+
+
+@async_test
+async def test_input_arriving_during_a_suspended_handler_waits_for_it() -> None:
+    core = RecordingCore()
+    async with running_manager(core) as mgr, raw_client(mgr.mgmt_path) as client:
+        await client.send(flow_mod(1) + m.encode_message(m.BarrierRequest(xid=10)))
+        await asyncio.sleep(0.1)  # the barrier is now suspended
+        await client.send(flow_mod(2) + m.encode_message(m.EchoRequest(xid=11)))
+        await asyncio.sleep(0.05)
+        assert len(core.rules) == 1  # the FLOW_MOD after the barrier still waits
+        assert await client.recv() == m.BarrierReply(xid=10)
+        assert await client.recv() == m.EchoReply(xid=11)
+        assert core.rules_at_barrier == [1] and len(core.rules) == 2
+        # ... and afterwards requests are handled at once again
+        await client.send(flow_mod(3) + m.encode_message(m.EchoRequest(xid=12)))
+        assert await client.recv() == m.EchoReply(xid=12)
+        assert len(core.rules) == 3
+
+
+@async_test
+async def test_a_suspended_handler_that_fails_quotes_its_request() -> None:
+    core = RecordingCore()
+    core.barrier_delay = 0.05
+    core.fail_barrier = True
+    async with running_manager(core) as mgr, raw_client(mgr.mgmt_path) as client:
+        barrier = m.encode_message(m.BarrierRequest(xid=20))
+        await client.send(barrier + m.encode_message(m.EchoRequest(xid=21)))
+        reply = await client.recv()
+        assert isinstance(reply, m.Error)
+        assert (reply.type, reply.code, reply.xid) == (e.OFPET_BAD_REQUEST, e.OFPBRC_EPERM, 20)
+        assert reply.data == barrier
+        assert await client.recv() == m.EchoReply(xid=21)
+
+
+@async_test
+async def test_many_pipelined_requests_are_all_answered_in_order() -> None:
+    core = StubCore()
+    async with running_manager(core) as mgr, raw_client(mgr.mgmt_path) as client:
+        batch = b"".join(m.encode_message(m.EchoRequest(bytes([i % 256]), xid=i))
+                         for i in range(3000))
+        await client.send(batch)
+        for i in range(3000):
+            assert await client.recv() == m.EchoReply(bytes([i % 256]), xid=i)
+
+
+@async_test
+async def test_a_talking_peer_is_not_probed_and_a_silent_one_is() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = ControllerSpec(f"ptcp:{port}:127.0.0.1", probe_interval=0.3)
+    async with running_manager(StubCore()) as mgr:
+        mgr.set_controllers([spec])
+        deadline = time.monotonic() + 5
+        client = None
+        while client is None and time.monotonic() < deadline:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                client = RawClient(reader, writer)
+            except OSError:
+                await asyncio.sleep(0.05)
+        assert client is not None
+        try:
+            assert isinstance(await client.recv(), m.Hello)
+            await client.send(m.Hello())
+            for i in range(10):  # 1 s of requests, 0.1 s apart: never quiet for 0.3 s
+                await client.send(m.EchoRequest(xid=100 + i))
+                assert await client.recv() == m.EchoReply(xid=100 + i)
+                await asyncio.sleep(0.1)
+            started = time.monotonic()
+            probe_msg = await client.recv(timeout=2)  # now silent: probed
+            assert isinstance(probe_msg, m.EchoRequest)
+            assert 0.2 <= time.monotonic() - started < 1.0
+            assert await client.closed(timeout=2)
+        finally:
+            client.close()
