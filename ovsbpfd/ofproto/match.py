@@ -93,7 +93,7 @@ class Match(Mapping[str, tuple[int, int | None]]):
     An empty match matches every packet.
     """
 
-    __slots__ = ("_fields", "_hash", "_signature", "_values")
+    __slots__ = ("_fields", "_hash", "_signature", "_values", "_prereqs_met")
 
     def __init__(self, fields: Mapping[str, tuple[int, int | None]] | None = None,
                  **kw: int | tuple[int, int | None]) -> None:
@@ -112,6 +112,24 @@ class Match(Mapping[str, tuple[int, int | None]]):
         self._hash: int | None = None
         self._signature: tuple[tuple[str, int], ...] | None = None
         self._values: tuple[int, ...] | None = None
+        self._prereqs_met = False
+
+    @classmethod
+    def from_canonical(cls, fields: dict[str, tuple[int, int | None]],
+                       prereqs_met: bool = False) -> Match:
+        """A Match of ``fields`` already in the form ``__init__`` gives them:
+        in field-code order, values within the field and pre-masked, masks
+        neither full (None instead) nor wider than the field.  For decoders
+        that checked all of that while reading (FLOW_MOD floods), so the
+        normalising is skipped; ``prereqs_met`` says they checked those too.
+        The dict is kept, not copied."""
+        match = object.__new__(cls)
+        match._fields = fields
+        match._hash = None
+        match._signature = None
+        match._values = None
+        match._prereqs_met = prereqs_met
+        return match
 
     def __getitem__(self, name: str) -> tuple[int, int | None]:
         return self._fields[name]
@@ -170,6 +188,8 @@ class Match(Mapping[str, tuple[int, int | None]]):
 
     def missing_prereqs(self) -> list[str]:
         """Field names whose OpenFlow prerequisites this match does not meet."""
+        if self._prereqs_met:
+            return []
         bad = []
         for name in self._fields:
             for pre_name, allowed in FIELDS_BY_NAME[name].prereqs:
@@ -178,4 +198,5 @@ class Match(Mapping[str, tuple[int, int | None]]):
                                                 or pre[0] not in allowed)):
                     bad.append(name)
                     break
+        self._prereqs_met = not bad
         return bad

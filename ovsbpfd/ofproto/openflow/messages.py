@@ -30,6 +30,7 @@ from ovsbpfd.ofproto.ofp_errors import (
 )
 from ovsbpfd.ofproto.openflow import constants as c
 from ovsbpfd.ofproto.openflow.actions_codec import (
+    INSTRUCTION_CACHE_MAX_BYTES,
     decode_actions,
     decode_instructions,
     encode_actions,
@@ -43,7 +44,7 @@ from ovsbpfd.ofproto.openflow.group_meter_codec import (
     encode_meter_mod,
 )
 from ovsbpfd.ofproto.openflow.header import HEADER, OFP_HEADER_LEN, pack_message, pad8
-from ovsbpfd.ofproto.openflow.oxm import decode_match, encode_match
+from ovsbpfd.ofproto.openflow.oxm import decode_match, decode_match_planned, encode_match
 from ovsbpfd.ofproto.openflow.port_codec import decode_port, encode_port
 from ovsbpfd.ofproto.openflow.reader import Reader
 from ovsbpfd.ofproto.types import (
@@ -291,6 +292,39 @@ def _needs_action_checks(instructions: tuple) -> bool:
     return any((isinstance(act, a.ActOutput) and act.port == a.OFPP_TABLE)
                or isinstance(act, a.ActSetField)
                for inst in instructions for act in getattr(inst, "actions", ()))
+
+
+_MATCH_AT = OFP_HEADER_LEN + FLOW_MOD.size
+_ADDING = (OFPFC_ADD, OFPFC_MODIFY, OFPFC_MODIFY_STRICT)
+
+
+def decode_flow_mod_fast(data: bytes, xid: int) -> FlowModMessage | None:
+    """A whole FLOW_MOD message (header checked) as ``decode_message`` gives
+    it, read in one pass from ``data`` for the usual shapes: planned OXM
+    decoding, remembered instructions, no Reader.  None when anything is
+    unusual or wrong; the general decoder then decodes it or names the error."""
+    if len(data) < _MATCH_AT:
+        return None
+    (cookie, cookie_mask, table_id, command, idle, hard, priority, buffer_id,
+     out_port, out_group, flags) = FLOW_MOD.unpack_from(data, OFP_HEADER_LEN)
+    if command > OFPFC_DELETE_STRICT or flags & ~ALL_FLOW_MOD_FLAGS \
+            or (table_id == OFPTT_ALL and command in _ADDING):
+        return None
+    decoded = decode_match_planned(data, _MATCH_AT)
+    if decoded is None:
+        return None
+    match, end = decoded
+    if len(data) - end > INSTRUCTION_CACHE_MAX_BYTES:
+        return None
+    try:
+        instructions = decode_instructions(data[end:])
+    except OfpError:
+        return None
+    if instructions and _needs_action_checks(instructions):
+        return None
+    return FlowModMessage(FlowMod(command, match, instructions, table_id, priority, cookie,
+                                  cookie_mask, idle, hard, flags, buffer_id, out_port,
+                                  out_group), xid=xid)
 
 
 PACKET_OUT = struct.Struct("!IIH6x")
@@ -559,6 +593,10 @@ def decode_message(data: bytes) -> OfpMessage:
                        f"header length {length} but {len(data)} bytes")
     if version != c.OFP_VERSION and msg_type != c.OFPT_HELLO:
         raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_VERSION, f"version {version}")
+    if msg_type == c.OFPT_FLOW_MOD and version == c.OFP_VERSION:
+        fast = decode_flow_mod_fast(data, xid)
+        if fast is not None:
+            return fast
     cls = MESSAGE_CLASSES.get(msg_type)
     if cls is None:
         raise OfpError(OFPET_BAD_REQUEST, OFPBRC_BAD_TYPE, f"message type {msg_type}")

@@ -205,3 +205,120 @@ def decode_match(reader: Reader) -> Match:
         raise OfpError(OFPET_BAD_MATCH, OFPBMC_BAD_LEN, f"bad ofp_match length {length}")
     reader.offset = offset + padded
     return decode_oxm_fields(data[offset + MATCH_HEADER.size:offset + length])
+
+
+# ---------------------------------------------------------------- per-shape plans
+# A FLOW_MOD flood repeats a few match shapes (the same OXM headers in the
+# same order) with new values.  A plan, made once per shape, says where each
+# value sits and the field order a Match keeps, so a well-formed match is read
+# without re-deriving any of it; the prerequisite verdict is remembered per
+# shape and the values it depends on.
+_PREREQ_KEY_FIELDS = frozenset(
+    pre for f in FIELDS_BY_NAME.values() for pre, _allowed in f.prereqs)
+_PLAN_CACHE_MAX = 1024
+_PREREQ_CACHE_MAX = 4096
+
+
+class _MatchPlan:
+    __slots__ = ("fields", "prereq_slots", "prereqs")
+
+    def __init__(self, entries: list[tuple[str, int, int, int, int, int]]) -> None:
+        # (name, value offset, nbytes, mask offset or -1, value limit, full
+        # mask) in Match order
+        self.fields = tuple(sorted(entries, key=lambda e: FIELDS_BY_NAME[e[0]].code))
+        # positions (in ``fields``) of the values prerequisites depend on
+        self.prereq_slots = tuple(i for i, e in enumerate(self.fields)
+                                  if e[0] in _PREREQ_KEY_FIELDS)
+        self.prereqs: dict[tuple, list[str]] = {}
+
+
+_PLANS: dict[tuple[int, ...], _MatchPlan | None] = {}
+
+
+def _plan_for(data: bytes, start: int, end: int) -> tuple[_MatchPlan | None, bool]:
+    """The plan of the OXM TLVs in ``data[start:end]``; (None, True) if they
+    are not a well-formed shape the plans cover (let the checked path say)."""
+    headers = []
+    offset = start
+    unpack = OXM_HEADER.unpack_from
+    while offset < end:
+        if end - offset < 4:
+            return None, False
+        (header,) = unpack(data, offset)
+        headers.append(header)
+        offset += 4 + (header & 0xFF)
+    if offset != end:
+        return None, False
+    key = tuple(headers)
+    plan = _PLANS.get(key, False)
+    if plan is False:
+        plan = _make_plan(key)
+        if len(_PLANS) >= _PLAN_CACHE_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan, plan is not None  # type: ignore[return-value]
+
+
+def _make_plan(headers: tuple[int, ...]) -> _MatchPlan | None:
+    entries: list[tuple[str, int, int, int, int, int]] = []
+    seen = set()
+    offset = 0
+    for header in headers:
+        spec = _FAST_SPECS.get(header)
+        if spec is None:
+            return None
+        name, nbytes, limit, has_mask = spec
+        if name in seen:
+            return None
+        seen.add(name)
+        value_at = offset + 4
+        entries.append((name, value_at, nbytes, value_at + nbytes if has_mask else -1,
+                        limit, FIELDS_BY_NAME[name].full_mask))
+        offset = value_at + nbytes * (2 if has_mask else 1)
+    return _MatchPlan(entries)
+
+
+def decode_match_planned(data: bytes, offset: int) -> tuple[Match, int] | None:
+    """An ofp_match at ``offset`` of ``data`` and the offset after its padding,
+    exactly as ``decode_match`` gives it; None for anything unusual (a bad
+    or unknown TLV, a value out of range, a zero mask, missing
+    prerequisites), which ``decode_match`` then decodes or refuses."""
+    if len(data) - offset < MATCH_HEADER.size:
+        return None
+    match_type, length = MATCH_HEADER.unpack_from(data, offset)
+    padded = length + pad8(length)
+    if match_type != OFPMT_OXM or length < MATCH_HEADER.size or len(data) - offset < padded:
+        return None
+    start = offset + MATCH_HEADER.size
+    plan, ok = _plan_for(data, start, offset + length)
+    if not ok:
+        return None
+    assert plan is not None
+    from_bytes = int.from_bytes
+    fields: dict[str, tuple[int, int | None]] = {}
+    for name, value_at, nbytes, mask_at, limit, full in plan.fields:
+        at = start + value_at
+        value = from_bytes(data[at:at + nbytes], "big")
+        if value > limit:
+            return None
+        if mask_at < 0:
+            fields[name] = (value, None)
+            continue
+        at = start + mask_at
+        mask = from_bytes(data[at:at + nbytes], "big")
+        if mask > limit or value & ~mask or not mask:
+            return None
+        fields[name] = (value, None if mask == full else mask)
+    # The verdict depends on which fields there are (the plan) and on the
+    # values of the prerequisite fields among them.
+    values = list(fields.values())
+    key = tuple([values[i] for i in plan.prereq_slots])
+    missing = plan.prereqs.get(key)
+    if missing is None:
+        missing = Match.from_canonical(fields).missing_prereqs()
+        if len(plan.prereqs) >= _PREREQ_CACHE_MAX:
+            plan.prereqs.clear()
+        plan.prereqs[key] = missing
+    if missing:
+        return None
+    return Match.from_canonical(fields, prereqs_met=True), offset + padded
