@@ -87,11 +87,29 @@ def check_flow_mod(fm: FlowMod, group_exists: Exists = _none,
                            meter_exists)
 
 
+# Match signatures whose fields the datapath all handles (a flood of
+# FLOW_MODs repeats a few), and instructions known to be valid in a table
+# whatever the match (checked once per decoded instructions object: the codec
+# hands out the same object for the same bytes).
+_SUPPORTED_SIGNATURES: set[tuple[tuple[str, int], ...]] = set()
+_VALID_INSTRUCTIONS: dict[tuple[int, int], tuple[Instruction, ...]] = {}
+_VERDICT_CACHE_MAX = 4096
+# What a match cannot change the verdict on: no group or meter (they come
+# and go), no action whose check reads the match.
+_MATCH_FREE_INSTRUCTIONS = (InstApplyActions, InstWriteActions, InstClearActions,
+                            InstGotoTable, InstWriteMetadata)
+
+
 def check_match(match: Match) -> None:
-    for name in match:
-        if name not in SUPPORTED_FIELDS:
-            raise OfpError(OFPET_BAD_MATCH, ec.OFPBMC_BAD_FIELD,
-                           f"the datapath cannot match on {name}")
+    signature = match.signature()
+    if signature not in _SUPPORTED_SIGNATURES:
+        for name in match:
+            if name not in SUPPORTED_FIELDS:
+                raise OfpError(OFPET_BAD_MATCH, ec.OFPBMC_BAD_FIELD,
+                               f"the datapath cannot match on {name}")
+        if len(_SUPPORTED_SIGNATURES) >= _VERDICT_CACHE_MAX:
+            _SUPPORTED_SIGNATURES.clear()
+        _SUPPORTED_SIGNATURES.add(signature)
     if match.missing_prereqs():
         raise OfpError(OFPET_BAD_MATCH, ec.OFPBMC_BAD_PREREQ,
                        f"prerequisites missing for {', '.join(match.missing_prereqs())}")
@@ -103,6 +121,26 @@ def check_match(match: Match) -> None:
 
 def check_instructions(instructions: Iterable[Instruction], table_id: int, match: Match,
                        group_exists: Exists = _none, meter_exists: Exists = _none) -> None:
+    key = (id(instructions), table_id)
+    if _VALID_INSTRUCTIONS.get(key) is instructions:
+        return
+    _check_instructions(instructions, table_id, match, group_exists, meter_exists)
+    if isinstance(instructions, tuple) and _match_free(instructions):
+        if len(_VALID_INSTRUCTIONS) >= _VERDICT_CACHE_MAX:
+            _VALID_INSTRUCTIONS.clear()
+        _VALID_INSTRUCTIONS[key] = instructions  # held, so its id stays its own
+
+
+def _match_free(instructions: tuple[Instruction, ...]) -> bool:
+    """Whether the checks of these instructions depend on nothing but them
+    and the table: only outputs, no groups, meters or rewrites."""
+    return all(isinstance(inst, _MATCH_FREE_INSTRUCTIONS)
+               and all(type(act) is ActOutput for act in getattr(inst, "actions", ()))
+               for inst in instructions)
+
+
+def _check_instructions(instructions: Iterable[Instruction], table_id: int, match: Match,
+                        group_exists: Exists, meter_exists: Exists) -> None:
     seen: set[type] = set()
     for inst in instructions:
         if type(inst) in seen:
