@@ -115,6 +115,8 @@ class Rewrites:
         Bits to put back to the packet's original value are added to
         ``consulted`` (the megaflow depends on them)."""
         out: list[SetMasked] = []
+        if not self.pending and not self.committed:
+            return out  # nothing rewritten (most translations)
         for name in sorted(set(self.pending) | set(self.committed)):
             want = self.pending.get(name, (0, 0))
             have = self.committed.get(name, (0, 0))

@@ -273,7 +273,10 @@ class Xlate:
 
     def _do_instructions(self, rule: Rule) -> int | None:
         goto = None
-        for inst in sorted(rule.instructions, key=lambda i: _INSTRUCTION_ORDER.get(type(i), 9)):
+        instructions = rule.instructions
+        if len(instructions) > 1:
+            instructions = sorted(instructions, key=lambda i: _INSTRUCTION_ORDER.get(type(i), 9))
+        for inst in instructions:
             if self.halted:
                 return None
             if isinstance(inst, InstMeter):
@@ -458,7 +461,7 @@ class Xlate:
             self._note(f"   output:{_port_name(ofport)}: port does not forward, dropped")
             return
         self._commit()
-        self.result.actions.append(Output(bport.dp_port))
+        self.result.actions.append(_output_action(bport.dp_port))
         if self.tracing:
             self._note(f"   output:{_port_name(ofport)} -> datapath port {bport.dp_port}")
 
@@ -569,6 +572,19 @@ class Xlate:
         else:
             self.vlans = [((pcp << 13) | vlan, ETH_TYPE_VLAN)] + base
         self._emit_to(ofport)
+
+
+_OUTPUTS: dict[int, Output] = {}
+
+
+def _output_action(dp_port: int) -> Output:
+    """The (immutable) Output action for ``dp_port``, made once per port."""
+    action = _OUTPUTS.get(dp_port)
+    if action is None:
+        if len(_OUTPUTS) >= _MASK_KEYS_MAX:
+            _OUTPUTS.clear()
+        action = _OUTPUTS[dp_port] = Output(dp_port)
+    return action
 
 
 _MASK_KEYS: dict[tuple[tuple[str, int], ...], FlowKey] = {}
