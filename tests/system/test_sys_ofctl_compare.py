@@ -5,7 +5,8 @@ each command runs on both and the outputs are compared after the volatile
 parts are normalised (durations, MACs, xids, and counters where the traffic
 differs).  Where ovsbpfd differs on purpose or for now, the test says so:
 the group and meter tests (if the core lacks them), NXT_PACKET_IN2 in
-``monitor``, and the table features' field lists.
+``monitor`` (refused as ovs-vswitchd refuses an unknown experimenter), and
+the table features' field lists (ours a subset: only what FLOW_MOD accepts).
 """
 
 from __future__ import annotations
