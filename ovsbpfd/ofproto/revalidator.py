@@ -130,13 +130,17 @@ class Revalidator:
                 continue
             ident = flow_ident(key, mask)
             record = self.records.get(ident)
-            if record is None:
+            if record is None:  # the usual case: built from the translation at once
                 if now_ns is None:
                     now_ns = self.dpif.now_ns()
-                record = FlowRecord(key, mask, actions, owner, created_ns=now_ns)
+                record = FlowRecord(key, mask, actions, owner, list(result.rules),
+                                    list(result.counters), list(result.tables),
+                                    list(result.learned), result.lookups, result.mac_lookups,
+                                    created_ns=now_ns)
                 self.records[ident] = record
-            record.owner = owner
-            record.adopt(result)
+            else:
+                record.owner = owner
+                record.adopt(result)
             self._index(record)
             records.append(record)
         return records
