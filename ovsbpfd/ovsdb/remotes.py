@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .ssl_config import SslFiles
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PROBE_MS = 5000
@@ -29,38 +31,6 @@ SessionFactory = Callable[["Remote"], Callable[[], asyncio.Protocol]]
 
 class RemoteError(ValueError):
     """A remote name that cannot be used."""
-
-
-@dataclass
-class SslFiles:
-    """--private-key, --certificate and --ca-cert, as ovsdb-server takes them."""
-
-    private_key: str | None = None
-    certificate: str | None = None
-    ca_cert: str | None = None
-
-    def _check(self) -> None:
-        if not (self.private_key and self.certificate and self.ca_cert):
-            raise RemoteError("SSL remotes need --private-key, --certificate and --ca-cert")
-
-    def server_context(self) -> ssl.SSLContext:
-        """Peers must present a certificate signed by the CA (OVS always verifies)."""
-        self._check()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.certificate, self.private_key)
-        ctx.load_verify_locations(self.ca_cert)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
-
-    def client_context(self) -> ssl.SSLContext:
-        """OVS checks the peer's certificate against the CA, not its host name."""
-        self._check()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.load_cert_chain(self.certificate, self.private_key)
-        ctx.load_verify_locations(self.ca_cert)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
 
 
 @dataclass(frozen=True)
@@ -197,8 +167,8 @@ class PassiveRemote(Remote):
             self.unix_path = None
 
     def status(self) -> dict[str, str]:
-        out = {"sec_since_connect": self._since(self.last_connect),
-               "sec_since_disconnect": self._since(self.last_disconnect)}
+        # ovsdb-server reports no times for listeners: always zero.
+        out = {"sec_since_connect": "0", "sec_since_disconnect": "0"}
         if self.bound_port is not None:
             out["bound_port"] = str(self.bound_port)
         if len(self.sessions) > 1:
@@ -267,8 +237,6 @@ class ActiveRemote(Remote):
             out["sec_since_connect"] = self._since(self.last_connect)
         if self.last_disconnect is not None:
             out["sec_since_disconnect"] = self._since(self.last_disconnect)
-        if self.last_error and self.state != "ACTIVE":
-            out["last_error"] = self.last_error
         return out
 
 
