@@ -2,11 +2,14 @@
 
     python -m ovsbpfd.ovsdb [--remote REMOTE]... [--schema SCHEMA]
                             [--unixctl PATH] [--die-with-parent]
-                            [--private-key FILE --certificate FILE --ca-cert FILE]
+                            [--private-key KEY --certificate CERT
+                             (--ca-cert | --bootstrap-ca-cert) CACERT]
                             [--max-backlog BYTES] DBFILE
 
 REMOTE is punix:PATH, ptcp:PORT[:IP], pssl:PORT[:IP], unix:PATH, tcp:IP:PORT,
 ssl:IP:PORT or db:DB,TABLE,COLUMN (e.g. db:Open_vSwitch,Open_vSwitch,manager_options).
+KEY, CERT and CACERT are file names or db:DB,TABLE,COLUMN references
+(e.g. db:Open_vSwitch,SSL,private_key), read again for each new connection.
 
 Runs until SIGTERM/SIGINT (or `ovs-appctl exit`), then exits 0.
 """
@@ -49,6 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--private-key", "-p", help="PEM private key for SSL remotes")
     p.add_argument("--certificate", "-c", help="PEM certificate for SSL remotes")
     p.add_argument("--ca-cert", "-C", help="PEM CA certificate that peers must chain to")
+    p.add_argument("--bootstrap-ca-cert", help="as --ca-cert (what ovs-ctl passes); "
+                   "a missing file is not bootstrapped")
     p.add_argument("--max-backlog", type=int, default=DEFAULT_MAX_BACKLOG,
                    help="drop a client once this many bytes wait unsent to it")
     p.add_argument("--log-level", default="WARNING")
@@ -68,8 +73,14 @@ def tune_gc() -> None:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    ssl_files = SslFiles(args.private_key, args.certificate, args.ca_cert)
+    try:
+        ssl_files = SslFiles(args.private_key, args.certificate,
+                             args.ca_cert or args.bootstrap_ca_cert,
+                             bootstrap_ca_cert=args.bootstrap_ca_cert is not None)
+    except ValueError as e:  # a malformed db: reference
+        sys.exit(f"ovsdb-server: {e}")
     server = OvsdbServer(args.dbfile, args.remote, ssl_files, args.max_backlog)
+    ssl_files.bind(lambda name: handle.db if (handle := server.dbs.get(name)) else None)
     await server.start()
     tune_gc()
     done = asyncio.Event()
