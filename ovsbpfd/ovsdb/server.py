@@ -41,6 +41,8 @@ from .transaction import ChangeSet
 
 log = logging.getLogger(__name__)
 
+STATUS_PERIOD_S = 2.5  # how often ovsdb-server refreshes the Manager rows' status
+
 
 class DbHandle:
     """A served database: contents, file (None for _Server), waiting transactions."""
@@ -103,6 +105,8 @@ class OvsdbServer:
             await remote.start()
             self.static_remotes.append(remote)
         await self._sync_db_remotes()
+        if self.db_remote_specs:
+            self._spawn(self._refresh_status_every(STATUS_PERIOD_S))
 
     async def stop(self) -> None:
         remotes = self.static_remotes + list(self.db_remotes.values())
@@ -208,6 +212,14 @@ class OvsdbServer:
             return
         self._status_pending = True
         asyncio.get_running_loop().call_later(0.05, self._write_status)
+
+    async def _refresh_status_every(self, period: float) -> None:
+        """ovsdb-server rewrites the Manager rows' status every 2.5 s, not
+        only on a change, so that sec_since_connect keeps counting; a write
+        that changes nothing commits nothing."""
+        while True:
+            await asyncio.sleep(period)
+            self._status_changed()
 
     def _write_status(self) -> None:
         self._status_pending = False
