@@ -123,6 +123,16 @@ class Dpif(abc.ABC):
                 results.append(None)
         return results
 
+    def flow_add_many(
+        self, flows: Sequence[tuple[FlowKey, FlowKey, Sequence[DpAction]]],
+    ) -> list[DpifError | None]:
+        """Add flows the caller knows are not in the datapath (every megaflow
+        a batch of misses makes); per flow None or the error it met.
+
+        Providers may write them all at once, replacing (counters and all)
+        a flow that was there after all; this one is ``flow_put_many``."""
+        return self.flow_put_many(flows)
+
     @abc.abstractmethod
     def flow_get(self, key: FlowKey, mask: FlowKey) -> DpFlow | None:
         ...

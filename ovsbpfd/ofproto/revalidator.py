@@ -118,7 +118,7 @@ class Revalidator:
         """``install`` for each translated upcall of a batch, in order, with
         the datapath writes handed over together (``Dpif.flow_put_many``)."""
         puts = [(key, result.mask, tuple(result.actions)) for key, _owner, result in flows]
-        errors = self.dpif.flow_put_many(puts)
+        errors = self._put_flows(puts)
         records: list[FlowRecord | None] = []
         now_ns: int | None = None
         for (key, owner, result), (_key, mask, actions), err in zip(flows, puts, errors,
@@ -144,6 +144,36 @@ class Revalidator:
             self._index(record)
             records.append(record)
         return records
+
+    def _put_flows(self, puts: list[tuple[FlowKey, FlowKey, tuple[DpAction, ...]]],
+                   ) -> list[DpifError | None]:
+        """Write a batch of translated megaflows: the ones no record knows go
+        to ``Dpif.flow_add_many`` together (after a takeover every datapath
+        flow has a record); a flow that has one (a repeated upcall, or a
+        second one in this batch) is then put one by one, which keeps its
+        counters, in batch order."""
+        if self.leave_unknown:  # a previous process's flows may be there
+            return self.dpif.flow_put_many(puts)
+        new: list[int] = []
+        known: list[int] = []
+        seen: set[tuple[bytes, bytes]] = set()
+        for i, (key, mask, _actions) in enumerate(puts):
+            ident = flow_ident(key, mask)
+            if ident in self.records or ident in seen:
+                known.append(i)
+            else:
+                seen.add(ident)
+                new.append(i)
+        errors: list[DpifError | None] = [None] * len(puts)
+        if new:
+            for i, err in zip(new, self.dpif.flow_add_many([puts[i] for i in new]),
+                              strict=True):
+                errors[i] = err
+        if known:
+            for i, err in zip(known, self.dpif.flow_put_many([puts[i] for i in known]),
+                              strict=True):
+                errors[i] = err
+        return errors
 
     # ------------------------------------------------------------ revalidate
     def revalidate(self) -> int:

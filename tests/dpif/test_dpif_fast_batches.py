@@ -98,3 +98,28 @@ def test_dpif_fast_flow_put_many_keeps_counters_of_existing_flows(
     second = harness.dpif.flow_get(other, mask)
     assert second is not None and second.actions == (Output(p1),)
     assert harness.dpif.stats().n_flows == 2
+
+
+def test_dpif_fast_flow_add_many_adds_every_flow(harness: DatapathHarness) -> None:
+    port = harness.add_port("xa1")
+    masks = [FlowKey(in_port=0xFFFFFFFF, eth_type=0xFFFF, ip_dst=b"\xff" * 4 + bytes(12)),
+             FlowKey(in_port=0xFFFFFFFF, tp_src=0xFFFF),
+             FlowKey(in_port=0xFFFFFFFF, tp_dst=0xFFFF)]
+    harness.dpif.flow_put(FlowKey(in_port=port, tp_src=1), masks[1], (Output(port),))
+    flows = []
+    for i in range(300):  # the third mask is new to the datapath half way through
+        mask = masks[i % 2] if i < 150 else masks[i % 3]
+        key = FlowKey(in_port=port, eth_type=0x0800, ip_dst=bytes([10, 3, i // 256, i % 256])
+                      + bytes(12), tp_src=1000 + i, tp_dst=2000 + i)
+        actions = (Output(-1),) if i == 77 else (Output(port),) * (1 + i % 3)
+        flows.append((key, mask, actions))
+    results = harness.dpif.flow_add_many(flows)
+    assert [i for i, r in enumerate(results) if r is not None] == [77]
+    for i, (key, mask, actions) in enumerate(flows):
+        got = harness.dpif.flow_get(key, mask)
+        assert (got is None) if i == 77 else (got is not None and got.actions == actions)
+    stats = harness.dpif.stats()
+    assert stats.n_flows == 300 and stats.n_masks == 3
+    for key, mask, _ in flows[:10]:  # deleting them releases nothing twice
+        harness.dpif.flow_del(key, mask)
+    assert harness.dpif.stats().n_flows == 290

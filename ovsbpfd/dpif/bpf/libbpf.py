@@ -81,6 +81,7 @@ class _BatchOpts(ctypes.Structure):
 
 
 _lookup_batch = _fn("bpf_map_lookup_batch", _int, _int, _vp, _vp, _vp, _vp, _vp, _vp)
+_update_batch = _fn("bpf_map_update_batch", _int, _int, _vp, _vp, _vp, _vp)
 _num_possible_cpus = _fn("libbpf_num_possible_cpus", _int)
 _tc_hook_create = _fn("bpf_tc_hook_create", _int, _vp)
 _tc_hook_destroy = _fn("bpf_tc_hook_destroy", _int, _vp)
@@ -180,6 +181,24 @@ class BpfMap:
             stride = (self.value_size + 7) // 8 * 8
             value = value.ljust(stride, b"\0") * num_possible_cpus()
         _check(_update_elem(self.fd, key, value, flags), f"update {self.name}")
+
+    def update_batch(self, keys: bytes, values: bytes, count: int) -> tuple[int, int]:
+        """Create or replace ``count`` entries (keys and values each laid end
+        to end) in one system call, in order, stopping at the first failure.
+
+        Returns (how many were written, the errno of the one that failed or
+        0).  The kernel takes no BPF_NOEXIST/BPF_EXIST here: an entry that
+        exists is replaced.  Not for per-CPU maps."""
+        if count <= 0:
+            return 0, 0
+        done = _u32(count)
+        opts = _BatchOpts(ctypes.sizeof(_BatchOpts), 0, 0)
+        ret = _update_batch(self.fd, keys, values, ctypes.byref(done), ctypes.byref(opts))
+        if ret >= 0:
+            return count, 0
+        err = -ret if ret != -1 else (ctypes.get_errno() or errno_mod.EIO)
+        written = done.value if done.value < count else 0  # untouched count: nothing written
+        return written, err
 
     def items_batch(self, chunk: int = 1024) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) in chunks of ``chunk`` per system call.

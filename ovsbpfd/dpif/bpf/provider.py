@@ -380,6 +380,51 @@ class BpfDpif(Dpif):
             raise
         self._mask_refs[slot] += 1
 
+    def flow_add_many(
+        self, flows: Sequence[tuple[FlowKey, FlowKey, Sequence[DpAction]]],
+    ) -> list[DpifError | None]:
+        """As ``Dpif.flow_add_many``: flows of known masks go to the map in
+        one BPF_MAP_UPDATE_BATCH (a system call costs as much as the insert
+        itself); a flow with a new mask takes the one-by-one path, which
+        allocates the mask slot; a flow the map refuses gets its error and
+        the batch goes on after it."""
+        results: list[DpifError | None] = [None] * len(flows)
+        batch: list[tuple[int, bytes, bytes, int]] = []  # (index, map key, value, slot)
+        for i, (key, mask, actions) in enumerate(flows):
+            try:
+                actions = validate_actions(actions)
+                self._check_key(key, mask)
+                slot = self._find_mask(mask)
+                if slot is None:
+                    self.flow_put(key, mask, actions)
+                    continue
+                batch.append((i, codec.encode_flow_map_key_packed(slot, key.masked_bytes(mask)),
+                              codec.encode_flow(actions, _NO_STATS), slot))
+            except DpifError as err:
+                results[i] = err
+        start = 0
+        while start < len(batch):
+            rest = batch[start:]
+            done, err = self._maps["flows"].update_batch(
+                b"".join(item[1] for item in rest), b"".join(item[2] for item in rest),
+                len(rest))
+            for item in rest[:done]:
+                self._mask_refs[item[3]] += 1
+            start += done
+            if not err:
+                break
+            # The one that failed (or, if nothing was written, say a kernel
+            # without batch updates, every one left) goes one by one, which
+            # reports its own error.
+            for index, _map_key, _value, _slot in batch[start:start + 1 if done else None]:
+                key, mask, actions = flows[index]
+                try:
+                    self.flow_put(key, mask, actions)
+                except DpifError as exc:
+                    results[index] = exc
+            start = start + 1 if done else len(batch)
+        return results
+
     def _try_add_flow(self, map_key: bytes, value: bytes) -> bool:
         """Add a flow that should be new; False (nothing changed) if it exists."""
         try:
