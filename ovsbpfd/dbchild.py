@@ -39,6 +39,15 @@ os.execv(argv[0], argv + ["--unixctl", "%s%d.ctl" % (ctl_prefix, os.getpid()), d
 """
 
 
+#: As ovs-ctl starts ovsdb-server: the SSL files of ssl:/pssl: managers come
+#: from the Open_vSwitch.ssl row, so `ovs-vsctl set-ssl` configures them.
+SSL_OPTIONS = [
+    "--private-key=db:Open_vSwitch,SSL,private_key",
+    "--certificate=db:Open_vSwitch,SSL,certificate",
+    "--bootstrap-ca-cert=db:Open_vSwitch,SSL,ca_cert",
+]
+
+
 def child_command(
     rundir: str, dbfile: str, schema: str, remotes: list[str], python: str = sys.executable
 ) -> list[str]:
@@ -46,6 +55,7 @@ def child_command(
     server = [python, "-m", "ovsbpfd.ovsdb"]
     for remote in remotes:
         server += ["--remote", remote]
+    server += SSL_OPTIONS
     server += ["--schema", schema, "--die-with-parent"]
     return [python, "-c", _BOOTSTRAP, pidfile_path(rundir, PROGRAM),
             os.path.join(rundir, f"{PROGRAM}."), dbfile, *server]
