@@ -5,10 +5,16 @@ comes, changes, goes, and as its files are rotated on disk."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import json
 import logging
 import shutil
+import socket
 import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +24,8 @@ from ovsbpfd.ovsdb.execution import Executor
 from ovsbpfd.ovsdb.schema import Schema, schema_path
 from ovsbpfd.ovsdb.ssl_config import DbColumnRef, SslConfigError, SslFiles, SslNotConfigured
 from tests.ofproto.openflow.of_pki import KeyPair, Pki, make_pki
+
+from .helpers import ovsbpfd_server, stop_process, wait_for_socket
 
 KEY = "db:Open_vSwitch,SSL,private_key"
 CERT = "db:Open_vSwitch,SSL,certificate"
@@ -235,3 +243,111 @@ def test_ovsdb_ssl_plain_file_names_need_no_database(pki: Pki) -> None:
     files = SslFiles(pki.switch.key, pki.switch.cert, pki.switch.ca)
     assert handshake(files, pki.controller) == "hello"
     assert handshake(files, pki.rogue) != "hello"
+
+
+# --- beside Debian's ovsdb-server -------------------------------------------------
+REF_SSL_OPTIONS = [f"--private-key={KEY}", f"--certificate={CERT}", f"--bootstrap-ca-cert={CA}"]
+MANAGERS = "db:Open_vSwitch,Open_vSwitch,manager_options"
+
+
+@contextlib.contextmanager
+def reference_server(tmp: Path) -> Iterator[str]:
+    """Debian's ovsdb-server started as ovs-ctl starts it (by hand, by pid)."""
+    sock, db = str(tmp / "ref.sock"), str(tmp / "ref.db")
+    subprocess.run(["ovsdb-tool", "create", db, schema_path()], check=True)
+    proc = subprocess.Popen(
+        ["ovsdb-server", f"--remote=punix:{sock}", f"--remote={MANAGERS}", *REF_SSL_OPTIONS,
+         f"--unixctl={tmp}/ref.ctl", "--no-chdir", f"--log-file={tmp}/ref.log", db],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_socket(sock, proc)
+        yield sock
+    finally:
+        stop_process(proc)
+
+
+class Side:
+    """One server of the comparison, driven with ovs-vsctl."""
+
+    def __init__(self, sock: str) -> None:
+        self.sock = sock
+        self.port = free_port()
+
+    def vsctl(self, *args: str) -> str:
+        return subprocess.run(["ovs-vsctl", f"--db=unix:{self.sock}", "--no-wait",
+                               "--timeout=10", *args],
+                              capture_output=True, text=True, check=True).stdout
+
+    def manager(self) -> tuple[bool, dict[str, str]]:
+        out = json.loads(self.vsctl("--format=json", "--columns=is_connected,status",
+                                    "list", "Manager"))
+        ((is_connected, status),) = out["data"]
+        return is_connected, dict(status[1])
+
+    def shape(self) -> tuple[bool, dict[str, str]]:
+        """The Manager row with our own port and the seconds left out."""
+        is_connected, status = self.manager()
+        for key in ("sec_since_connect", "sec_since_disconnect"):
+            if key in status and status[key] != "0":
+                status[key] = "N"
+        if status.get("bound_port") == str(self.port):
+            status["bound_port"] = "PORT"
+        return is_connected, status
+
+    def list_dbs(self, pair: KeyPair) -> int:
+        return subprocess.run(
+            ["ovsdb-client", "--timeout=3", f"--private-key={pair.key}",
+             f"--certificate={pair.cert}", f"--ca-cert={pair.ca}", "list-dbs",
+             f"ssl:127.0.0.1:{self.port}"], capture_output=True, timeout=10).returncode
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_both(sides: list[Side], predicate: Callable[[Side], bool], timeout: float,
+              what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(predicate(side) for side in sides):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_ovsdb_ssl_manager_status_as_ovsdb_server(tmp_path: Path, pki: Pki) -> None:
+    """pssl: and ssl: managers before and after set-ssl: the same Manager rows
+    (ovsdb-server writes them every 2.5 s) and the same clients let in."""
+    from tests.system.test_sys_manager_ssl import TlsManager
+
+    far_end = TlsManager(pki.controller)
+    extra = ["--remote", MANAGERS, *REF_SSL_OPTIONS]
+    try:
+        with reference_server(tmp_path) as ref_sock, \
+                ovsbpfd_server(str(tmp_path), extra=extra) as (our_sock, _proc):
+            sides = [Side(ref_sock), Side(our_sock)]
+            for side in sides:
+                side.vsctl("init")
+                side.vsctl("set-manager", f"pssl:{side.port}:127.0.0.1")
+            wait_both(sides, lambda s: "bound_port" in s.manager()[1], 10, "listeners")
+            ref, ours = sides
+            assert ours.shape() == ref.shape() == (False, {
+                "bound_port": "PORT", "sec_since_connect": "0", "sec_since_disconnect": "0"})
+            assert [s.list_dbs(pki.controller) for s in sides] == [1, 1]
+
+            for side in sides:
+                side.vsctl("set-manager", f"ssl:127.0.0.1:{far_end.port}")
+            wait_both(sides, lambda s: s.manager()[1].get("state") == "BACKOFF", 10,
+                      "BACKOFF")
+            assert ours.shape() == ref.shape() == (False, {"state": "BACKOFF"})
+            assert far_end.peers == []
+
+            for side in sides:
+                side.vsctl("set-ssl", pki.switch.key, pki.switch.cert, pki.switch.ca)
+            wait_both(sides, lambda s: s.manager()[0], 25, "both connected")
+            assert ours.shape()[1].keys() == ref.shape()[1].keys() == {
+                "state", "sec_since_connect"}
+            assert ours.manager()[1]["state"] == ref.manager()[1]["state"] == "ACTIVE"
+            assert far_end.peers == ["switch", "switch"]
+    finally:
+        far_end.close()

@@ -94,9 +94,9 @@ def monitoring_client(port: int, pair: KeyPair) -> Iterator[subprocess.Popen]:
 
 
 class TlsManager:
-    """The far end of an active ssl: manager: accepts TLS connections from
-    the switch (checking its certificate against the CA) and answers the
-    OVSDB echo probes, so a connection stays up."""
+    """The far end of active ssl: managers: accepts TLS connections (checking
+    the switch's certificate against the CA), each on its own thread, and
+    answers the OVSDB echo probes, so a connection stays up."""
 
     def __init__(self, pair: KeyPair) -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -117,13 +117,17 @@ class TlsManager:
                 raw, _ = self.listener.accept()
             except OSError:
                 continue
-            try:
-                with self.ctx.wrap_socket(raw, server_side=True) as conn:
-                    subject = dict(p[0] for p in conn.getpeercert()["subject"])
-                    self.peers.append(subject["commonName"])
-                    self._answer_echoes(conn)
-            except OSError:
-                pass
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            raw.settimeout(10)
+            with self.ctx.wrap_socket(raw, server_side=True) as conn:
+                subject = dict(p[0] for p in conn.getpeercert()["subject"])
+                self.peers.append(subject["commonName"])
+                self._answer_echoes(conn)
+        except OSError:
+            pass
 
     def _answer_echoes(self, conn: ssl.SSLSocket) -> None:
         conn.settimeout(0.2)
