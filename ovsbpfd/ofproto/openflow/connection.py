@@ -7,8 +7,9 @@ with OFPT_ERROR carrying its xid and the whole message (as ovs-vswitchd
 does); the channel is dropped only where framing is lost (a length under 8)
 or HELLO negotiation fails.
 
-Once negotiated, requests are handled in ``data_received`` itself, every
-whole message of the chunk that was read in one go: a handler that finishes
+Once our HELLO is out, input is handled in ``data_received`` itself (the
+peer's HELLO, then requests), every whole message of the chunk that was read
+in one go: a handler that finishes
 without suspending (nearly all of them, FLOW_MODs included) costs no task
 wake-up, which is what a client that waits for each reply (ovs-ofctl sends
 FLOW_MOD, BARRIER, waits) and the FLOW_MOD -> datapath latency pay for.  A
@@ -143,6 +144,10 @@ class OfConnection(asyncio.Protocol):
                  probe_interval: float | None = None,
                  on_connected: Callable[[OfConnection], None] | None = None) -> None:
         self.handler = handler
+        # A handler may also take some messages synchronously (Dispatcher does):
+        # handle_now(conn, msg) -> True when it handled msg.
+        self._handle_now: Callable[[OfConnection, OfpMessage], bool] | None = \
+            getattr(handler, "handle_now", None)
         self.on_connected = on_connected
         # Versions we offer in HELLO (bit n = wire version n); the owner sets
         # it from Bridge.protocols.  Only OpenFlow 1.3 is implemented: a
@@ -293,7 +298,6 @@ class OfConnection(asyncio.Protocol):
         """Serve the channel until the peer or we close it."""
         self.send(Hello(self.version_bitmap))
         try:
-            await self._negotiate()
             await self._serve()
         except ConnectionClosed:
             pass
@@ -359,16 +363,8 @@ class OfConnection(asyncio.Protocol):
                 return bytes(self._buf[start:end])
         return None
 
-    async def _next_frame(self) -> bytes:
-        """The next whole message, or garbage to answer as a bad version."""
-        while True:
-            frame = self._take_frame()
-            if frame is not None:
-                return frame
-            await self._wait_for_data()
-
-    async def _negotiate(self) -> None:
-        frame = await self._next_frame()
+    def _negotiate(self, frame: bytes) -> None:
+        """The peer's first message must be a HELLO with a version in common."""
         header = frame_header(frame)
         peer_versions = 0
         if header.type == c.OFPT_HELLO and header.version in c.KNOWN_WIRE_VERSIONS:
@@ -430,6 +426,9 @@ class OfConnection(asyncio.Protocol):
             frame = self._take_frame()
             if frame is None:
                 return None
+            if not self.negotiated:
+                self._negotiate(frame)  # or ConnectionClosed
+                continue
             pending = self._handle(frame)
             if pending is not None:
                 return frame, pending
@@ -446,6 +445,8 @@ class OfConnection(asyncio.Protocol):
                 self.snoop(frame)
             msg = decode_message(frame)
             if isinstance(msg, Hello):
+                return None
+            if self._handle_now is not None and self._handle_now(self, msg):
                 return None
             return _start(self.handler(self, msg))
         except OfpError as err:

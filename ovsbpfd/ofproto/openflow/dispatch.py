@@ -160,6 +160,16 @@ class Dispatcher:
             QueueGetConfigRequest: self._queue_config,
         }
 
+    def handle_now(self, conn: OfConnection, msg: OfpMessage) -> bool:
+        """Handle ``msg`` at once if it is a FLOW_MOD (whose handling never
+        waits): no coroutine for the commonest request.  False: use ``__call__``."""
+        if type(msg) is not FlowModMessage:
+            return False
+        if conn.role == c.OFPCR_ROLE_SLAVE:
+            raise _bad_request(OFPBRC_IS_SLAVE, "slave may not modify the switch")
+        self._apply_flow_mod(msg)  # type: ignore[arg-type]
+        return True
+
     async def __call__(self, conn: OfConnection, msg: OfpMessage) -> None:
         if msg.MSG_TYPE in c.SLAVE_FORBIDDEN_TYPES and conn.role == c.OFPCR_ROLE_SLAVE:
             raise _bad_request(OFPBRC_IS_SLAVE, "slave may not modify the switch")
@@ -255,6 +265,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------ switch changes
     async def _flow_mod(self, conn: OfConnection, msg: FlowModMessage) -> None:
+        self._apply_flow_mod(msg)
+
+    def _apply_flow_mod(self, msg: FlowModMessage) -> None:
         self.core.flow_mod(msg.fm)
         if msg.fm.buffer_id != OFP_NO_BUFFER:
             raise _bad_request(OFPBRC_BUFFER_UNKNOWN, "this switch buffers no packets")
