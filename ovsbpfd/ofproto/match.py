@@ -116,18 +116,21 @@ class Match(Mapping[str, tuple[int, int | None]]):
 
     @classmethod
     def from_canonical(cls, fields: dict[str, tuple[int, int | None]],
-                       prereqs_met: bool = False) -> Match:
+                       prereqs_met: bool = False,
+                       signature: tuple[tuple[str, int], ...] | None = None,
+                       values: tuple[int, ...] | None = None) -> Match:
         """A Match of ``fields`` already in the form ``__init__`` gives them:
         in field-code order, values within the field and pre-masked, masks
         neither full (None instead) nor wider than the field.  For decoders
         that checked all of that while reading (FLOW_MOD floods), so the
         normalising is skipped; ``prereqs_met`` says they checked those too.
-        The dict is kept, not copied."""
+        The dict is kept, not copied; ``signature`` and ``values``, if given,
+        must be what ``signature()`` and ``masked_values()`` would compute."""
         match = object.__new__(cls)
         match._fields = fields
         match._hash = None
-        match._signature = None
-        match._values = None
+        match._signature = signature
+        match._values = values
         match._prereqs_met = prereqs_met
         return match
 

@@ -220,7 +220,7 @@ _PREREQ_CACHE_MAX = 4096
 
 
 class _MatchPlan:
-    __slots__ = ("fields", "prereq_slots", "prereqs")
+    __slots__ = ("fields", "prereq_slots", "prereqs", "exact_signature")
 
     def __init__(self, entries: list[tuple[str, int, int, int, int, int]]) -> None:
         # (name, value offset, nbytes, mask offset or -1, value limit, full
@@ -230,6 +230,8 @@ class _MatchPlan:
         self.prereq_slots = tuple(i for i, e in enumerate(self.fields)
                                   if e[0] in _PREREQ_KEY_FIELDS)
         self.prereqs: dict[tuple, list[str]] = {}
+        # Match.signature() of the plan's matches that carry no mask
+        self.exact_signature = tuple((e[0], e[5]) for e in self.fields)
 
 
 _PLANS: dict[tuple[int, ...], _MatchPlan | None] = {}
@@ -296,6 +298,7 @@ def decode_match_planned(data: bytes, offset: int) -> tuple[Match, int] | None:
     assert plan is not None
     from_bytes = int.from_bytes
     fields: dict[str, tuple[int, int | None]] = {}
+    masked = False
     for name, value_at, nbytes, mask_at, limit, full in plan.fields:
         at = start + value_at
         value = from_bytes(data[at:at + nbytes], "big")
@@ -308,11 +311,15 @@ def decode_match_planned(data: bytes, offset: int) -> tuple[Match, int] | None:
         mask = from_bytes(data[at:at + nbytes], "big")
         if mask > limit or value & ~mask or not mask:
             return None
-        fields[name] = (value, None if mask == full else mask)
+        if mask == full:
+            fields[name] = (value, None)
+        else:
+            fields[name] = (value, mask)
+            masked = True
     # The verdict depends on which fields there are (the plan) and on the
     # values of the prerequisite fields among them.
-    values = list(fields.values())
-    key = tuple([values[i] for i in plan.prereq_slots])
+    specs = list(fields.values())
+    key = tuple([specs[i] for i in plan.prereq_slots])
     missing = plan.prereqs.get(key)
     if missing is None:
         missing = Match.from_canonical(fields).missing_prereqs()
@@ -321,4 +328,6 @@ def decode_match_planned(data: bytes, offset: int) -> tuple[Match, int] | None:
         plan.prereqs[key] = missing
     if missing:
         return None
-    return Match.from_canonical(fields, prereqs_met=True), offset + padded
+    signature = None if masked else plan.exact_signature
+    values = tuple([spec[0] for spec in specs])
+    return (Match.from_canonical(fields, True, signature, values), offset + padded)
