@@ -1,7 +1,9 @@
 """Where clients reach the server: listening (punix:, ptcp:, pssl:) and
 connecting out (unix:, tcp:, ssl:) remotes, each with ovsdb-server's
 defaults (inactivity probes every 5 s on TCP and SSL, none on unix sockets;
-reconnect backoff doubling up to max_backoff)."""
+reconnect backoff doubling up to max_backoff).  ssl:/pssl: remotes ask
+SslFiles (ssl_config.py) for the files current at each connection, so they
+start before SSL is configured and follow `ovs-vsctl set-ssl`."""
 
 from __future__ import annotations
 
