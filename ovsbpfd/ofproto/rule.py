@@ -18,10 +18,10 @@ from ovsbpfd.ofproto.actions import (
 from ovsbpfd.ofproto.match import Match
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Rule:
     """A flow entry.  Identity matters (revalidation records point at rules),
-    so rules compare by object, not by value."""
+    so rules compare by object, not by value.  Slots: a table holds many."""
 
     table_id: int
     priority: int
