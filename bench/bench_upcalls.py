@@ -9,7 +9,12 @@ that compare with ovs-vswitchd come from ``bench.bench_openflow``; this
 driver only compares ovsbpfd with itself.
 
     python3 -m bench.bench_upcalls [--rules 10000] [--burst 5000] [--rounds 3]
-                                   [--profile FILE.prof]
+                                   [--profile FILE.prof] [--gc-threshold 20000 20 100]
+                                   [--stages module:Class.method,...]
+
+``--stages`` wraps the named methods and prints their call counts and mean
+wall time (e.g. ``ovsbpfd.ofproto.bridge:OfprotoBridge.translate_key``);
+``--gc-threshold`` sets the collector as the daemon does (``tune_gc``).
 """
 
 from __future__ import annotations

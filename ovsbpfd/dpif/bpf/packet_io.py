@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
+import queue
 import socket
 import struct
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ovsbpfd.dpif.packet import finish_checksums
 
@@ -38,9 +42,21 @@ class _Mmsghdr(ctypes.Structure):
 _sendmmsg = _libc.sendmmsg
 _sendmmsg.restype = ctypes.c_int
 _sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+log = logging.getLogger(__name__)
+
 SENDMMSG_MAX = 64  # frames per sendmmsg call
 _MMSGHDR_SIZE = ctypes.sizeof(_Mmsghdr)
 _IOVEC_SIZE = ctypes.sizeof(_Iovec)
+
+
+@dataclass
+class _Chunk:
+    """Up to SENDMMSG_MAX frames ready for one sendmmsg."""
+
+    msgs: ctypes.Array
+    iovs: ctypes.Array
+    keep: list[bytes]  # what the iovecs point at
+    positions: list[int]  # index in the caller's list of each message
 
 
 class PacketSender:
@@ -60,6 +76,10 @@ class PacketSender:
     def __init__(self) -> None:
         self._sock: socket.socket | None = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self._addrs: dict[int, bytes] = {}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._pending = 0  # batches queued and not yet sent
 
     def _addr(self, ifindex: int) -> bytes | None:
         addr = self._addrs.get(ifindex)
@@ -72,6 +92,7 @@ class PacketSender:
 
     def send(self, ifindex: int, frame: bytes) -> bool:
         """Send ``frame`` out of ``ifindex``; False if the device refused it."""
+        self.wait_idle()  # frames queued before this one go first
         addr = self._addr(ifindex)
         if self._sock is None or addr is None:
             return False
@@ -88,19 +109,69 @@ class PacketSender:
 
         Same outcome as ``send`` on each in turn: a frame the kernel refuses
         is reported and the ones after it are still sent."""
+        self.wait_idle()  # frames queued before these go first
         results = [False] * len(frames)
-        if self._sock is None:
-            return results
-        fd = self._sock.fileno()
-        start = 0
-        while start < len(frames):
+        for chunk in self._prepare(frames):
+            self._transmit(chunk, results)
+        return results
+
+    def send_many_later(self, frames: Sequence[tuple[int, bytes]],
+                        on_done: Callable[[list[bool]], None]) -> None:
+        """``send_many`` on the sender thread: the frames are made ready
+        here, the system calls (most of the cost: the kernel delivers each
+        frame to its receiver there and then) run beside the caller's next
+        work, the GIL released.  ``on_done(results)`` is called on that
+        thread; frames queued earlier go first, and ``send``/``send_many``
+        wait for everything queued."""
+        if not frames:
+            return
+        chunks = self._prepare(frames)
+        with self._idle:
+            self._pending += 1
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ovsbpfd-sender",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put((chunks, len(frames), on_done))
+
+    def wait_idle(self) -> None:
+        """Until every frame queued with ``send_many_later`` has been sent."""
+        if not self._pending:
+            return
+        with self._idle:
+            while self._pending:
+                self._idle.wait()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            chunks, count, on_done = item
+            results = [False] * count
+            try:
+                for chunk in chunks:
+                    self._transmit(chunk, results)
+                on_done(results)
+            except Exception:  # the callback's failure must not stop sending
+                log.exception("sending queued frames failed")
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _prepare(self, frames: Sequence[tuple[int, bytes]]) -> list[_Chunk]:
+        """The mmsghdr arrays for ``frames``, SENDMMSG_MAX frames each
+        (checksums finished; frames for a bad ifindex left out)."""
+        chunks = []
+        for start in range(0, len(frames), SENDMMSG_MAX):
             chunk = frames[start:start + SENDMMSG_MAX]
             msgs = (_Mmsghdr * len(chunk))()
             iovs = (_Iovec * len(chunk))()
             iov_at = ctypes.addressof(iovs)
             keep = []  # the bytes the pointers refer to, alive until sent
-            n = 0
             positions = []
+            n = 0
             for i, (ifindex, frame) in enumerate(chunk):
                 addr = self._addr(ifindex)
                 if addr is None:
@@ -114,19 +185,29 @@ class PacketSender:
                 hdr.msg_iov, hdr.msg_iovlen = iov_at + n * _IOVEC_SIZE, 1
                 positions.append(start + i)
                 n += 1
-            done = 0
-            while done < n:
-                sent = _sendmmsg(fd, ctypes.addressof(msgs) + done * _MMSGHDR_SIZE, n - done, 0)
-                if sent > 0:
-                    for k in range(done, done + sent):
-                        results[positions[k]] = True
-                    done += sent
-                elif ctypes.get_errno() != errno.EINTR:
-                    done += 1  # this frame was refused: go on after it
-            start += len(chunk)
-        return results
+            chunks.append(_Chunk(msgs, iovs, keep, positions))
+        return chunks
+
+    def _transmit(self, chunk: _Chunk, results: list[bool]) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        fd, n, done = sock.fileno(), len(chunk.positions), 0
+        base = ctypes.addressof(chunk.msgs)
+        while done < n:
+            sent = _sendmmsg(fd, base + done * _MMSGHDR_SIZE, n - done, 0)
+            if sent > 0:
+                for k in range(done, done + sent):
+                    results[chunk.positions[k]] = True
+                done += sent
+            elif ctypes.get_errno() != errno.EINTR:
+                done += 1  # this frame was refused: go on after it
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)  # after everything queued: all of it is sent
+            self._thread.join()
+            self._thread = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -270,6 +270,7 @@ class BpfDpif(Dpif):
         port = self._ports.get(port_no)
         if port is None:
             raise DpifError(errno.ENOENT, f"no datapath port {port_no}")
+        self._sender.wait_idle()  # frames queued for it are sent and counted first
         raw = self._maps["ports"].lookup(_u32(port_no))
         flags = structs.Port.from_buffer_copy(raw).flags if raw else 0
         self._forget_port(port_no, port.ifindex, bool(flags & structs.PORT_F_OWN_CLSACT))
@@ -284,6 +285,7 @@ class BpfDpif(Dpif):
     def port_stats(self, port_no: int) -> PortStats:
         if port_no not in self._ports:
             raise DpifError(errno.ENOENT, f"no datapath port {port_no}")
+        self._sender.wait_idle()  # frames still queued are counted once sent
         total = PortStats()
         for raw in self._maps["port_stats"].percpu_values(_u32(port_no)):
             cpu = structs.PortStatsStruct.from_buffer_copy(raw)
@@ -571,17 +573,23 @@ class BpfDpif(Dpif):
         return results
 
     def _send_all(self, sends: list[tuple[int, bytes]], port_nos: list[int]) -> None:
-        """Transmit the queued frames and count them; empties both lists."""
+        """Hand the frames to the sender thread (counted when sent); empties
+        both lists.  The upcall handler translates the next batch meanwhile."""
         if not sends:
             return
-        for port_no, (_ifindex, frame), ok in zip(port_nos, sends,
-                                                   self._sender.send_many(sends), strict=True):
-            sent = self._exec_tx.setdefault(port_no, PortStats())
-            if ok:
-                sent.tx_packets += 1
-                sent.tx_bytes += len(frame)
-            else:
-                sent.tx_dropped += 1
+        frames, ports = list(sends), list(port_nos)
+        exec_tx = self._exec_tx
+
+        def count(results: list[bool]) -> None:
+            for port_no, (_ifindex, frame), ok in zip(ports, frames, results, strict=True):
+                sent = exec_tx.setdefault(port_no, PortStats())
+                if ok:
+                    sent.tx_packets += 1
+                    sent.tx_bytes += len(frame)
+                else:
+                    sent.tx_dropped += 1
+
+        self._sender.send_many_later(frames, count)
         sends.clear()
         port_nos.clear()
 
