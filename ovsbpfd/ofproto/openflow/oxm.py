@@ -8,6 +8,7 @@ finally prerequisites.  Each failure is the spec's OFPET_BAD_MATCH code.
 
 from __future__ import annotations
 
+import operator
 import struct
 
 from ovsbpfd.ofproto.match import FIELDS_BY_CODE, FIELDS_BY_NAME, OFPXMC_OPENFLOW_BASIC, Match
@@ -209,62 +210,88 @@ def decode_match(reader: Reader) -> Match:
 
 # ---------------------------------------------------------------- per-shape plans
 # A FLOW_MOD flood repeats a few match shapes (the same OXM headers in the
-# same order) with new values.  A plan, made once per shape, says where each
-# value sits and the field order a Match keeps, so a well-formed match is read
-# without re-deriving any of it; the prerequisite verdict is remembered per
-# shape and the values it depends on.
+# same order) with new values.  A plan, made once per shape, reads all of a
+# match's headers and values with one precompiled Struct, knows the field
+# order a Match keeps, and remembers the prerequisite verdict per shape and
+# the values it depends on.  Plans are found by (match length, first header)
+# and confirmed by the headers the Struct read.
 _PREREQ_KEY_FIELDS = frozenset(
     pre for f in FIELDS_BY_NAME.values() for pre, _allowed in f.prereqs)
 _PLAN_CACHE_MAX = 1024
 _PREREQ_CACHE_MAX = 4096
+_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 class _MatchPlan:
-    __slots__ = ("fields", "prereq_slots", "prereqs", "exact_signature")
+    __slots__ = ("layout", "headers", "headers_of", "fields", "prereq_slots", "prereqs",
+                 "exact_signature")
 
-    def __init__(self, entries: list[tuple[str, int, int, int, int, int]]) -> None:
-        # (name, value offset, nbytes, mask offset or -1, value limit, full
-        # mask) in Match order
+    def __init__(self, headers: tuple[int, ...],
+                 entries: list[tuple[str, int, int, int, int, bool]]) -> None:
+        formats = []
+        for header in headers:
+            nbytes = _FAST_SPECS[header][1]
+            value = _INT_FORMATS.get(nbytes, f"{nbytes}s")
+            formats.append("I" + value * (2 if header & 0x100 else 1))
+        self.layout = struct.Struct("!" + "".join(formats))
+        # the headers among the unpacked items, as itemgetter gives them
+        at, index = [], 0
+        for header in headers:
+            at.append(index)
+            index += 3 if header & 0x100 else 2
+        self.headers_of = operator.itemgetter(*at)
+        self.headers = headers if len(headers) > 1 else headers[0]
+        # (name, value item, mask item or -1, value limit, full mask, as bytes)
+        # in Match order
         self.fields = tuple(sorted(entries, key=lambda e: FIELDS_BY_NAME[e[0]].code))
         # positions (in ``fields``) of the values prerequisites depend on
         self.prereq_slots = tuple(i for i, e in enumerate(self.fields)
                                   if e[0] in _PREREQ_KEY_FIELDS)
         self.prereqs: dict[tuple, list[str]] = {}
         # Match.signature() of the plan's matches that carry no mask
-        self.exact_signature = tuple((e[0], e[5]) for e in self.fields)
+        self.exact_signature = tuple((e[0], e[4]) for e in self.fields)
+
+    def read(self, data: bytes, start: int) -> tuple | None:
+        """The unpacked items at ``start``, None if the headers differ."""
+        items = self.layout.unpack_from(data, start)
+        return items if self.headers_of(items) == self.headers else None
 
 
+# (length of the OXM TLVs, first header) -> plan; headers -> plan (None: no
+# plan covers that shape)
+_PLANS_BY_START: dict[tuple[int, int], _MatchPlan] = {}
 _PLANS: dict[tuple[int, ...], _MatchPlan | None] = {}
 
 
-def _plan_for(data: bytes, start: int, end: int) -> tuple[_MatchPlan | None, bool]:
-    """The plan of the OXM TLVs in ``data[start:end]``; (None, True) if they
-    are not a well-formed shape the plans cover (let the checked path say)."""
+def _walk_plan(data: bytes, start: int, end: int) -> _MatchPlan | None:
+    """The plan of the OXM TLVs in ``data[start:end]`` found by walking their
+    headers; None if they are not a well-formed shape the plans cover."""
     headers = []
     offset = start
     unpack = OXM_HEADER.unpack_from
     while offset < end:
         if end - offset < 4:
-            return None, False
+            return None
         (header,) = unpack(data, offset)
         headers.append(header)
         offset += 4 + (header & 0xFF)
     if offset != end:
-        return None, False
+        return None
     key = tuple(headers)
     plan = _PLANS.get(key, False)
     if plan is False:
         plan = _make_plan(key)
         if len(_PLANS) >= _PLAN_CACHE_MAX:
             _PLANS.clear()
+            _PLANS_BY_START.clear()
         _PLANS[key] = plan
-    return plan, plan is not None  # type: ignore[return-value]
+    return plan  # type: ignore[return-value]
 
 
 def _make_plan(headers: tuple[int, ...]) -> _MatchPlan | None:
-    entries: list[tuple[str, int, int, int, int, int]] = []
+    entries: list[tuple[str, int, int, int, int, bool]] = []
     seen = set()
-    offset = 0
+    index = 0
     for header in headers:
         spec = _FAST_SPECS.get(header)
         if spec is None:
@@ -273,11 +300,10 @@ def _make_plan(headers: tuple[int, ...]) -> _MatchPlan | None:
         if name in seen:
             return None
         seen.add(name)
-        value_at = offset + 4
-        entries.append((name, value_at, nbytes, value_at + nbytes if has_mask else -1,
-                        limit, FIELDS_BY_NAME[name].full_mask))
-        offset = value_at + nbytes * (2 if has_mask else 1)
-    return _MatchPlan(entries)
+        entries.append((name, index + 1, index + 2 if has_mask else -1, limit,
+                        FIELDS_BY_NAME[name].full_mask, nbytes not in _INT_FORMATS))
+        index += 3 if has_mask else 2
+    return _MatchPlan(headers, entries)
 
 
 def decode_match_planned(data: bytes, offset: int) -> tuple[Match, int] | None:
@@ -292,23 +318,36 @@ def decode_match_planned(data: bytes, offset: int) -> tuple[Match, int] | None:
     if match_type != OFPMT_OXM or length < MATCH_HEADER.size or len(data) - offset < padded:
         return None
     start = offset + MATCH_HEADER.size
-    plan, ok = _plan_for(data, start, offset + length)
-    if not ok:
+    n = length - MATCH_HEADER.size
+    if not n:
+        return Match.from_canonical({}, True, (), ()), offset + padded
+    if n < 4:
         return None
-    assert plan is not None
+    start_key = (n, OXM_HEADER.unpack_from(data, start)[0])
+    plan = _PLANS_BY_START.get(start_key)
+    items = plan.read(data, start) if plan is not None else None
+    if items is None:
+        plan = _walk_plan(data, start, offset + length)
+        if plan is None:
+            return None
+        _PLANS_BY_START[start_key] = plan
+        items = plan.read(data, start)
+        assert items is not None
     from_bytes = int.from_bytes
     fields: dict[str, tuple[int, int | None]] = {}
     masked = False
-    for name, value_at, nbytes, mask_at, limit, full in plan.fields:
-        at = start + value_at
-        value = from_bytes(data[at:at + nbytes], "big")
+    for name, value_at, mask_at, limit, full, as_bytes in plan.fields:
+        value = items[value_at]
+        if as_bytes:
+            value = from_bytes(value, "big")
         if value > limit:
             return None
         if mask_at < 0:
             fields[name] = (value, None)
             continue
-        at = start + mask_at
-        mask = from_bytes(data[at:at + nbytes], "big")
+        mask = items[mask_at]
+        if as_bytes:
+            mask = from_bytes(mask, "big")
         if mask > limit or value & ~mask or not mask:
             return None
         if mask == full:

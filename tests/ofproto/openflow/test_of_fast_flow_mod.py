@@ -198,3 +198,19 @@ def test_fields_with_narrow_values_are_range_checked() -> None:
         data = struct.pack("!BBHI", 4, 14, 8 + len(body), 3) + body
         assert not _check(data), name
         assert isinstance(_general(data), tuple)
+
+
+def test_shapes_alike_in_length_and_first_field_are_told_apart() -> None:
+    shapes = [
+        Match({"eth_type": 0x0800, "ipv4_dst": 0x0A000001}),
+        Match({"eth_type": 0x0800, "ipv4_src": 0x0A000002}),
+        Match({"eth_type": 0x0806, "arp_spa": 0x0A000003}),
+        Match({"eth_type": 0x0800, "ipv4_src": 0x0A000002}),
+        Match({"eth_type": 0x0800, "ipv4_dst": 0x0A000001}),
+    ]
+    for shape in shapes * 3:
+        data = m.encode_message(m.FlowModMessage(FlowMod(0, shape, OUTPUT_2), xid=2))
+        assert _check(data)
+        fast = m.decode_flow_mod_fast(data, 2)
+        assert fast is not None
+        _same_match(fast.fm.match, shape)
