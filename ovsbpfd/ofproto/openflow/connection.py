@@ -72,6 +72,12 @@ ERROR_FIXED_LEN = c.OFP_HEADER_LEN + 4
 
 # Stop reading from a peer whose unprocessed input exceeds this.
 READ_BUFFER_HIGH = 4 << 20
+# Free room offered to each read.  Input is read into the connection's own
+# buffer (BufferedProtocol): a plain Protocol gets a new bytes object per
+# read, which asyncio allocates at 256 KiB and shrinks, some 20 us a read.
+READ_ROOM = 256 << 10
+# An idle buffer grown past this (a burst of big messages) is let go.
+IDLE_BUFFER_MAX = 4 * READ_ROOM
 # Drop asynchronous messages to a peer that is not reading its output.
 WRITE_BUFFER_HIGH = 4 << 20
 # Let other tasks run after this many requests handled back to back.
@@ -137,7 +143,7 @@ def frame_header(frame: bytes) -> Header:
     return parse_header(frame.ljust(c.OFP_HEADER_LEN, b"\0"))
 
 
-class OfConnection(asyncio.Protocol):
+class OfConnection(asyncio.BufferedProtocol):
     """An OpenFlow 1.3 channel over any asyncio stream transport."""
 
     def __init__(self, handler: Handler, kind: str, name: str,
@@ -175,8 +181,12 @@ class OfConnection(asyncio.Protocol):
         self.multipart_parts: dict[tuple[int, int], list[bytes]] = {}
         self.bundles = BundleTable()  # ONF bundles open on this connection
         self._transport: asyncio.Transport | None = None
+        # Input: _buf[_pos:_end] is unconsumed, _buf[_end:] free room.  The
+        # buffer is resized only in _make_room, never while a read may still
+        # hold a view of it.
         self._buf = bytearray()
-        self._pos = 0  # start of unconsumed input in _buf
+        self._pos = 0
+        self._end = 0
         self._data = asyncio.Event()
         # Negotiated and the run task idle: data_received handles requests.
         self._inline = False
@@ -191,18 +201,47 @@ class OfConnection(asyncio.Protocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
 
-    # ------------------------------------------------------------ asyncio.Protocol
+    # ------------------------------------------------------------ asyncio.BufferedProtocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         if self.on_connected is not None:
             self.on_connected(self)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        self._make_room(max(sizehint, READ_ROOM))
+        return memoryview(self._buf)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
+        self._input_arrived()
+
     def data_received(self, data: bytes) -> None:
-        if self._pos and self._pos * 2 >= len(self._buf):
-            # Drop consumed input now and then; never per message (quadratic).
-            del self._buf[:self._pos]
-            self._pos = 0
-        self._buf += data
+        """Input handed over as bytes (what a plain Protocol would get)."""
+        self._make_room(len(data))
+        end = self._end + len(data)
+        self._buf[self._end:end] = data
+        self._end = end
+        self._input_arrived()
+
+    def _make_room(self, room: int) -> None:
+        buf, pos, end = self._buf, self._pos, self._end
+        if pos == end:  # all consumed: start over
+            self._pos = self._end = pos = end = 0
+            if len(buf) > IDLE_BUFFER_MAX and room <= READ_ROOM:
+                self._buf = bytearray(READ_ROOM)
+                return
+        if len(buf) - end >= room:
+            return
+        if pos:  # move the unconsumed input to the front
+            buf[:end - pos] = buf[pos:end]
+            self._pos, self._end = 0, end - pos
+            end -= pos
+        if len(buf) - end < room:
+            grown = bytearray(max(end + room, 2 * len(buf)))
+            grown[:end] = buf[:end]
+            self._buf = grown
+
+    def _input_arrived(self) -> None:
         self._quiet_since = time.monotonic()
         self.probe_pending = False
         if self._inline:
@@ -226,7 +265,7 @@ class OfConnection(asyncio.Protocol):
             self._data.set()
 
     def _unread(self) -> int:
-        return len(self._buf) - self._pos
+        return self._end - self._pos
 
     def eof_received(self) -> bool:
         return False
@@ -338,16 +377,15 @@ class OfConnection(asyncio.Protocol):
         """The next whole message, garbage to answer as a bad version, or None
         until more input arrives; ConnectionClosed once framing is lost."""
         start = self._pos
-        unread = len(self._buf) - start
+        unread = self._end - start
         if not unread:
             return None
         if self._buf[start] not in c.KNOWN_WIRE_VERSIONS:
             # Not OpenFlow (even a short line of text shows it in its
             # first byte): no length can be trusted.  Treat what has
             # arrived as one bad message and resynchronise.
-            frame = bytes(self._buf[start:])
-            self._buf.clear()
-            self._pos = 0
+            frame = bytes(self._buf[start:self._end])
+            self._pos = self._end
             return frame
         if unread >= c.OFP_HEADER_LEN:
             _, _, length, xid = HEADER.unpack_from(self._buf, start)

@@ -120,3 +120,85 @@ async def test_a_talking_peer_is_not_probed_and_a_silent_one_is() -> None:
             assert await client.closed(timeout=2)
         finally:
             client.close()
+
+
+class _Transport(asyncio.Transport):
+    """Collects what the connection writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closing = False
+        self.paused = 0
+
+    def write(self, data) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        self.paused += 1
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _replies(data: bytes) -> list[m.OfpMessage]:
+    out, pos = [], 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        out.append(m.decode_message(bytes(data[pos:pos + length])))
+        pos += length
+    return out
+
+
+@async_test
+async def test_input_split_anywhere_and_read_into_the_buffer_is_framed_in_order() -> None:
+    import random
+
+    from ovsbpfd.ofproto.openflow.connection import OfConnection
+
+    rng = random.Random(5)
+    payloads = [rng.randbytes(rng.choice([0, 1, 100, 3000, 60000])) for _ in range(400)]
+    stream = m.encode_message(m.Hello()) + b"".join(
+        m.encode_message(m.EchoRequest(data, xid=i)) for i, data in enumerate(payloads))
+    core = RecordingCore()
+    async with running_manager(core) as mgr:
+        for direct in (False, True):
+            conn = OfConnection(mgr.dispatcher, "service", "test", None)
+            transport = _Transport()
+            conn.connection_made(transport)
+            task = asyncio.ensure_future(conn.run())
+            await asyncio.sleep(0)
+            pos = 0
+            while pos < len(stream):
+                size = rng.choice([1, 7, 8, 9, 500, 70000, 300000])
+                chunk = stream[pos:pos + size]
+                if direct:
+                    conn.data_received(chunk)
+                else:  # as asyncio reads: into the buffer the protocol offers
+                    view = conn.get_buffer(-1)
+                    chunk = chunk[:len(view)]
+                    view[:len(chunk)] = chunk
+                    del view
+                    conn.buffer_updated(len(chunk))
+                pos += len(chunk)
+                if rng.random() < 0.3:
+                    await asyncio.sleep(0)
+            for _ in range(50):
+                await asyncio.sleep(0)
+            replies = _replies(transport.out)
+            assert isinstance(replies[0], m.Hello)
+            echoes = replies[1:]
+            assert [r.xid for r in echoes] == list(range(400))
+            assert all(isinstance(r, m.EchoReply) for r in echoes)
+            assert [r.data for r in echoes] == payloads
+            conn.connection_lost(None)
+            await task
