@@ -349,6 +349,8 @@ class OfConnection(asyncio.BufferedProtocol):
         while True:
             if self._lost:
                 raise ConnectionClosed
+            if self._handoff is not None:  # set while a timeout was being delivered
+                return
             self._data.clear()
             if self._reading_paused and self._unread() < READ_BUFFER_HIGH // 2:
                 self._transport.resume_reading()  # type: ignore[union-attr]
