@@ -99,6 +99,7 @@ class BpfDpif(Dpif):
             self._dp.close()
             raise DpifError(exc.errno or errno.EIO, f"opening the BPF datapath: {exc}") from exc
         self._event_fd: int | None = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._event_signalled = False  # written since last read
         self._watch_event_fd()
         self._exec_tx: dict[int, PortStats] = {}
         self._ports = self._read_ports()
@@ -608,11 +609,13 @@ class BpfDpif(Dpif):
         self._local_upcalls.append(upcall)
         if self._event_fd is not None:
             os.eventfd_write(self._event_fd, 1)
+            self._event_signalled = True
 
     def recv(self, max_batch: int = 64) -> list[Upcall]:
         batch = [self._local_upcalls.popleft()
                  for _ in range(min(max_batch, len(self._local_upcalls)))]
-        if not self._local_upcalls and self._event_fd is not None:
+        if not self._local_upcalls and self._event_signalled and self._event_fd is not None:
+            self._event_signalled = False  # read only when written: a system call per batch
             try:
                 os.eventfd_read(self._event_fd)
             except BlockingIOError:
