@@ -33,7 +33,7 @@ import sys
 import uvloop
 
 from .. import __version__
-from . import compat
+from . import _no_eventlet, compat  # noqa: F401 - _no_eventlet first
 from .remotes import SslFiles
 from .server import OvsdbServer
 from .session import DEFAULT_MAX_BACKLOG
