@@ -24,7 +24,7 @@ from .columns import IMPLICIT
 from .database import Row
 from .datum_json import parse_uuid_text
 
-WAIT_MEMBERS = frozenset({"op", "table", "where", "columns", "until", "rows", "timeout"})
+
 def only_uuid_equality(where: Any) -> uuid.UUID | None:
     """The uuid of a where-clause [["_uuid", "==", ["uuid", U]]], else None."""
     if (type(where) is list and len(where) == 1 and type(where[0]) is list
@@ -39,15 +39,20 @@ def wait_holds_as_sent(table: TableSchema, op: dict, get_row: Any) -> bool:
     """True when `op` (a wait on `table`) is well formed in the way ovs-vsctl
     and IDLs write it, and the row get_row(uuid) has exactly the sent values.
     False means "take the full path", never "the wait failed".  (Written out
-    flat: ovs-vsctl sends one of these per port on every run.)"""
-    if op.get("until") != "==" or not op.keys() <= WAIT_MEMBERS:
-        return False
+    flat: ovs-vsctl sends one of these per port on every run.)
+
+    The caller has checked that "op" is "wait" and "table" a string, so with
+    "until", "columns", "rows" and "where" found here, six members (or seven
+    with "timeout") means that there is no other member."""
     columns, rows, where = op.get("columns"), op.get("rows"), op.get("where")
-    timeout = op.get("timeout", 0)
-    if (type(columns) is not list or type(rows) is not list or len(rows) > 1
-            or type(where) is not list or len(where) != 1
-            or type(timeout) is not int or timeout < 0):
+    if (type(columns) is not list or type(rows) is not list or type(where) is not list
+            or op.get("until") != "==" or len(where) != 1 or len(rows) > 1):
         return False
+    members = len(op)
+    if members != 6:
+        timeout = op.get("timeout")
+        if members != 7 or type(timeout) is not int or timeout < 0:
+            return False
     clause = where[0]
     if type(clause) is not list or len(clause) != 3 or clause[0] != "_uuid" \
             or clause[1] != "==":
@@ -59,11 +64,15 @@ def wait_holds_as_sent(table: TableSchema, op: dict, get_row: Any) -> bool:
     if row_uuid is None:
         return False
     plain, known = _column_kinds(table)
-    for name in columns:
-        if type(name) is not str or name not in known:
+    if len(columns) == 1:
+        if type(columns[0]) is not str or columns[0] not in known:
             return False
-    if len(columns) > 1 and len(set(columns)) != len(columns):
-        return False
+    else:
+        for name in columns:
+            if type(name) is not str or name not in known:
+                return False
+        if len(set(columns)) != len(columns):
+            return False
     row = get_row(table.name, row_uuid)
     if row is None or not rows:
         return row is None and not rows
