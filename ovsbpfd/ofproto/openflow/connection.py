@@ -7,15 +7,15 @@ with OFPT_ERROR carrying its xid and the whole message (as ovs-vswitchd
 does); the channel is dropped only where framing is lost (a length under 8)
 or HELLO negotiation fails.
 
-Once our HELLO is out, input is handled in ``data_received`` itself (the
+Once our HELLO is out, input is handled in the read callback itself (the
 peer's HELLO, then requests), every whole message of the chunk that was read
-in one go: a handler that finishes
-without suspending (nearly all of them, FLOW_MODs included) costs no task
-wake-up, which is what a client that waits for each reply (ovs-ofctl sends
-FLOW_MOD, BARRIER, waits) and the FLOW_MOD -> datapath latency pay for.  A
-handler that does suspend, a peer that stops reading, or a long run of
-requests hands the rest of the input over to the connection's task, which
-finishes them in the same order before callbacks take over again.
+in one go: a handler that finishes without suspending (nearly all of them,
+FLOW_MODs included) costs no task wake-up, which is what a client that waits
+for each reply (ovs-ofctl sends FLOW_MOD, BARRIER, waits) and the FLOW_MOD ->
+datapath latency pay for.  A handler that does suspend, a peer that stops
+reading, or a long run of requests hands the rest of the input over to the
+connection's task, which finishes them in the same order before callbacks
+take over again.
 """
 
 from __future__ import annotations
@@ -72,9 +72,10 @@ ERROR_FIXED_LEN = c.OFP_HEADER_LEN + 4
 
 # Stop reading from a peer whose unprocessed input exceeds this.
 READ_BUFFER_HIGH = 4 << 20
-# Free room offered to each read.  Input is read into the connection's own
-# buffer (BufferedProtocol): a plain Protocol gets a new bytes object per
-# read, which asyncio allocates at 256 KiB and shrinks, some 20 us a read.
+# Free room offered to each read: as much as asyncio's reads of a plain
+# Protocol take, so input arrives in the same pieces.  Input is read into the
+# connection's own buffer (BufferedProtocol): a plain Protocol gets a new
+# bytes object per read, allocated at 256 KiB and shrunk, some 20 us a read.
 READ_ROOM = 256 << 10
 # An idle buffer grown past this (a burst of big messages) is let go.
 IDLE_BUFFER_MAX = 4 * READ_ROOM
@@ -188,7 +189,7 @@ class OfConnection(asyncio.BufferedProtocol):
         self._pos = 0
         self._end = 0
         self._data = asyncio.Event()
-        # Negotiated and the run task idle: data_received handles requests.
+        # Our HELLO is out and the run task idle: read callbacks handle input.
         self._inline = False
         # What data_received could not finish, for the run task: (frame,
         # suspended handler), or (None, None): others' turn, or the peer
