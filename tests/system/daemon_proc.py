@@ -106,8 +106,13 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def bridge_with_hosts(daemon: Daemon, hosts: list[Host], bridge: str = "br0") -> Iterator[None]:
+def bridge_with_hosts(daemon: Daemon, hosts: list[Host], bridge: str) -> Iterator[None]:
     """The daemon running with ``bridge`` and every host's veth on it.
+
+    ``bridge`` names a device in the root namespace (the LOCAL port), so it
+    must be unique to the test process (``unique_name``): a ``br0`` that
+    something else on the machine made is not ours, and the bridge would
+    come up without its LOCAL port.
 
     Whatever happens, the daemon is stopped with its datapath cleaned up and
     the hosts are removed.

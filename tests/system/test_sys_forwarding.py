@@ -20,8 +20,9 @@ pytestmark = pytest.mark.system
 
 
 class Switch:
-    def __init__(self, daemon: Daemon, h1: Host, h2: Host) -> None:
+    def __init__(self, daemon: Daemon, bridge: str, h1: Host, h2: Host) -> None:
         self.daemon = daemon
+        self.bridge = bridge
         self.h1 = h1
         self.h2 = h2
 
@@ -33,7 +34,7 @@ class Switch:
         return int(match.group(1))
 
     def normal_flow_packets(self) -> int:
-        out = self.daemon.ofctl("dump-flows", "br0").stdout
+        out = self.daemon.ofctl("dump-flows", self.bridge).stdout
         for line in out.splitlines():
             if "actions=NORMAL" in line and "priority=0" in line:
                 return int(re.search(r"n_packets=(\d+)", line).group(1))
@@ -50,8 +51,9 @@ def switch(tmp_path: Path) -> Iterator[Switch]:
         Host(unique_name("obfns", 1), unique_name("obfv", 1), "10.200.0.1"),
         Host(unique_name("obfns", 2), unique_name("obfv", 2), "10.200.0.2"),
     ]
-    with bridge_with_hosts(daemon, hosts):
-        yield Switch(daemon, *hosts)
+    bridge = unique_name("obfbr", 0)
+    with bridge_with_hosts(daemon, hosts, bridge):
+        yield Switch(daemon, bridge, *hosts)
 
 
 def test_ports_attached_with_bpf_filter(switch: Switch) -> None:
@@ -63,7 +65,7 @@ def test_ports_attached_with_bpf_filter(switch: Switch) -> None:
 
 def test_standalone_bridge_forwards_and_flows_stay_in_bpf(switch: Switch) -> None:
     assert switch.h1.ping(switch.h2.ip_addr, count=3), switch.daemon.log_text()
-    out = switch.daemon.ofctl("dump-flows", "br0").stdout
+    out = switch.daemon.ofctl("dump-flows", switch.bridge).stdout
     flows = [line for line in out.splitlines() if "actions=" in line]
     assert len(flows) == 1 and "priority=0" in flows[0] and "actions=NORMAL" in flows[0], out
 
@@ -97,10 +99,10 @@ def test_normal_flow_counters_grow(switch: Switch) -> None:
 def test_drop_flow_stops_pings_and_deleting_it_restores_them(switch: Switch) -> None:
     assert switch.ofport(switch.h1) == 1
     assert switch.h1.ping(switch.h2.ip_addr, count=2)
-    switch.daemon.ofctl("add-flow", "br0", "priority=10,in_port=1,actions=drop")
+    switch.daemon.ofctl("add-flow", switch.bridge, "priority=10,in_port=1,actions=drop")
     time.sleep(1.0)
     assert not switch.h1.ping(switch.h2.ip_addr, count=3, wait=0.5)
-    switch.daemon.ofctl("del-flows", "br0", "in_port=1")
+    switch.daemon.ofctl("del-flows", switch.bridge, "in_port=1")
     time.sleep(1.0)
     assert switch.h1.ping(switch.h2.ip_addr, count=2)
 
@@ -109,7 +111,7 @@ def test_dpctl_dump_flows_shows_megaflows(switch: Switch) -> None:
     assert switch.h1.ping(switch.h2.ip_addr, count=2)
     out = switch.daemon.appctl("dpctl/dump-flows").stdout
     assert "in_port(" in out and "actions:" in out, out
-    fdb = switch.daemon.appctl("fdb/show", "br0").stdout
+    fdb = switch.daemon.appctl("fdb/show", switch.bridge).stdout
     assert switch.h1.mac() in fdb and switch.h2.mac() in fdb, fdb
 
 
@@ -125,17 +127,17 @@ def move_into_namespace(device: str, ns: str, ip_addr: str) -> Host:
 
 def test_internal_and_local_ports_are_addressable_hosts(switch: Switch) -> None:
     internal = unique_name("obfi", 1)
-    switch.daemon.vsctl("add-port", "br0", internal, "--", "set", "Interface", internal,
+    switch.daemon.vsctl("add-port", switch.bridge, internal, "--", "set", "Interface", internal,
                         "type=internal")
     moved: list[tuple[str, str]] = []
     try:
         for device, ns, addr in ((internal, unique_name("obfins", 1), "10.200.0.3"),
-                                 ("br0", unique_name("obflns", 1), "10.200.0.4")):
+                                 (switch.bridge, unique_name("obflns", 1), "10.200.0.4")):
             move_into_namespace(device, ns, addr)
             moved.append((device, ns))
             assert Host(ns, device, addr).ping(switch.h1.ip_addr, count=2), (
                 f"{device}: {switch.daemon.log_text()}")
-        fdb = switch.daemon.appctl("fdb/show", "br0").stdout
+        fdb = switch.daemon.appctl("fdb/show", switch.bridge).stdout
         assert "LOCAL" in fdb, fdb
     finally:
         for device, ns in moved:  # hand the devices back so the bridge can delete them

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.system
 @dataclass
 class Setup:
     daemon: Daemon
+    bridge: str
     h1: Host
     h2: Host
 
@@ -68,11 +69,12 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     daemon = Daemon(tmp_path, datapath="bpf")
     hosts = [Host(unique_name("rsns", i), unique_name("rsv", i), f"10.251.0.{i}")
              for i in (1, 2)]
+    bridge = unique_name("rsbr", 0)
     try:
-        with bridge_with_hosts(daemon, hosts):
-            yield Setup(daemon, *hosts)
+        with bridge_with_hosts(daemon, hosts, bridge):
+            yield Setup(daemon, bridge, *hosts)
     finally:
-        for dev in ("br0", unique_name("rsi", 1)):
+        for dev in (bridge, unique_name("rsi", 1)):
             run("ip", "link", "del", dev, check=False)
 
 
@@ -113,7 +115,7 @@ def ping_summary(text: str) -> tuple[int, int]:
 def test_restart_under_ping_loses_nothing_and_adopts_flows(setup: Setup) -> None:
     d, h1, h2 = setup.daemon, setup.h1, setup.h2
     internal = unique_name("rsi", 1)
-    d.vsctl("add-port", "br0", internal, "--", "set", "Interface", internal, "type=internal")
+    d.vsctl("add-port", setup.bridge, internal, "--", "set", "Interface", internal, "type=internal")
     assert h1.ping(h2.ip_addr, count=2), d.log_text()
     ofports = [setup.get("Interface", h.port, "ofport") for h in (h1, h2)]
     dp_ports = setup.datapath_ports()
@@ -154,7 +156,7 @@ def test_restart_under_ping_loses_nothing_and_adopts_flows(setup: Setup) -> None
         assert setup.get("Interface", host.port, "error") == "[]"
     # learning survived too: the unicast flows still go to one port, and new
     # traffic still works after the takeover
-    fdb = d.appctl("fdb/show", "br0").stdout
+    fdb = d.appctl("fdb/show", setup.bridge).stdout
     assert h1.mac() in fdb and h2.mac() in fdb, fdb
     assert h2.ping(h1.ip_addr, count=2)
 
