@@ -101,6 +101,10 @@ class Vswitch:
         self._dirty = False
         self._want_stats = True
         self._last_applied: SwitchConfig | None = None
+        #: apply even if the config is unchanged (netdevs changed, a retry);
+        #: a flag, not ``_last_applied = None``, since an apply in flight
+        #: would overwrite that and the change would wait for the stats tick
+        self._force_apply = False
         self._reconcile_task: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
         self._pending: list[_PendingTxn] = []
@@ -135,7 +139,7 @@ class Vswitch:
 
     def netdevs_changed(self) -> None:
         """A netdev appeared, changed or went away: look again."""
-        self._last_applied = None
+        self._force_apply = True
         self._request_reconcile()
 
     # ------------------------------------------------------------ DB loop
@@ -162,24 +166,29 @@ class Vswitch:
             if self.idl.state != ovs.db.idl.Idl.IDL_S_MONITORING:
                 return  # the next successful (re)connect wakes us again
             cfg = read_config(self.idl)
-            if cfg == self._last_applied and not self._want_stats:
+            if cfg == self._last_applied and not (self._want_stats or self._force_apply):
                 continue
+            # Taken before the apply: a request arriving while it runs (the
+            # apply may have read the netdevs already) goes round once more.
+            with_stats, self._want_stats = self._want_stats, False
+            self._force_apply = False
             try:
                 statuses = await self.bridges.apply(cfg)
             except Exception:
                 log.exception("applying the configuration failed")
+                self._want_stats |= with_stats
                 self._schedule_retry()
                 continue
-            with_stats = self._want_stats
-            self._want_stats = False
             if self._write_status(cfg, statuses, with_stats):
                 self._last_applied = cfg
+            else:
+                self._want_stats |= with_stats
 
     def _schedule_retry(self, delay: float = 1.0) -> None:
         if self._retry is None and not self._stopped:
             def fire() -> None:
                 self._retry = None
-                self._last_applied = None
+                self._force_apply = True
                 self._request_reconcile()
 
             self._retry = asyncio.get_running_loop().call_later(delay, fire)
