@@ -120,6 +120,7 @@ class OfprotoBridge:
         if fail_mode == self.fail_mode:
             return
         self.fail_mode = fail_mode
+        self.fail_open.unsteady()
         if not self.fail_open.had_controllers:
             self.flush_flows()
         self._sync_controllers()
@@ -130,10 +131,17 @@ class OfprotoBridge:
         self._sync_controllers()
 
     def _sync_controllers(self, now: float | None = None) -> None:
-        """Apply controller changes: flush on gaining/losing them, fail-open in or out."""
-        if self.fail_open.controllers_changed():
+        """Apply controller changes: flush on gaining/losing them, fail-open in or out.
+
+        Every FLOW_MOD comes here first; while the connection manager reports
+        no status change the outcome cannot differ, and the full check is skipped."""
+        fail_open = self.fail_open
+        if fail_open.steady(now):
+            return
+        if fail_open.controllers_changed():
             self.flush_flows()
-        should_open = self.fail_open.should_be_open(self.fail_mode, now)
+        should_open = fail_open.should_be_open(self.fail_mode, now)
+        fail_open.checked(self.fail_mode, should_open)
         if should_open == self.fail_open_active:
             return
         if should_open:

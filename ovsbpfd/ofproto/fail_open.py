@@ -26,7 +26,13 @@ FAIL_OPEN_AFTER_S = 3 * PROBE_INTERVAL_S
 
 
 class ControllerMonitor(Protocol):
-    """What fail modes read from the connection manager."""
+    """What fail modes read from the connection manager.
+
+    A monitor may also have an int ``status_epoch`` that changes whenever
+    what these two methods return may have changed (controllers configured,
+    connected, disconnected): then a bridge whose state depends on nothing
+    else skips asking them (a FLOW_MOD checks the fail modes first).
+    """
 
     def controller_status(self) -> dict[str, dict]: ...
 
@@ -40,10 +46,39 @@ class FailOpen:
         self.active = False
         self.had_controllers = False
         self._last_connected = time.monotonic()
+        # The monitor's status_epoch when a full check last found a state
+        # that only a status change can alter (None: check fully next time),
+        # and whether a controller was connected then.
+        self._steady_epoch: int | None = None
+        self._steady_connected = False
 
     def watch(self, monitor: ControllerMonitor | None) -> None:
         self.monitor = monitor
         self._last_connected = time.monotonic()
+        self.unsteady()
+
+    def unsteady(self) -> None:
+        """Something besides the monitor changed (the fail mode): check fully next time."""
+        self._steady_epoch = None
+
+    def steady(self, now: float | None = None) -> bool:
+        """True if nothing the fail modes depend on changed since the last full
+        check found a steady state; a connected controller stays "last seen now"."""
+        epoch = self._steady_epoch
+        if epoch is None or getattr(self.monitor, "status_epoch", None) != epoch:
+            return False
+        if self._steady_connected:
+            self._last_connected = time.monotonic() if now is None else now
+        return True
+
+    def checked(self, fail_mode: str, is_open: bool) -> None:
+        """After a full check leaving the fail-open rule ``is_open``: is the
+        state steady until the monitor's next status change?  Not while the
+        time since the controllers left is running towards fail-open."""
+        epoch = getattr(self.monitor, "status_epoch", None)
+        waiting = fail_mode == "standalone" and self.had_controllers and not is_open
+        self._steady_connected = waiting and self._connected()
+        self._steady_epoch = epoch if (not waiting or self._steady_connected) else None
 
     def has_controllers(self) -> bool:
         if self.monitor is None:

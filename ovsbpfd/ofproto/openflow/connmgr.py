@@ -281,6 +281,9 @@ class ConnectionManager:
         self.protocols: frozenset[int] = frozenset()  # configured; empty: the default
         self.ssl: SslSettings | None = None
         self._status_listener: Callable[[], None] | None = None
+        # Changes whenever controller_status or has_controllers_connected may
+        # answer differently (see fail_open.ControllerMonitor).
+        self.status_epoch = 0
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -308,6 +311,7 @@ class ConnectionManager:
         for link in list(self._links.values()):
             await link.stop()
         self._links.clear()
+        self.status_epoch += 1
         tasks = []
         for conn in list(self._conns):
             conn.close()
@@ -424,6 +428,7 @@ class ConnectionManager:
                 self._restart(link, keep_connections=True)
 
     def _restart(self, link: ControllerLink, keep_connections: bool = False) -> None:
+        self.status_epoch += 1
         fresh = ControllerLink(self, link.spec)
         if keep_connections:
             fresh.conns, link.conns = link.conns, []
@@ -440,6 +445,7 @@ class ConnectionManager:
             spec = spec if isinstance(spec, ControllerSpec) else \
                 ControllerSpec.from_db(spec)
             wanted.setdefault(spec.target, spec)
+        self.status_epoch += 1
         if self._mgmt_server is None:  # not started: apply in start()
             self._pending_specs = list(wanted.values())
             return
@@ -470,6 +476,7 @@ class ConnectionManager:
         self._status_listener = listener
 
     def status_changed(self) -> None:
+        self.status_epoch += 1
         if self._status_listener is not None:
             try:
                 self._status_listener()
