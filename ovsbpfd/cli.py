@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="datapath provider (default: bpf)")
     p.add_argument("--pin-root", default="/sys/fs/bpf/ovsbpfd",
                    help="bpffs directory for pinned programs and maps")
+    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,
+                   help="event loop (default: $OVSBPFD_EVENT_LOOP or uvloop; "
+                        "asyncio is the stdlib loop, also used when uvloop is missing)")
     p.add_argument("--pidfile", nargs="?", const="", default="", metavar="FILE",
                    help="pidfile (default: RUNDIR/ovsbpfd.pid)")
     p.add_argument("--detach", action="store_true",
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_db_remotes=list(args.remote),
     )
     try:
-        return run_daemon(cfg, ready)
+        return run_daemon(cfg, ready, event_loop=args.event_loop)
     except AlreadyRunning as exc:
         print(f"{PROGRAM}: {exc}", file=sys.stderr)
         return 1
