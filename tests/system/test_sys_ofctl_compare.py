@@ -210,13 +210,19 @@ def test_mod_port(fresh: Pair) -> None:
     fresh.same("dump-ports-desc", "BR")
 
 
-def _wait_live(pair: Pair, port: int, timeout: float = 5.0) -> str:
-    """dump-ports-desc of ``port`` once both switches see its link up again."""
+def _wait_live(pair: Pair, port: int, timeout: float = 10.0) -> str:
+    """dump-ports-desc of ``port`` once both switches see its link up again.
+
+    The kernel reports the carrier of a device taken up a moment later
+    (linkwatch), and each switch learns it from a netlink notice.
+    """
     deadline = time.monotonic() + timeout
     while True:
         ours, ref, _, _ = pair.both("dump-ports-desc", "BR", str(port))
         if ("LIVE" in ours and "LIVE" in ref) or time.monotonic() > deadline:
-            assert ours == ref
+            device = run("ip", "link", "show", pair.ports[port - 1]).stdout
+            assert ours == ref, f"--- ovsbpfd\n{ours}\n--- ovs-vswitchd\n{ref}\n" \
+                f"--- our device\n{device}\n{pair.ours.log_text()}"
             return ours
         time.sleep(0.1)
 
@@ -446,15 +452,39 @@ def test_packet_out_forms(fresh: Pair) -> None:
     fresh.same("packet-out", "BR", "in_port=1,packet=0001,actions=output:2")
 
 
+def _monitor_barrier(switch: Daemon | RefVswitchd, proc: subprocess.Popen, ctl: Path,
+                     timeout: float = 20.0) -> None:
+    """A barrier round trip on the monitor's own connection (``ofctl/barrier``).
+
+    Its control socket appears once the monitor is connected and set up, and
+    the reply comes after every message the switch queued on that
+    connection before it, so no fixed sleep has to guess how long either
+    takes on a loaded machine.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()[0]
+        if ctl.exists():
+            result = subprocess.run(["ovs-appctl", "-t", str(ctl), "ofctl/barrier"],
+                                    env=switch.env, capture_output=True, text=True,
+                                    timeout=timeout)
+            if result.returncode == 0:
+                return
+        assert time.monotonic() < deadline, "ovs-ofctl monitor did not answer a barrier"
+        time.sleep(0.05)
+
+
 def _monitor(switch: Daemon | RefVswitchd, bridge: str, trigger) -> str:
     """Run `ovs-ofctl monitor` while ``trigger`` makes async messages; return its output."""
-    proc = subprocess.Popen(["ovs-ofctl", "-O", "OpenFlow13", "monitor", bridge, "65534"],
+    ctl = switch.rundir / "ofctl-monitor.ctl"
+    proc = subprocess.Popen(["ovs-ofctl", "-O", "OpenFlow13", f"--unixctl={ctl}", "monitor",
+                             bridge, "65534"],
                             env=switch.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
-        time.sleep(0.7)
+        _monitor_barrier(switch, proc, ctl)
         trigger(switch)
-        time.sleep(0.7)
+        _monitor_barrier(switch, proc, ctl)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
