@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,6 +104,23 @@ class Daemon:
 
     def appctl(self, *args: str, check: bool = True, timeout: float = 30) -> Result:
         return self._run(["ovs-appctl", "-t", str(self.ctl_path()), *args], check, timeout)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dummy_daemon(workdir: Path) -> Iterator[Daemon]:
+    """A started daemon on the dummy datapath, stopped and cleaned up after."""
+    d = Daemon(workdir, datapath="dummy")
+    try:
+        yield d.start()
+    finally:
+        d.stop(cleanup=True)
 
 
 @contextlib.contextmanager

@@ -20,24 +20,15 @@ from typing import Any
 import pytest
 
 from tests.ofproto.openflow.of_pki import KeyPair, Pki, make_pki
-from tests.system.daemon_proc import Daemon
+from tests.system.daemon_proc import Daemon, dummy_daemon, free_port
 
 pytestmark = pytest.mark.system
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path, datapath="dummy")
-    try:
-        yield d.start()
-    finally:
-        d.stop(cleanup=True)
+    with dummy_daemon(tmp_path) as d:
+        yield d
 
 
 @pytest.fixture

@@ -18,18 +18,12 @@ import pytest
 from ovsbpfd.ofproto.openflow import messages as m
 from ovsbpfd.ofproto.openflow.tls import SslSettings, make_context
 from tests.ofproto.openflow.of_pki import KeyPair, Pki, make_pki
-from tests.system.daemon_proc import Daemon
+from tests.system.daemon_proc import Daemon, free_port
 from tests.system.netns import unique_name
 
 pytestmark = pytest.mark.system
 
 DPID = "00000000000000cd"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class TlsController:
