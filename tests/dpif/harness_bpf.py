@@ -29,6 +29,7 @@ from tests.dpif.harness import Attach
 
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
+SO_RCVBUFFORCE = 33  # socket(7): SO_RCVBUF past rmem_max, as root
 PACKET_OUTGOING = 4
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
@@ -114,6 +115,9 @@ class BpfHarness:
             with in_netns(netns):
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
                 sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+                # Room for a burst of a few thousand small frames even when the
+                # reader is slow (the default ~212 KB holds about 270).
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
                 sock.bind((peer, ETH_P_ALL))
             sock.setblocking(False)
             port_no = (attach or self.dpif.port_add)(name, socket.if_nametoindex(dev))
