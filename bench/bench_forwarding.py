@@ -50,9 +50,12 @@ def linux_bridge_run(hosts: list[Host], seconds: int) -> float:
 
 
 def ovsbpfd_run(daemon: Daemon, hosts: list[Host], seconds: int) -> tuple[float, int]:
-    daemon.vsctl("--may-exist", "add-br", "br0")
+    # Not br0: the bridge's LOCAL port is a device of that name, and the
+    # machine may have a br0 of its own.
+    bridge = unique_name("obobr", 2)
+    daemon.vsctl("--may-exist", "add-br", bridge)
     for host in hosts:
-        daemon.vsctl("--may-exist", "add-port", "br0", host.port)
+        daemon.vsctl("--may-exist", "add-port", bridge, host.port)
     try:
         assert hosts[0].ping(hosts[1].ip_addr, count=2), "ovsbpfd: no ping"
         before = upcalls(daemon)
@@ -60,7 +63,7 @@ def ovsbpfd_run(daemon: Daemon, hosts: list[Host], seconds: int) -> tuple[float,
         return gbps, upcalls(daemon) - before
     finally:
         for host in hosts:
-            daemon.vsctl("--if-exists", "del-port", "br0", host.port)
+            daemon.vsctl("--if-exists", "del-port", bridge, host.port)
 
 
 def upcalls(daemon: Daemon) -> int:
