@@ -12,8 +12,9 @@ without changing anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ovsbpfd.dpif.types import (
     ETH_TYPE_IP,
@@ -577,14 +578,20 @@ class Xlate:
 _OUTPUTS: dict[int, Output] = {}
 
 
+def _remembered(cache: dict, key: Any, make: Callable[[], Any]) -> Any:
+    """cache[key], made by make() the first time; the cache is emptied when
+    it reaches _MASK_KEYS_MAX entries, so it never grows without bound."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= _MASK_KEYS_MAX:
+            cache.clear()
+        value = cache[key] = make()
+    return value
+
+
 def _output_action(dp_port: int) -> Output:
     """The (immutable) Output action for ``dp_port``, made once per port."""
-    action = _OUTPUTS.get(dp_port)
-    if action is None:
-        if len(_OUTPUTS) >= _MASK_KEYS_MAX:
-            _OUTPUTS.clear()
-        action = _OUTPUTS[dp_port] = Output(dp_port)
-    return action
+    return _remembered(_OUTPUTS, dp_port, lambda: Output(dp_port))
 
 
 _MASK_KEYS: dict[tuple[tuple[str, int], ...], FlowKey] = {}
@@ -595,13 +602,7 @@ def _mask_key(acc: KeyMask) -> FlowKey:
     """``to_flow_key(acc)``, the same FlowKey for the same bits: most
     translations end in one of a few masks, and a shared mask keeps its
     packed form and integer for every datapath call that follows."""
-    items = tuple(acc.items())
-    mask = _MASK_KEYS.get(items)
-    if mask is None:
-        if len(_MASK_KEYS) >= _MASK_KEYS_MAX:
-            _MASK_KEYS.clear()
-        mask = _MASK_KEYS[items] = to_flow_key(acc)
-    return mask
+    return _remembered(_MASK_KEYS, tuple(acc.items()), lambda: to_flow_key(acc))
 
 
 def _mac(mac: bytes) -> str:
