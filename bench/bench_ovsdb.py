@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from contextlib import ExitStack
 
 warnings.filterwarnings("ignore", module="ovs.poller")  # its eventlet deprecation notice
@@ -38,7 +37,13 @@ warnings.filterwarnings("ignore", module="ovs.poller")  # its eventlet deprecati
 import ovs.db.idl  # noqa: E402
 import ovs.poller  # noqa: E402
 
-from tests.ovsdb.helpers import SCHEMA, RpcClient, debian_server, ovsbpfd_server  # noqa: E402
+from tests.ovsdb.helpers import (  # noqa: E402
+    SCHEMA,
+    RpcClient,
+    debian_server,
+    idl_run_until,
+    ovsbpfd_server,
+)
 
 DB = "Open_vSwitch"
 
@@ -96,25 +101,11 @@ def _idl(sock: str) -> ovs.db.idl.Idl:
     return ovs.db.idl.Idl(f"unix:{sock}", helper)
 
 
-def _idl_run_until(idl: ovs.db.idl.Idl, done: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError("IDL did not get there")
-        idl.run()
-        if done():
-            return
-        poller = ovs.poller.Poller()
-        idl.wait(poller)
-        poller.timer_wait(100)
-        poller.block()
-
-
 def bench_bulk(sock: str, n: int) -> tuple[float, float]:
     """(seconds for the one-transaction insert, seconds for a fresh Idl to read it)."""
     idl = _idl(sock)
     try:
-        _idl_run_until(idl, lambda: bool(idl.tables["Bridge"].rows), 60)
+        idl_run_until(idl, lambda: bool(idl.tables["Bridge"].rows), 60)
         (bridge,) = idl.tables["Bridge"].rows.values()
         txn = ovs.db.idl.Transaction(idl)
         ports = []
@@ -138,7 +129,7 @@ def bench_bulk(sock: str, n: int) -> tuple[float, float]:
     reader = _idl(sock)
     try:
         start = time.monotonic()
-        _idl_run_until(reader, lambda: len(reader.tables["Port"].rows) >= n, 300)
+        idl_run_until(reader, lambda: len(reader.tables["Port"].rows) >= n, 300)
         read_s = time.monotonic() - start
     finally:
         reader.close()

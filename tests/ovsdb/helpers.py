@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +31,22 @@ def wait_for_socket(path: str, proc: subprocess.Popen, timeout: float = 10.0) ->
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(path)
+
+
+def idl_run_until(idl: Any, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Run a python-ovs Idl until done() holds; TimeoutError after timeout."""
+    import ovs.poller  # here: importing it warns about eventlet, callers filter that
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        idl.run()
+        if done():
+            return
+        poller = ovs.poller.Poller()
+        idl.wait(poller)
+        poller.timer_wait(50)
+        poller.block()
+    raise TimeoutError("IDL did not reach the expected state")
 
 
 def stop_process(proc: subprocess.Popen) -> int:

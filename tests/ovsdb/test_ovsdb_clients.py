@@ -14,7 +14,7 @@ import ovs.db.idl
 import ovs.poller
 import pytest
 
-from .helpers import SCHEMA, RpcClient, ovsbpfd_server
+from .helpers import SCHEMA, RpcClient, idl_run_until, ovsbpfd_server
 
 pytestmark = pytest.mark.skipif(shutil.which("ovs-vsctl") is None,
                                 reason="Open vSwitch clients not installed")
@@ -123,7 +123,7 @@ def test_ovsdb_python_idl_reads_and_writes(tmp_path):
         helper.register_all()
         idl = ovs.db.idl.Idl(f"unix:{sock}", helper)
         try:
-            _idl_wait(idl, lambda: idl.tables["Open_vSwitch"].rows)
+            idl_run_until(idl, lambda: idl.tables["Open_vSwitch"].rows)
             txn = ovs.db.idl.Transaction(idl)
             br = txn.insert(idl.tables["Bridge"])
             br.name = "idlbr"
@@ -133,7 +133,7 @@ def test_ovsdb_python_idl_reads_and_writes(tmp_path):
             assert status == ovs.db.idl.Transaction.SUCCESS
             assert vsctl(sock, "list-br").stdout.split() == ["idlbr"]
             vsctl(sock, "set", "bridge", "idlbr", "external_ids:seen=yes")
-            _idl_wait(idl, lambda: any(r.external_ids.get("seen") == "yes"
+            idl_run_until(idl, lambda: any(r.external_ids.get("seen") == "yes"
                                        for r in idl.tables["Bridge"].rows.values()))
         finally:
             idl.close()
@@ -167,15 +167,3 @@ def test_ovsdb_ptcp_remote_on_loopback(tmp_path):
                              capture_output=True, text=True, check=True)
         assert "Open_vSwitch" in res.stdout
 
-
-def _idl_wait(idl, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        idl.run()
-        if predicate():
-            return
-        poller = ovs.poller.Poller()
-        idl.wait(poller)
-        poller.timer_wait(100)
-        poller.block()
-    raise TimeoutError("IDL did not reach the expected state")

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import ovs.db.idl
 import ovs.poller
 import pytest
 
-from .helpers import SCHEMA, ovsbpfd_server
+from .helpers import SCHEMA, idl_run_until, ovsbpfd_server
 
 pytestmark = pytest.mark.skipif(shutil.which("ovs-vsctl") is None,
                                 reason="Open vSwitch clients not installed")
@@ -21,19 +20,6 @@ pytestmark = pytest.mark.skipif(shutil.which("ovs-vsctl") is None,
 def vsctl(sock: str, *args: str) -> None:
     subprocess.run(["ovs-vsctl", f"--db=unix:{sock}", "--no-wait", "--timeout=10", *args],
                    check=True, capture_output=True)
-
-
-def run_until(idl: ovs.db.idl.Idl, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        idl.run()
-        if predicate():
-            return
-        poller = ovs.poller.Poller()
-        idl.wait(poller)
-        poller.timer_wait(50)
-        poller.block()
-    raise TimeoutError("IDL did not reach the expected state")
 
 
 def bridge_names(idl: ovs.db.idl.Idl) -> set[str]:
@@ -48,9 +34,9 @@ def test_ovsdb_idl_reconnect_replays_only_changes(tmp_path):
         helper.register_all()
         idl = ovs.db.idl.Idl(f"unix:{sock}", helper)
         try:
-            run_until(idl, lambda: bridge_names(idl) == {"br0"})
+            idl_run_until(idl, lambda: bridge_names(idl) == {"br0"})
             vsctl(sock, "set", "bridge", "br0", "external_ids:seen=1")
-            run_until(idl, lambda: any(r.external_ids.get("seen") == "1"
+            idl_run_until(idl, lambda: any(r.external_ids.get("seen") == "1"
                                        for r in idl.tables["Bridge"].rows.values()))
             (br0,) = idl.tables["Bridge"].rows.values()
             last_id = idl.last_id
@@ -58,7 +44,7 @@ def test_ovsdb_idl_reconnect_replays_only_changes(tmp_path):
 
             idl.force_reconnect()
             vsctl(sock, "add-br", "br1")  # while the Idl is away
-            run_until(idl, lambda: bridge_names(idl) == {"br0", "br1"})
+            idl_run_until(idl, lambda: bridge_names(idl) == {"br0", "br1"})
             # Resumed (found=true): the old row object is still the one in use.
             assert idl.tables["Bridge"].rows[br0.uuid] is br0
             assert idl.last_id != last_id
@@ -68,7 +54,7 @@ def test_ovsdb_idl_reconnect_replays_only_changes(tmp_path):
             idl.last_id = "11111111-2222-3333-4444-555555555555"
             idl.force_reconnect()
             vsctl(sock, "add-br", "br2")
-            run_until(idl, lambda: bridge_names(idl) == {"br0", "br1", "br2"})
+            idl_run_until(idl, lambda: bridge_names(idl) == {"br0", "br1", "br2"})
             assert idl.tables["Bridge"].rows[br0.uuid] is not br0
         finally:
             idl.close()
