@@ -28,6 +28,7 @@ from typing import Any
 
 from ovsbpfd import __version__
 from ovsbpfd.dbchild import OvsdbChild
+from ovsbpfd.event_loop import EVENT_LOOP_ENV, event_loop_factory
 from ovsbpfd.logsetup import vlog_list, vlog_set
 from ovsbpfd.netdev import OWNER_ALIAS, AsyncNetdevs, LinkWatcher
 from ovsbpfd.rundir import PidFile, ctl_path
@@ -255,40 +256,11 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 100)
 
 
-#: environment variable choosing the event loop: "uvloop" (default) or "asyncio"
-EVENT_LOOP_ENV = "OVSBPFD_EVENT_LOOP"
-EVENT_LOOPS = ("uvloop", "asyncio")
-
-
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-
-
-def event_loop_factory(choice: str | None = None) -> tuple[str, LoopFactory]:
-    """The loop the daemon runs on: uvloop's unless asked for the stdlib one.
-
-    uvloop (libuv) wakes up, reads sockets and writes replies for a fraction
-    of the cost of asyncio's pure-Python selector loop, and a FLOW_MOD/BARRIER
-    round trip is mostly that.  ``asyncio`` (or a missing uvloop) falls back
-    to the stdlib loop, should uvloop misbehave on some system.
-    """
-    if choice is None:
-        choice = os.environ.get(EVENT_LOOP_ENV) or "uvloop"
-    if choice not in EVENT_LOOPS:
-        raise ValueError(f"{EVENT_LOOP_ENV}={choice}: expected one of {', '.join(EVENT_LOOPS)}")
-    if choice == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            log.warning("uvloop is not installed: using asyncio's event loop")
-        else:
-            return "uvloop", uvloop.new_event_loop
-    return "asyncio", asyncio.new_event_loop
-
-
 def run_daemon(cfg: DaemonConfig, ready: Callable[[], None] | None = None,
                event_loop: str | None = None) -> int:
     tune_gc()
     name, factory = event_loop_factory(event_loop)
+    os.environ[EVENT_LOOP_ENV] = name  # the OVSDB child runs on the same loop
     log.info("event loop: %s", name)
 
     async def main() -> int:

@@ -13,10 +13,11 @@ KEY, CERT and CACERT are file names or db:DB,TABLE,COLUMN references
 
 Runs until SIGTERM/SIGINT (or `ovs-appctl exit`), then exits 0.
 
-The event loop is uvloop's (libuv): this process only serves sockets, and
-accepting a connection, reading a request and writing its reply cost about
-half of asyncio's pure-Python selector loop, which is most of what an
-ovs-vsctl run costs besides its transaction (a fresh connection each run).
+The event loop is uvloop's (libuv) unless OVSBPFD_EVENT_LOOP=asyncio (see
+ovsbpfd.event_loop): this process only serves sockets, and accepting a
+connection, reading a request and writing its reply cost about half of
+asyncio's pure-Python selector loop, which is most of what an ovs-vsctl run
+costs besides its transaction (a fresh connection each run).
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ import os
 import signal
 import sys
 
-import uvloop
-
 from .. import __version__
+from ..event_loop import event_loop_factory
 from . import _no_eventlet, compat  # noqa: F401 - _no_eventlet first
 from .remotes import SslFiles
 from .server import OvsdbServer
@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.dbfile:
             if not os.path.exists(path):
                 create_db(path, args.schema)
-    return uvloop.run(serve(args))
+    _name, factory = event_loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ovsbpfd.daemon import EVENT_LOOP_ENV, event_loop_factory
+from ovsbpfd.event_loop import EVENT_LOOP_ENV, event_loop_factory
 from tests.system.daemon_proc import Daemon
 from tests.system.netns import unique_name
 
