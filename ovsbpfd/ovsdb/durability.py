@@ -6,7 +6,9 @@ off to the end of the current event-loop turn.  Until then every byte the
 server would send to any client (the transaction's reply, other clients'
 update notifications, anything else) is held, in order, per client.  At the
 end of the turn the logs are synced once and the held bytes go out, one
-write per client.
+write per client.  (The flush itself begins on a worker thread at the turn's
+first commit, so the disk works while the turn goes on; the release waits
+for it, and flushes again only if commits came after it began.)
 
 So a transaction is still acknowledged only once it is durable (and nobody
 hears of a change that a crash could still undo), but a client that
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class Syncable(Protocol):
+    def begin_sync(self) -> None: ...
+
     def sync(self) -> None: ...
 
 
@@ -62,6 +66,8 @@ class CommitBarrier:
         except RuntimeError:
             self.release()
             return
+        # The disk works while the rest of the turn runs; release() waits.
+        storage.begin_sync()
         self._scheduled = True
         loop.call_soon(self.release)
 

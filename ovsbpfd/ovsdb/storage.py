@@ -26,6 +26,7 @@ from .database import Database, Row, default_data, is_default
 from .datum_json import datum_to_json
 from .diff import apply_diff, datum_diff_json
 from .errors import OvsdbError
+from .log_sync import BackgroundSync
 from .schema import Schema
 from .transaction import ChangeSet
 
@@ -203,6 +204,9 @@ class Storage:
         self.log_size = 0
         self.n_records = 0
         self._since_snapshot: list[bytes] | None = None  # set while compacting
+        self._appended = 0  # records appended since opening (never reset)
+        self._durable = 0  # of those, how many are known to be on disk
+        self._flusher = BackgroundSync()
 
     @property
     def compacting(self) -> bool:
@@ -236,14 +240,26 @@ class Storage:
             self.sync()
         self.log_size += len(data)
         self.n_records += 1
+        self._appended += 1
         if self._since_snapshot is not None:
             self._since_snapshot.append(data)
 
+    def begin_sync(self) -> None:
+        """Start making the records appended so far durable, in the background;
+        sync() finishes the job."""
+        if self.file is not None and self._durable < self._appended:
+            self._flusher.start(self.file.fileno(), self._appended)
+
     def sync(self) -> None:
-        """Make every appended record durable.  fdatasync is enough: an append
-        changes only the data and the size, and it flushes both."""
-        if self.file is not None:
+        """Make every appended record durable (waiting for a flush begun by
+        begin_sync, then flushing again only if records came after it).
+        fdatasync is enough: an append changes only the data and the size, and
+        it flushes both."""
+        self._durable = max(self._durable, self._flusher.wait())
+        if self.file is not None and self._durable < self._appended:
+            appended = self._appended
             os.fdatasync(self.file.fileno())
+            self._durable = appended
 
     def should_compact(self) -> bool:
         """Compact when the log is 4x the last snapshot and past 10 MB or 100 records,
@@ -291,6 +307,10 @@ class Storage:
         return tmp
 
     def _install_snapshot(self, tmp: str, backlog: list[bytes]) -> None:
+        # A flush of the old file may still be running; the new file, synced
+        # below, holds every record appended so far.
+        with contextlib.suppress(OSError):
+            self._flusher.wait()
         with open(tmp, "ab") as f:
             snapshot_size = f.tell()
             for data in backlog:
@@ -305,8 +325,10 @@ class Storage:
         self.snapshot_size = snapshot_size
         self.log_size = self.file.tell()
         self.n_records = 2 + len(backlog)
+        self._durable = self._appended
 
     def close(self) -> None:
+        self._flusher.close()
         if self.file is not None:
             self.file.close()
             self.file = None

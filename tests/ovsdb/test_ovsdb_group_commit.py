@@ -21,6 +21,10 @@ class Log:
     def __init__(self, events: list, fail: bool = False) -> None:
         self.events = events
         self.fail = fail
+        self.begun = 0
+
+    def begin_sync(self) -> None:
+        self.begun += 1
 
     def sync(self) -> None:
         if self.fail:
