@@ -47,6 +47,13 @@ def parse_uuid_text(text: str) -> uuid.UUID | None:
     return value
 
 
+def remembered_uuids() -> dict[str, uuid.UUID]:
+    """The text -> UUID memo behind parse_uuid_text, for loops that look a
+    text up there first (a dict lookup, no call) and parse only on a miss.
+    The same dict for the life of the process: it is cleared, never replaced."""
+    return _UUIDS
+
+
 _TEXTS: dict[int, str] = {}
 
 

@@ -29,7 +29,7 @@ from .errors import OvsdbError, syntax_error
 from .mutation import parse_mutation
 from .schema import SERVER_DB_NAME
 from .transaction import ChangeSet, Transaction
-from .wait_check import only_uuid_equality, row_matches_json, wait_holds_as_sent
+from .wait_check import holding_waits_end, only_uuid_equality, row_matches_json
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MISSING = object()
@@ -111,7 +111,15 @@ class Executor:
     def run(self, ops: list[Any]) -> TransactOutcome:
         results = self.outcome.results
         total = len(ops)
-        for i, op in enumerate(ops, 1):
+        i = 0
+        while i < total:
+            holding_end = holding_waits_end(self.db, self.txn, ops, i)
+            if holding_end > i:  # ovs-vsctl's waits, holding as sent
+                results.extend([{} for _ in range(holding_end - i)])
+                i = holding_end
+                continue
+            op = ops[i]
+            i += 1
             try:
                 results.append(self._run_one(op, i, total))
             except (OvsdbError, ovs.db.error.Error) as e:
@@ -130,10 +138,6 @@ class Executor:
         return self.outcome
 
     def _run_one(self, op: Any, index: int, total: int) -> dict:
-        if type(op) is dict and op.get("op") == "wait" and type(op.get("table")) is str:
-            table = self.db.schema.parsed.tables.get(op["table"])
-            if table is not None and wait_holds_as_sent(table, op, self.txn.get):
-                return {}
         if not isinstance(op, dict):
             raise OvsdbError("syntax error", f"Parsing ovsdb operation {index} of {total} "
                              "failed: Object expected.")

@@ -22,7 +22,7 @@ from ovs.db.types import StringType, UuidType
 
 from .columns import IMPLICIT
 from .database import Row
-from .datum_json import parse_uuid_text
+from .datum_json import parse_uuid_text, remembered_uuids
 
 
 def only_uuid_equality(where: Any) -> uuid.UUID | None:
@@ -140,3 +140,70 @@ def same_json(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
     return a == b
+
+
+
+def holding_waits_end(db: Any, txn: Any, ops: list, start: int) -> int:
+    """The index of the first operation at or after `start` that is not a wait
+    wait_holds_as_sent accepts (len(ops) if all are): the operations in
+    between hold, each with result {}.
+
+    A loop over the run of waits ovs-vsctl sends (one per port), the table
+    looked up once per run.  Each wait is first compared, member by member in
+    C, with the exact wait ovs-vsctl writes for the row it names (one plain
+    column, timeout 0 or more, the row as the server wrote it); only if that
+    fails does it take wait_holds_as_sent, which gives the same answer for
+    every other spelling."""
+    tables = db.schema.parsed.tables
+    written_tables = txn.written
+    uuids = remembered_uuids()
+    get_row = txn.get
+    table_name: Any = None
+    table: Any = None
+    plain: frozenset[str] = frozenset()
+    committed: dict = {}
+    end = len(ops)
+    i = start
+    while i < end:
+        op = ops[i]
+        if type(op) is not dict or op.get("op") != "wait":
+            return i
+        name = op.get("table")
+        if name != table_name or type(name) is not str:
+            table = tables.get(name) if type(name) is str else None
+            if table is None:
+                return i
+            table_name = name
+            plain = _column_kinds(table)[0]
+            committed = db.tables[name]
+        try:
+            text = op["where"][0][2][1]
+            column = op["columns"][0]
+            row_uuid = uuids[text] if column in plain else None
+        except (KeyError, IndexError, TypeError):
+            row_uuid = None
+        if row_uuid is not None:
+            written = written_tables.get(name)
+            if written is not None and row_uuid in written:
+                row = written[row_uuid]
+            else:
+                row = committed.get(row_uuid)
+            if row is not None:
+                try:
+                    ours = row.memo[column]
+                except (KeyError, TypeError):
+                    ours = row.json(column)
+                try:
+                    holds = (len(op) == 7 and type(op["timeout"]) is int and op["timeout"] >= 0
+                             and op["until"] == "=="
+                             and op["where"] == [["_uuid", "==", ["uuid", text]]]
+                             and op["columns"] == [column] and op["rows"] == [{column: ours}])
+                except KeyError:
+                    holds = False
+                if holds:
+                    i += 1
+                    continue
+        if not wait_holds_as_sent(table, op, get_row):
+            return i
+        i += 1
+    return i
