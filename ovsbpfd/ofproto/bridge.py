@@ -317,6 +317,12 @@ class OfprotoBridge:
     async def barrier(self) -> None:
         await self.backer.wait_revalidated()
 
+    def barrier_now(self) -> bool:
+        """The barrier without a coroutine: the pending revalidation runs
+        here, so nothing is ever left to wait for."""
+        self.backer.run_revalidation()
+        return True
+
     # ------------------------------------------------------------ groups (GroupMeterCore)
     def group_mod(self, gm: GroupMod) -> None:
         self._sync_controllers()

@@ -56,6 +56,7 @@ from ovsbpfd.ofproto.openflow.bundle import (
     validate_flow_mod,
 )
 from ovsbpfd.ofproto.openflow.connection import OfConnection
+from ovsbpfd.ofproto.openflow.header import HEADER
 from ovsbpfd.ofproto.openflow.messages import (
     BarrierReply,
     BarrierRequest,
@@ -161,14 +162,32 @@ class Dispatcher:
         }
 
     def handle_now(self, conn: OfConnection, msg: OfpMessage) -> bool:
-        """Handle ``msg`` at once if it is a FLOW_MOD (whose handling never
-        waits): no coroutine for the commonest request.  False: use ``__call__``."""
-        if type(msg) is not FlowModMessage:
-            return False
-        if conn.role == c.OFPCR_ROLE_SLAVE:
-            raise _bad_request(OFPBRC_IS_SLAVE, "slave may not modify the switch")
-        self._apply_flow_mod(msg)  # type: ignore[arg-type]
-        return True
+        """Handle ``msg`` at once if it never has to wait: a FLOW_MOD, an ECHO,
+        a BARRIER when the core says nothing is left to wait for.  What a
+        client that waits for each reply sends (ovs-ofctl: FLOW_MOD, BARRIER)
+        then costs no coroutine.  False: use ``__call__``."""
+        kind = type(msg)
+        if kind is FlowModMessage:
+            if conn.role == c.OFPCR_ROLE_SLAVE:
+                raise _bad_request(OFPBRC_IS_SLAVE, "slave may not modify the switch")
+            self._apply_flow_mod(msg)  # type: ignore[arg-type]
+            return True
+        if kind is BarrierRequest:
+            barrier_now = self._barrier_now
+            if barrier_now is None or not barrier_now():
+                return False  # the core must wait: the coroutine does
+            conn.send_raw(barrier_reply(msg.xid))
+            return True
+        if kind is EchoRequest:
+            conn.send(EchoReply(msg.data, xid=msg.xid))  # type: ignore[attr-defined]
+            return True
+        return False
+
+    @property
+    def _barrier_now(self) -> Callable[[], bool] | None:
+        """The core's synchronous barrier, if it has one: True once every
+        earlier change is in the datapath, False if that needs a wait."""
+        return getattr(self.core, "barrier_now", None)
 
     async def __call__(self, conn: OfConnection, msg: OfpMessage) -> None:
         if msg.MSG_TYPE in c.SLAVE_FORBIDDEN_TYPES and conn.role == c.OFPCR_ROLE_SLAVE:
@@ -390,6 +409,11 @@ class Dispatcher:
         if object_id != a.OFPP_ANY and object_id not in {p.port_no for p in core.ports()}:
             raise _bad_request(OFPBRC_BAD_PORT, f"port {object_id}")
         return []
+
+
+def barrier_reply(xid: int) -> bytes:
+    """A BARRIER_REPLY's bytes (a bare header), packed directly."""
+    return HEADER.pack(c.OFP_VERSION, c.OFPT_BARRIER_REPLY, c.OFP_HEADER_LEN, xid)
 
 
 def _optional(core: object, method: str) -> Callable:
