@@ -14,7 +14,7 @@ from ovs.db.data import Atom, Datum
 from ovs.db.schema import ColumnSchema, TableSchema
 from ovs.db.types import Type, UuidType
 
-from .datum_json import datum_to_json, uuid_text
+from .datum_json import datum_to_json, shares_remembered_atoms, uuid_text
 from .schema import Schema
 
 
@@ -154,19 +154,32 @@ def strong_ref_changes(table: TableSchema, old: Row | None, new: Row | None
 
 def _ref_set_changes(col: ColumnSchema, before: Datum, after: Datum
                      ) -> Iterator[tuple[str, uuid.UUID, str, int]]:
-    """The references a set column lost (-1) and gained (+1).  Compared by the
-    uuids' integers, which hash in C, unlike Atom and UUID objects."""
+    """The references a set column lost (-1) and gained (+1), in the order
+    of each datum.  Parsed sets share the committed set's Atoms (datum_json),
+    so the two compare as sets built from the dicts' stored hashes, each
+    element found by identity; sets with Atoms of their own (read from the
+    log) are compared by the uuids' integers, which hash in C."""
+    if shares_remembered_atoms(before) and shares_remembered_atoms(after):
+        had, has = set(before.values), set(after.values)
+        if had == has:
+            return
+        lost_set, gained_set = had - has, has - had
+        lost = [k for k in before.values if k in lost_set] if len(lost_set) > 1 \
+            else list(lost_set)
+        gained = [k for k in after.values if k in gained_set] if len(gained_set) > 1 \
+            else list(gained_set)
+    else:
+        had_ints = {k.value.int for k in before.values}
+        has_ints = {k.value.int for k in after.values}
+        if had_ints == has_ints:
+            return
+        lost = [k for k in before.values if k.value.int not in has_ints]
+        gained = [k for k in after.values if k.value.int not in had_ints]
     name, target_table = col.name, col.type.key.ref_table_name
-    had = {k.value.int for k in before.values}
-    has = {k.value.int: k.value for k in after.values}
-    if len(had) == len(has) and had == has.keys():
-        return
-    for k in before.values:
-        if k.value.int not in has:
-            yield name, k.value, target_table, -1
-    for value_int, target in has.items():
-        if value_int not in had:
-            yield name, target, target_table, +1
+    for k in lost:
+        yield name, k.value, target_table, -1
+    for k in gained:
+        yield name, k.value, target_table, +1
 
 
 def _strong_ref_columns(table: TableSchema) -> list[ColumnSchema]:

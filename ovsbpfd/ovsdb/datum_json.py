@@ -31,7 +31,7 @@ from ovs.db.types import IntegerType, RealType, Type, UuidType
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                         r"[0-9a-fA-F]{12}\Z")
 _UUIDS: dict[str, uuid.UUID] = {}
-_UUID_CACHE_SIZE = 4096
+_UUID_CACHE_SIZE = 1 << 15
 
 
 def parse_uuid_text(text: str) -> uuid.UUID | None:
@@ -110,28 +110,52 @@ def _reject_booleans_as_numbers(t: Type, value: Any) -> None:
                 raise ovs.db.error.Error(f"expected {atomic_type.to_string()}", atom)
 
 
+_ATOMS: dict[str, Atom] = {}
+
+
 def _uuid_atoms(elements: list, symtab: dict | None) -> dict | None:
     """{Atom: None} for ["uuid", U] and (with a symbol table) ["named-uuid", N]
-    elements; None if any element is anything else."""
+    elements; None if any element is anything else.
+
+    The Atom of a uuid text is remembered and shared (Atoms are never
+    changed): a bridge's ports set, sent back whole on every add-port, then
+    holds the very Atoms of the committed set, so comparing the two
+    (database._ref_set_changes) finds each element by identity."""
     atoms: dict[Atom, None] = {}
+    remembered = _ATOMS
     for element in elements:
         if type(element) is not list or len(element) != 2 or type(element[1]) is not str:
             return None
         kind, text = element
         if kind == "uuid":
-            row_uuid = parse_uuid_text(text)
-            if row_uuid is None:
-                return None
+            atom = remembered.get(text)
+            if atom is None:
+                row_uuid = parse_uuid_text(text)
+                if row_uuid is None:
+                    return None
+                if len(remembered) >= _UUID_CACHE_SIZE:
+                    remembered.clear()
+                atom = remembered[text] = Atom(UuidType, row_uuid)
         elif kind == "named-uuid" and symtab:
             # As python-ovs: a name not defined (yet) gets a fresh uuid, which
             # a later insert with that uuid-name then takes.
             row_uuid = symtab.get(text)
             if row_uuid is None:
                 row_uuid = symtab[text] = uuid.uuid4()
+            atom = Atom(UuidType, row_uuid)
         else:
             return None
-        atoms[Atom(UuidType, row_uuid)] = None
+        atoms[atom] = None
     return atoms
+
+
+def shares_remembered_atoms(datum: Datum) -> bool:
+    """Whether a set of uuids (judged by one element) holds the remembered
+    Atoms _uuid_atoms shares, rather than Atoms of its own (as python-ovs
+    builds when the log is read)."""
+    for atom in datum.values:
+        return _ATOMS.get(uuid_text(atom.value)) is atom
+    return True
 
 
 _BY_INT = operator.attrgetter("int")

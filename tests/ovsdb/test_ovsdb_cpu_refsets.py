@@ -1,0 +1,61 @@
+"""Sets of references parsed with shared Atoms, and their deltas.
+
+datum_json shares one Atom per uuid text between parses, and
+database._ref_set_changes compares two sets by those Atoms when both share
+them, by the uuids' integers otherwise.  Either way the deltas must be the
+same ones, in the same order (the first missing target names the error a
+client sees), as comparing the uuids one by one."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+from ovs.db.data import Datum
+
+from ovsbpfd.ovsdb.database import _ref_set_changes
+from ovsbpfd.ovsdb.datum_json import datum_from_json, shares_remembered_atoms
+from ovsbpfd.ovsdb.schema import Schema, schema_path
+
+SCHEMA = Schema.from_file(schema_path()).parsed
+PORTS_COL = SCHEMA.tables["Bridge"].columns["ports"]
+PORTS = PORTS_COL.type
+
+
+def _json(uuids: list[uuid.UUID]) -> list:
+    return ["set", [["uuid", str(u)] for u in uuids]]
+
+
+def _expected(before: list[uuid.UUID], after: list[uuid.UUID]) -> list[tuple]:
+    return ([("ports", u, "Port", -1) for u in before if u not in after]
+            + [("ports", u, "Port", +1) for u in after if u not in before])
+
+
+def _order(datum: Datum) -> list[uuid.UUID]:
+    return [atom.value for atom in datum.values]
+
+
+def test_ovsdb_cpu_parsed_sets_share_atoms():
+    pool = [uuid.uuid4() for _ in range(4)]
+    first = datum_from_json(PORTS, _json(pool))
+    again = datum_from_json(PORTS, _json(pool[::-1]))
+    by_value = {a.value: a for a in first.values}
+    assert all(by_value[a.value] is a for a in again.values)
+    assert shares_remembered_atoms(first) and shares_remembered_atoms(again)
+    assert not shares_remembered_atoms(Datum.from_json(PORTS, _json(pool)))
+    assert shares_remembered_atoms(Datum.from_json(PORTS, ["set", []]))
+
+
+def test_ovsdb_cpu_ref_set_deltas_in_datum_order_shared_or_not():
+    rng = random.Random(11)
+    pool = [uuid.uuid4() for _ in range(40)]
+    parsers = (lambda v: datum_from_json(PORTS, v), lambda v: Datum.from_json(PORTS, v))
+    for _ in range(400):
+        before_ids = rng.sample(pool, rng.randint(0, 15))
+        after_ids = rng.sample(before_ids, rng.randint(0, len(before_ids))) \
+            + rng.sample(pool, rng.randint(0, 4))
+        after_ids = list(dict.fromkeys(after_ids))
+        before = rng.choice(parsers)(_json(before_ids))
+        after = rng.choice(parsers)(_json(after_ids))
+        got = list(_ref_set_changes(PORTS_COL, before, after))
+        assert got == _expected(_order(before), _order(after))
