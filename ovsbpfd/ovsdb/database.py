@@ -14,7 +14,7 @@ from ovs.db.data import Atom, Datum
 from ovs.db.schema import ColumnSchema, TableSchema
 from ovs.db.types import Type, UuidType
 
-from .datum_json import datum_to_json, shares_remembered_atoms, uuid_text
+from .datum_json import datum_to_json, ordered_difference, shares_remembered_atoms, uuid_text
 from .schema import Schema
 
 
@@ -114,13 +114,32 @@ def is_default(datum: Datum) -> bool:
     return datum.values == default_datum(t).values
 
 
+_ATOM_COUNT = "\0atoms"
+
+
 def row_atoms(row: Row) -> int:
-    """How many atoms (set elements or map pairs) a row holds, as OVS counts them."""
-    return sum(len(d.values) for d in row.data.values())
+    """How many atoms (set elements or map pairs) a row holds, as OVS counts
+    them; remembered on the row, which the commit (old and new version) and
+    the history both weigh."""
+    memo = row.memo
+    if memo is None:
+        memo = row.memo = {}
+    else:
+        count = memo.get(_ATOM_COUNT)
+        if count is not None:
+            return count
+    count = memo[_ATOM_COUNT] = sum(len(d.values) for d in row.data.values())
+    return count
 
 
 def default_data(table: TableSchema) -> dict[str, Datum]:
-    return {name: default_datum(col.type) for name, col in table.columns.items()}
+    """A new dict of every column's default datum (the caller may change the
+    dict, never the datums); built once per table, copied in C after that."""
+    defaults = getattr(table, "_ovsbpfd_default_data", None)
+    if defaults is None:
+        defaults = {name: default_datum(col.type) for name, col in table.columns.items()}
+        table._ovsbpfd_default_data = defaults
+    return dict(defaults)
 
 
 def strong_refs(table: TableSchema, row: Row) -> Iterator[tuple[str, uuid.UUID, str]]:
@@ -160,14 +179,7 @@ def _ref_set_changes(col: ColumnSchema, before: Datum, after: Datum
     element found by identity; sets with Atoms of their own (read from the
     log) are compared by the uuids' integers, which hash in C."""
     if shares_remembered_atoms(before) and shares_remembered_atoms(after):
-        had, has = set(before.values), set(after.values)
-        if had == has:
-            return
-        lost_set, gained_set = had - has, has - had
-        lost = [k for k in before.values if k in lost_set] if len(lost_set) > 1 \
-            else list(lost_set)
-        gained = [k for k in after.values if k in gained_set] if len(gained_set) > 1 \
-            else list(gained_set)
+        lost, gained = ordered_difference(before, after), ordered_difference(after, before)
     else:
         had_ints = {k.value.int for k in before.values}
         has_ints = {k.value.int for k in after.values}
@@ -251,6 +263,9 @@ class Database:
         self.refcount: dict[uuid.UUID, int] = {}
         self.n_atoms = 0
         self.indexes = {name: TableIndexes(ts) for name, ts in schema.parsed.tables.items()}
+        # The same rows keyed by their uuids' text, for lookups of a uuid as a
+        # client writes it (ovs-vsctl's waits): a str hashes in C, a UUID not.
+        self.by_text: dict[str, dict[str, Row]] = {name: {} for name in self.tables}
 
     @property
     def name(self) -> str:
@@ -263,6 +278,7 @@ class Database:
         """Install a checked change set: per table, uuid -> (old, new)."""
         for table_name, rows in changes.items():
             table = self.tables[table_name]
+            by_text = self.by_text[table_name]
             ts = self.table_schema(table_name)
             indexes = self.indexes[table_name]
             for row_uuid, (old, new) in rows.items():
@@ -277,7 +293,9 @@ class Database:
                     indexes.remove(old)
                 if new is None:
                     table.pop(row_uuid, None)
+                    by_text.pop(uuid_text(row_uuid), None)
                 else:
                     table[row_uuid] = new
+                    by_text[uuid_text(row_uuid)] = new
                     self.n_atoms += row_atoms(new)
                     indexes.add(new)

@@ -158,6 +158,17 @@ def shares_remembered_atoms(datum: Datum) -> bool:
     return True
 
 
+def ordered_difference(a: Datum, b: Datum) -> list[Atom]:
+    """The Atoms of a not in b, in a's order.  For datums sharing remembered
+    Atoms: the sets are built from the dicts' stored hashes and their
+    elements found by identity, so only a difference of more than one
+    element costs a hash per element (to keep a's order)."""
+    only = set(a.values).difference(b.values)
+    if len(only) <= 1:
+        return list(only)
+    return [k for k in a.values if k in only]
+
+
 _BY_INT = operator.attrgetter("int")
 
 

@@ -7,9 +7,11 @@ and everything with at most one element as the new value.
 What made it fast: a bridge's "ports" set changes by one element per
 add-port, but comparing two sets of N Atoms costs several Python-level
 __hash__/__eq__ calls per element; atoms are compared here by their plain
-values (a uuid by its integer), which hash in C.  And the log record and every
-monitor of a commit ask for the same column diff, so the last few diffs'
-JSON forms are remembered by the identity of the two datums.
+values (a uuid by its integer), which hash in C, or, for sets of uuids
+parsed with shared Atoms (datum_json), as sets built from stored hashes.
+And the log record and every monitor of a commit ask for the same column
+diff, so the last few diffs' JSON forms are remembered by the identity of
+the two datums.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from ovs.db.data import Datum
 from ovs.db.types import UuidType
 
-from .datum_json import datum_to_json
+from .datum_json import datum_to_json, ordered_difference, shares_remembered_atoms
 
 
 def datum_diff(old: Datum, new: Datum) -> Datum:
@@ -32,6 +34,10 @@ def datum_diff(old: Datum, new: Datum) -> Datum:
         return Datum(t, values)
     if t.n_max == 1:
         return new
+    if t.key.type is UuidType and shares_remembered_atoms(old) \
+            and shares_remembered_atoms(new):
+        return Datum(t, dict.fromkeys(ordered_difference(old, new)
+                                      + ordered_difference(new, old)))
     if t.key.type is UuidType:
         had = {k.value.int: k for k in old.values}
         has = {k.value.int: k for k in new.values}

@@ -142,7 +142,6 @@ def same_json(a: Any, b: Any) -> bool:
     return a == b
 
 
-
 def holding_waits_end(db: Any, txn: Any, ops: list, start: int) -> int:
     """The index of the first operation at or after `start` that is not a wait
     wait_holds_as_sent accepts (len(ops) if all are): the operations in
@@ -161,7 +160,7 @@ def holding_waits_end(db: Any, txn: Any, ops: list, start: int) -> int:
     table_name: Any = None
     table: Any = None
     plain: frozenset[str] = frozenset()
-    committed: dict = {}
+    committed_by_text: dict = {}
     end = len(ops)
     i = start
     while i < end:
@@ -175,34 +174,33 @@ def holding_waits_end(db: Any, txn: Any, ops: list, start: int) -> int:
                 return i
             table_name = name
             plain = _column_kinds(table)[0]
-            committed = db.tables[name]
+            committed_by_text = db.by_text[name]
         try:
             text = op["where"][0][2][1]
             column = op["columns"][0]
-            row_uuid = uuids[text] if column in plain else None
-        except (KeyError, IndexError, TypeError):
-            row_uuid = None
-        if row_uuid is not None:
-            written = written_tables.get(name)
-            if written is not None and row_uuid in written:
-                row = written[row_uuid]
+            if column not in plain:
+                row = None
+            elif name not in written_tables:
+                row = committed_by_text.get(text)
             else:
-                row = committed.get(row_uuid)
-            if row is not None:
-                try:
-                    ours = row.memo[column]
-                except (KeyError, TypeError):
-                    ours = row.json(column)
-                try:
-                    holds = (len(op) == 7 and type(op["timeout"]) is int and op["timeout"] >= 0
-                             and op["until"] == "=="
-                             and op["where"] == [["_uuid", "==", ["uuid", text]]]
-                             and op["columns"] == [column] and op["rows"] == [{column: ours}])
-                except KeyError:
-                    holds = False
-                if holds:
-                    i += 1
-                    continue
+                row = get_row(name, uuids[text])
+        except (KeyError, IndexError, TypeError):
+            row = None
+        if row is not None:
+            try:
+                ours = row.memo[column]
+            except (KeyError, TypeError):
+                ours = row.json(column)
+            try:
+                holds = (len(op) == 7 and type(op["timeout"]) is int and op["timeout"] >= 0
+                         and op["until"] == "=="
+                         and op["where"] == [["_uuid", "==", ["uuid", text]]]
+                         and op["columns"] == [column] and op["rows"] == [{column: ours}])
+            except KeyError:
+                holds = False
+            if holds:
+                i += 1
+                continue
         if not wait_holds_as_sent(table, op, get_row):
             return i
         i += 1

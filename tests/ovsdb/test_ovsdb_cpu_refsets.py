@@ -15,6 +15,7 @@ from ovs.db.data import Datum
 
 from ovsbpfd.ovsdb.database import _ref_set_changes
 from ovsbpfd.ovsdb.datum_json import datum_from_json, shares_remembered_atoms
+from ovsbpfd.ovsdb.diff import datum_diff
 from ovsbpfd.ovsdb.schema import Schema, schema_path
 
 SCHEMA = Schema.from_file(schema_path()).parsed
@@ -59,3 +60,18 @@ def test_ovsdb_cpu_ref_set_deltas_in_datum_order_shared_or_not():
         after = rng.choice(parsers)(_json(after_ids))
         got = list(_ref_set_changes(PORTS_COL, before, after))
         assert got == _expected(_order(before), _order(after))
+
+
+def test_ovsdb_cpu_set_diffs_in_datum_order_shared_or_not():
+    rng = random.Random(5)
+    pool = [uuid.uuid4() for _ in range(30)]
+    parsers = (lambda v: datum_from_json(PORTS, v), lambda v: Datum.from_json(PORTS, v))
+    for _ in range(300):
+        old_ids = rng.sample(pool, rng.randint(0, 12))
+        new_ids = list(dict.fromkeys(rng.sample(old_ids, rng.randint(0, len(old_ids)))
+                                     + rng.sample(pool, rng.randint(0, 3))))
+        old = rng.choice(parsers)(_json(old_ids))
+        new = rng.choice(parsers)(_json(new_ids))
+        expected = [u for u in _order(old) if u not in new_ids] \
+            + [u for u in _order(new) if u not in old_ids]
+        assert [a.value for a in datum_diff(old, new).values] == expected

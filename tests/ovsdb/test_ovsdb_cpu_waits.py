@@ -145,3 +145,17 @@ def test_ovsdb_cpu_wait_run_gives_the_full_paths_results(db, changes, monkeypatc
     fast = _results(db, ops, True, monkeypatch)
     assert fast == _results(db, ops, False, monkeypatch)
     assert fast[0] == {} and len(fast) == len(ops)
+
+
+def test_ovsdb_cpu_rows_by_text_follow_every_commit(db):
+    table = db.table_schema("Port")
+    renamed = _port_row(table, 1)
+    renamed.data["name"] = datum_from_json(table.columns["name"].type, "renamed")
+    fresh = Row(uuid.UUID(int=99), uuid.uuid4(), default_data(table))
+    db.apply({"Port": {PORTS[0]: (db.tables["Port"][PORTS[0]], None),
+                       PORTS[1]: (db.tables["Port"][PORTS[1]], renamed),
+                       fresh.uuid: (None, fresh)}})
+    for name, rows in db.tables.items():
+        assert db.by_text[name] == {str(u): row for u, row in rows.items()}
+    assert db.by_text["Port"][str(PORTS[1])] is renamed
+    assert str(PORTS[0]) not in db.by_text["Port"]
