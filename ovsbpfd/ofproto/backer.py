@@ -397,6 +397,16 @@ class DatapathBacker:
         if self._loop is not None and self._scoped_handle is None:
             self._scoped_handle = self._loop.call_soon(self._run_scoped)
 
+    def settle(self) -> None:
+        """Bring the datapath up to the rule and MAC changes queued so far, now
+        rather than on the next loop turn: the OpenFlow channel calls this once
+        it has handled all the input of a read, so a FLOW_MOD's megaflows are
+        fixed in the same callback (one pass for a chunk of many FLOW_MODs),
+        and nothing else the loop has queued can run first."""
+        if self._scoped_handle is not None:
+            self._scoped_handle.cancel()
+            self._run_scoped()
+
     def _run_scoped(self) -> None:
         """The queued rule changes now (a pending full pass keeps its own time)."""
         self._scoped_handle = None

@@ -317,6 +317,11 @@ class OfprotoBridge:
     async def barrier(self) -> None:
         await self.backer.wait_revalidated()
 
+    def settle(self) -> None:
+        """The datapath catches up with the changes made so far (see
+        ``DatapathBacker.settle``); the OpenFlow channel calls it after each read."""
+        self.backer.settle()
+
     def barrier_now(self) -> bool:
         """The barrier without a coroutine: the pending revalidation runs
         here, so nothing is ever left to wait for."""

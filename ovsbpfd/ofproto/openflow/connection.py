@@ -155,6 +155,10 @@ class OfConnection(asyncio.BufferedProtocol):
         # handle_now(conn, msg) -> True when it handled msg.
         self._handle_now: Callable[[OfConnection, OfpMessage], bool] | None = \
             getattr(handler, "handle_now", None)
+        # ... and be told when all the input read so far is handled
+        # (Dispatcher.input_handled: the datapath catches up there).
+        self._input_handled: Callable[[], None] | None = \
+            getattr(handler, "input_handled", None)
         self.on_connected = on_connected
         # Versions we offer in HELLO (bit n = wire version n); the owner sets
         # it from Bridge.protocols.  Only OpenFlow 1.3 is implemented: a
@@ -466,6 +470,8 @@ class OfConnection(asyncio.BufferedProtocol):
         while True:
             frame = self._take_frame()
             if frame is None:
+                if handled and self._input_handled is not None:
+                    self._input_handled()
                 return None
             if not self.negotiated:
                 self._negotiate(frame)  # or ConnectionClosed
@@ -475,6 +481,8 @@ class OfConnection(asyncio.BufferedProtocol):
                 return frame, pending
             handled += 1
             if handled >= REQUESTS_PER_YIELD or not self._can_write.is_set():
+                if self._input_handled is not None:
+                    self._input_handled()
                 return None, None
 
     def _handle(self, frame: bytes) -> _Resumed | None:

@@ -139,6 +139,7 @@ class Dispatcher:
         self.peers = peers
         self.frag_flags = c.OFPC_FRAG_NORMAL
         self.port_admin_hook: PortAdminHook | None = None
+        self._settle: Callable[[], None] | None = getattr(core, "settle", None)
         self._handlers: dict[type, Callable] = {
             EchoRequest: self._echo,
             EchoReply: self._ignore,
@@ -182,6 +183,12 @@ class Dispatcher:
             conn.send(EchoReply(msg.data, xid=msg.xid))  # type: ignore[attr-defined]
             return True
         return False
+
+    def input_handled(self) -> None:
+        """The connection has handled all the input it read: let the core
+        bring the datapath up to date now (``settle``, if it has one)."""
+        if self._settle is not None:
+            self._settle()
 
     @property
     def _barrier_now(self) -> Callable[[], bool] | None:

@@ -158,3 +158,25 @@ def test_a_core_without_a_synchronous_barrier_is_still_awaited() -> None:
             await closed(conn, task)
 
     asyncio.run(scenario())
+
+
+def test_a_lone_flow_mod_fixes_the_datapath_within_its_read_callback() -> None:
+    """No BARRIER: the megaflow the new rule affects is still replaced before
+    the read callback returns, not on a later loop turn."""
+    async def scenario() -> None:
+        with empty_rig(2) as rig:
+            await rig.backer.start()
+            frame = pb.udp_frame(host_mac(1), host_mac(2), "192.168.0.1", "10.0.0.1", 4000, 53)
+            rig.dpif.inject(rig.dp_port(1), frame)
+            rig.settle()
+            (record,) = rig.backer.revalidator.records.values()
+            conn, task = await serving(rig.bridge, CapturingTransport())
+            try:
+                feed(conn, forwarding_flow_mod(1))
+                flow = rig.dpif.flow_get(record.key, record.mask)
+                assert flow is not None and flow.actions == (Output(rig.dp_port(2)),)
+            finally:
+                await closed(conn, task)
+                await rig.backer.stop()
+
+    asyncio.run(scenario())
