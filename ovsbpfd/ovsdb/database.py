@@ -148,13 +148,36 @@ def strong_refs(table: TableSchema, row: Row) -> Iterator[tuple[str, uuid.UUID, 
         yield from _refs_of(col, row.data[name], strong=True)
 
 
+RefChange = tuple[str, uuid.UUID, str, int]
+_RECENT_REF_CHANGES: dict[tuple[int, int], tuple[Row | None, Row | None, tuple]] = {}
+_RECENT_MAX = 256
+
+
 def strong_ref_changes(table: TableSchema, old: Row | None, new: Row | None
-                       ) -> Iterator[tuple[str, uuid.UUID, str, int]]:
+                       ) -> tuple[RefChange, ...]:
     """(column, target, target table, -1 or +1) for the strong references that
     differ between two versions of a row (either may be None).  Columns a
     modification left alone are skipped, and a set of references that changed
     yields only its difference, so adding one port to a bridge with N ports
-    costs one change, not 2N."""
+    costs one change, not 2N.
+
+    A commit asks this of each changed row several times (the reference
+    check, each garbage collection pass, the install), so the last few
+    answers are remembered by the identity of the two rows (rows never
+    change; the memo holds them, so their ids are not reused meanwhile)."""
+    key = (id(old), id(new))
+    hit = _RECENT_REF_CHANGES.get(key)
+    if hit is not None and hit[0] is old and hit[1] is new:
+        return hit[2]
+    changes = tuple(_strong_ref_changes(table, old, new))
+    if len(_RECENT_REF_CHANGES) >= _RECENT_MAX:
+        _RECENT_REF_CHANGES.clear()
+    _RECENT_REF_CHANGES[key] = (old, new, changes)
+    return changes
+
+
+def _strong_ref_changes(table: TableSchema, old: Row | None, new: Row | None
+                        ) -> Iterator[RefChange]:
     for col in _strong_ref_columns(table):
         before = old.data[col.name] if old is not None else None
         after = new.data[col.name] if new is not None else None

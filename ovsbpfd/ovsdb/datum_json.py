@@ -172,6 +172,11 @@ def ordered_difference(a: Datum, b: Datum) -> list[Atom]:
 _BY_INT = operator.attrgetter("int")
 
 
+def _int_text(value: int) -> str:
+    """uuid_text of the uuid with this integer."""
+    return uuid_text(uuid.UUID(int=value))
+
+
 def datum_to_json(d: Datum) -> Any:
     """d.to_json(), without python-ovs's per-atom method calls and Atom
     comparisons (sets and maps are ordered by their plain values, which is
@@ -183,8 +188,10 @@ def datum_to_json(d: Datum) -> Any:
             for atom in values:
                 return ["uuid", uuid_text(atom.value)] if uuid_key else atom.value
         if uuid_key:
-            return ["set", [["uuid", uuid_text(u)]
-                            for u in sorted((a.value for a in values), key=_BY_INT)]]
+            # By the integers (C comparisons), their texts from the memo.
+            texts = _TEXTS
+            return ["set", [["uuid", texts.get(i) or _int_text(i)]
+                            for i in sorted([a.value.int for a in values])]]
         return ["set", sorted(a.value for a in values)]
     uuid_value = t.value.type is UuidType
     if uuid_key:

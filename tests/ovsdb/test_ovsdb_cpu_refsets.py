@@ -13,7 +13,13 @@ import uuid
 
 from ovs.db.data import Datum
 
-from ovsbpfd.ovsdb.database import _ref_set_changes
+from ovsbpfd.ovsdb.database import (
+    Row,
+    _ref_set_changes,
+    _strong_ref_changes,
+    default_data,
+    strong_ref_changes,
+)
 from ovsbpfd.ovsdb.datum_json import datum_from_json, shares_remembered_atoms
 from ovsbpfd.ovsdb.diff import datum_diff
 from ovsbpfd.ovsdb.schema import Schema, schema_path
@@ -75,3 +81,24 @@ def test_ovsdb_cpu_set_diffs_in_datum_order_shared_or_not():
         expected = [u for u in _order(old) if u not in new_ids] \
             + [u for u in _order(new) if u not in old_ids]
         assert [a.value for a in datum_diff(old, new).values] == expected
+
+
+def test_ovsdb_cpu_remembered_ref_changes_are_the_computed_ones():
+    """strong_ref_changes remembers answers by the rows' identity; asked
+    again, for more pairs than it keeps, it answers as a fresh computation."""
+    table = SCHEMA.tables["Bridge"]
+    rng = random.Random(3)
+    pool = [uuid.uuid4() for _ in range(20)]
+
+    def bridge(ports):
+        data = default_data(table)
+        data["ports"] = datum_from_json(PORTS, _json(ports))
+        return Row(uuid.uuid4(), uuid.uuid4(), data)
+
+    pairs = [(bridge(rng.sample(pool, rng.randint(0, 8))) if rng.random() < 0.8 else None,
+              bridge(rng.sample(pool, rng.randint(0, 8))) if rng.random() < 0.8 else None)
+             for _ in range(600)]
+    for _ in range(2):
+        for old, new in pairs:
+            assert list(strong_ref_changes(table, old, new)) \
+                == list(_strong_ref_changes(table, old, new))
