@@ -21,13 +21,22 @@ Run as root from the repository root (a few minutes with the defaults):
 
 Note what part 1 measures: ovs-ofctl add-flows (OVS 3.1) sends each FLOW_MOD
 followed by a BARRIER and waits for the BARRIER_REPLY before the next, so it
-is a request/response round trip per flow, not a pipelined stream.
+is a request/response round trip per flow, not a pipelined stream.  Its rate
+depends on whether the scheduler runs ovs-ofctl and the switch on one CPU
+(each round trip is then two context switches) or on two (each direction
+then wakes an idle vCPU, tens of microseconds on a VM), and the kernel
+decides that differently for the two switches.  ``--placement same`` or
+``cross`` pins ovs-ofctl and both switch daemons for part 1 so that the two
+are compared in the same situation; ``free`` (the default) leaves it to the
+kernel.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -37,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +68,9 @@ FORWARD_PRIORITY = 100
 OFPT_ERROR, OFPT_BARRIER_REPLY = 1, 21
 #: what ``--only`` chooses from: the four measurements, in the order they run
 PARTS = ("addflows", "raw", "latency", "upcall")
+#: ``--placement``: (switch CPU, ovs-ofctl CPU) for part 1, None: unpinned
+PLACEMENTS: dict[str, tuple[int, int] | None] = {"free": None, "same": (0, 0),
+                                                 "cross": (0, 1)}
 
 
 def progress(text: str) -> None:
@@ -88,6 +100,7 @@ class Switch:
     name: str
     ofctl: Callable[..., subprocess.CompletedProcess]
     vsctl: Callable[..., subprocess.CompletedProcess]
+    pid: int  # the switch daemon (ovsbpfd, ovs-vswitchd), for --placement
     mgmt: Path
     netns: str
     tx: str  # peer of ofport 1 (in ``netns``)
@@ -123,11 +136,38 @@ def veth_into(netns: str, name: str) -> str:
     return peer
 
 
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` on ``cpus``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+@contextlib.contextmanager
+def placed(switch: Switch, placement: tuple[int, int] | None) -> Iterator[None]:
+    """The switch daemon and the clients this process starts (ovs-ofctl) on
+    the CPUs ``placement`` names, for the duration; unpinned again after."""
+    if placement is None:
+        yield
+        return
+    everywhere = os.sched_getaffinity(0)
+    switch_cpu, client_cpu = placement
+    set_affinity(switch.pid, {switch_cpu})
+    os.sched_setaffinity(0, {client_cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, everywhere)
+        set_affinity(switch.pid, everywhere)
+
+
 # ---------------------------------------------------------------- measurements
-def ofctl_add_flows(switch: Switch, bridge: str, path: Path, count: int) -> float:
-    started = time.monotonic()
-    switch.ofctl("add-flows", bridge, str(path), timeout=1800)
-    seconds = time.monotonic() - started
+def ofctl_add_flows(switch: Switch, bridge: str, path: Path, count: int,
+                    placement: tuple[int, int] | None = None) -> float:
+    with placed(switch, placement):
+        started = time.monotonic()
+        switch.ofctl("add-flows", bridge, str(path), timeout=1800)
+        seconds = time.monotonic() - started
     n = flow_count(switch, bridge)
     assert n == count, f"{switch.name}: {n} flows after add-flows of {count}"
     return count / seconds
@@ -249,6 +289,9 @@ def main() -> int:
     parser.add_argument("--latency-rounds", type=int, default=5)
     parser.add_argument("--only", default=",".join(PARTS),
                         help="comma-separated parts to run, of: " + ", ".join(PARTS))
+    parser.add_argument("--placement", choices=sorted(PLACEMENTS), default="free",
+                        help="CPUs of ovs-ofctl and the switch in part 1: left to the "
+                             "kernel, one CPU, or two (needs 2 CPUs)")
     args = parser.parse_args()
     parts = {p for p in args.only.split(",") if p}
     if parts - set(PARTS):
@@ -276,10 +319,11 @@ def main() -> int:
             peers.append(veth_into(ours_ns, port))
             ref.add_veth_port(bridge, port, ofport)
         switches = [
-            Switch("ovsbpfd", daemon.ofctl, daemon.vsctl, daemon.rundir / f"{bridge}.mgmt",
-                   ours_ns, *peers),
-            Switch("ovs-vswitchd", ref.ofctl, ref.vsctl, ref.rundir / f"{bridge}.mgmt",
-                   ref.netns, ports[0] + "p", ports[1] + "p", ("datapath_type=netdev",)),
+            Switch("ovsbpfd", daemon.ofctl, daemon.vsctl, daemon.proc.pid,
+                   daemon.rundir / f"{bridge}.mgmt", ours_ns, *peers),
+            Switch("ovs-vswitchd", ref.ofctl, ref.vsctl, ref.vswitchd.pid,
+                   ref.rundir / f"{bridge}.mgmt", ref.netns, ports[0] + "p", ports[1] + "p",
+                   ("datapath_type=netdev",)),
         ]
 
         if "addflows" in parts:
@@ -289,9 +333,12 @@ def main() -> int:
             for switch in switches:
                 switch.fresh_bridge(bridge, ports)
                 progress(f"{switch.name}: ovs-ofctl add-flows of {args.flows} flows")
-                rates.append(ofctl_add_flows(switch, bridge, flows_file, args.flows))
+                rates.append(ofctl_add_flows(switch, bridge, flows_file, args.flows,
+                                             PLACEMENTS[args.placement]))
                 progress(f"{switch.name}: {rates[-1]:.0f} FLOW_MODs/s")
-            rows.append((f"ovs-ofctl add-flows, {args.flows} flows", *rates, "FLOW_MOD/s"))
+            where = "" if args.placement == "free" else f" ({args.placement} CPU)"
+            rows.append((f"ovs-ofctl add-flows, {args.flows} flows{where}", *rates,
+                         "FLOW_MOD/s"))
 
         if "raw" in parts:
             messages = [flow_mod_bytes(i, i + 1) for i in range(args.flows)]
