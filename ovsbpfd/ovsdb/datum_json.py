@@ -26,7 +26,7 @@ from typing import Any
 
 import ovs.db.error
 from ovs.db.data import Atom, Datum
-from ovs.db.types import IntegerType, RealType, Type, UuidType
+from ovs.db.types import IntegerType, RealType, StringType, Type, UuidType
 
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                         r"[0-9a-fA-F]{12}\Z")
@@ -69,7 +69,12 @@ def uuid_text(value: uuid.UUID) -> str:
 
 
 def datum_from_json(t: Type, value: Any, symtab: dict | None = None) -> Datum:
-    """Datum.from_json(t, value, symtab), faster for sets of references."""
+    """Datum.from_json(t, value, symtab), faster for sets of references and
+    for plain strings (a name, a type: what every inserted row carries)."""
+    if type(value) is str and t.value is None and t.key.type is StringType:
+        key = t.key
+        if key.enum is None and key.min_length <= len(value) <= key.max_length:
+            return Datum(t, {Atom(StringType, value): None})
     if t.value is None and t.key.type is UuidType and t.key.enum is None \
             and type(value) is list and len(value) == 2:
         if value[0] == "set" and type(value[1]) is list:
