@@ -150,7 +150,7 @@ def strong_refs(table: TableSchema, row: Row) -> Iterator[tuple[str, uuid.UUID, 
 
 RefChange = tuple[str, uuid.UUID, str, int]
 _RECENT_REF_CHANGES: dict[tuple[int, int], tuple[Row | None, Row | None, tuple]] = {}
-_RECENT_MAX = 256
+_RECENT_MAX = 1 << 12
 
 
 def strong_ref_changes(table: TableSchema, old: Row | None, new: Row | None
@@ -289,6 +289,13 @@ class Database:
         # The same rows keyed by their uuids' text, for lookups of a uuid as a
         # client writes it (ovs-vsctl's waits): a str hashes in C, a UUID not.
         self.by_text: dict[str, dict[str, Row]] = {name: {} for name in self.tables}
+        # Per table, a number that changes whenever a commit modifies or
+        # deletes a row of it: while it stays, the table only grew at its end
+        # (inserted rows), which lets a monitor's encoded initial dump of the
+        # whole table be extended instead of rebuilt (monitor.py keeps those,
+        # here, under (table, entry kind)).
+        self.rewrites: dict[str, int] = dict.fromkeys(self.tables, 0)
+        self.initial_dumps: dict[tuple[str, str], tuple[int, int, bytes]] = {}
 
     @property
     def name(self) -> str:
@@ -304,6 +311,7 @@ class Database:
             by_text = self.by_text[table_name]
             ts = self.table_schema(table_name)
             indexes = self.indexes[table_name]
+            rewritten = False
             for row_uuid, (old, new) in rows.items():
                 for _col, target, _table, delta in strong_ref_changes(ts, old, new):
                     n = self.refcount.get(target, 0) + delta
@@ -311,6 +319,8 @@ class Database:
                         self.refcount[target] = n
                     else:
                         self.refcount.pop(target, None)
+                if old is not None or row_uuid in table:
+                    rewritten = True
                 if old is not None:
                     self.n_atoms -= row_atoms(old)
                     indexes.remove(old)
@@ -322,3 +332,5 @@ class Database:
                     by_text[uuid_text(row_uuid)] = new
                     self.n_atoms += row_atoms(new)
                     indexes.add(new)
+            if rewritten:
+                self.rewrites[table_name] += 1

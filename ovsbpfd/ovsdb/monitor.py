@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from ovs.db.schema import TableSchema
@@ -31,6 +32,9 @@ from .jsonrpc import encode
 from .transaction import ChangeSet
 
 SELECT_KINDS = ("initial", "insert", "delete", "modify")
+# Joined dumps bigger than this are not kept (a big database's full dump
+# would double the memory its rows' entries already take).
+_KEPT_DUMP_MAX = 1 << 20
 _UPDATE_METHODS = {1: b"update", 2: b"update2", 3: b"update3"}
 
 
@@ -127,28 +131,57 @@ class Monitor:
     def initial_encoded(self) -> bytes:
         """initial(), already encoded as JSON: each row's entry comes from its
         memo (rows never change), so only rows new since the last dump of this
-        kind are encoded."""
+        kind are encoded; and a whole table's entries, joined, are kept on the
+        database, so a table that only grew since is extended, not re-joined."""
         parts = []
         for name, tm in self.tables.items():
             if not tm.select["initial"] or tm.condition.is_false:
                 continue
             key = tm.encoded_keys[self.version == 1]
-            rows = self.db.tables[name].values()
             if tm.condition.clauses:
-                rows = [r for r in rows if tm.condition.matches(r)]
-            entries = []
-            for row in rows:
-                memo = row.memo
-                entry = memo.get(key) if memo is not None else None
-                if entry is None:
-                    entry = self._encode_initial(tm, row)
-                    if memo is None:
-                        memo = row.memo = {}
-                    memo[key] = entry
-                entries.append(entry)
-            if entries:
-                parts.append(b'%s:{%s}' % (encode(name), b",".join(entries)))
+                rows = [r for r in self.db.tables[name].values() if tm.condition.matches(r)]
+                body = b",".join(self._entries(tm, key, rows))
+            else:
+                body = self._whole_table_entries(name, tm, key)
+            if body:
+                parts.append(b'%s:{%s}' % (encode(name), body))
         return b"{%s}" % b",".join(parts)
+
+    def _whole_table_entries(self, name: str, tm: TableMonitor, key: str) -> bytes:
+        """Every row's entry of one table, joined: the kept join of the same
+        kind, extended by the rows inserted since (the table's rewrite count
+        unchanged means that its rows are the kept ones and then new ones at
+        the end), or joined afresh."""
+        db = self.db
+        table = db.tables[name]
+        rewrites = db.rewrites[name]
+        kept = db.initial_dumps.get((name, key))
+        if kept is not None and kept[0] == rewrites and kept[1] <= len(table):
+            body = kept[2]
+            if kept[1] < len(table):
+                new = b",".join(self._entries(tm, key, islice(table.values(), kept[1], None)))
+                body = body + b"," + new if body else new
+        else:
+            body = b",".join(self._entries(tm, key, table.values()))
+        if len(body) <= _KEPT_DUMP_MAX:
+            db.initial_dumps[(name, key)] = (rewrites, len(table), body)
+        else:
+            db.initial_dumps.pop((name, key), None)
+        return body
+
+    def _entries(self, tm: TableMonitor, key: str, rows: Any) -> list[bytes]:
+        """The rows' initial-dump entries, from their memos or encoded now."""
+        entries = []
+        for row in rows:
+            memo = row.memo
+            entry = memo.get(key) if memo is not None else None
+            if entry is None:
+                entry = self._encode_initial(tm, row)
+                if memo is None:
+                    memo = row.memo = {}
+                memo[key] = entry
+            entries.append(entry)
+        return entries
 
     def _encode_initial(self, tm: TableMonitor, row: Row) -> bytes:
         """The row's `"uuid":{...}` entry in an initial dump."""
