@@ -366,9 +366,10 @@ class DatapathBacker:
     def revalidate_rules(self, changes: list[RuleChange]) -> None:
         """Rules were added, removed or modified: fix the flows they may affect.
 
-        Done on the next turn of the event loop (a FLOW_MOD takes effect in
-        the datapath at once), and only for the flows the change index names;
-        a long queue of changes becomes one full pass instead."""
+        Done once the OpenFlow channel has handled the read that brought the
+        FLOW_MOD (``settle``), else on the next turn of the event loop, and
+        only for the flows the change index names; a long queue of changes
+        becomes one full pass instead."""
         if not changes or not self.revalidator.records:
             return  # nothing installed that they could affect
         self._rule_changes.extend(changes)

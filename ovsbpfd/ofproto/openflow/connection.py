@@ -1,8 +1,8 @@
 """One OpenFlow channel: framing, HELLO negotiation, keepalive, error replies.
 
 Requests are handled strictly one after another, each awaited to the end,
-so a BARRIER_REPLY (sent by the dispatcher after ``core.barrier()``) always
-follows the completion of every earlier request.  A bad message is answered
+so a BARRIER_REPLY (sent by the dispatcher once the core's barrier is done)
+always follows the completion of every earlier request.  A bad message is answered
 with OFPT_ERROR carrying its xid and the whole message (as ovs-vswitchd
 does); the channel is dropped only where framing is lost (a length under 8)
 or HELLO negotiation fails.
@@ -15,7 +15,8 @@ for each reply (ovs-ofctl sends FLOW_MOD, BARRIER, waits) and the FLOW_MOD ->
 datapath latency pay for.  A handler that does suspend, a peer that stops
 reading, or a long run of requests hands the rest of the input over to the
 connection's task, which finishes them in the same order before callbacks
-take over again.
+take over again.  Once all the input of a read is handled, the handler is
+told (``input_handled``): the datapath catches up with the FLOW_MODs there.
 """
 
 from __future__ import annotations
