@@ -17,6 +17,10 @@ from ovs.db.types import Type, UuidType
 from .datum_json import datum_to_json, ordered_difference, shares_remembered_atoms, uuid_text
 from .schema import Schema
 
+# Sets and maps with more elements than this have their JSON remembered
+# whenever it is written (Row.json_once).
+_REMEMBERED_FROM = 8
+
 
 class Row:
     """One row: its identity, version and a Datum per schema column.
@@ -59,13 +63,21 @@ class Row:
         return value
 
     def json_once(self, column: str) -> Any:
-        """json(column), without remembering it (from the memo if there)."""
+        """json(column), from the memo if there, else without remembering it,
+        unless it is a big set or map: those (a bridge's ports) are what a
+        new client's dump and then its waits both ask for, and few."""
         memo = self.memo
         if memo is not None:
             value = memo.get(column)
             if value is not None:
                 return value
-        return self._column_json(column)
+        value = self._column_json(column)
+        datum = self.data.get(column)
+        if datum is not None and len(datum.values) > _REMEMBERED_FROM:
+            if memo is None:
+                memo = self.memo = {}
+            memo[column] = value
+        return value
 
     def _column_json(self, column: str) -> Any:
         if column == "_uuid":

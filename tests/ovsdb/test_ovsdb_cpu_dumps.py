@@ -12,6 +12,7 @@ import random
 import pytest
 
 from ovsbpfd.ovsdb.database import Database
+from ovsbpfd.ovsdb.datum_json import datum_to_json
 from ovsbpfd.ovsdb.execution import Executor
 from ovsbpfd.ovsdb.monitor import Monitor
 from ovsbpfd.ovsdb.schema import Schema, schema_path
@@ -113,3 +114,19 @@ def test_ovsdb_cpu_dump_kept_only_for_whole_tables():
     _add_ports(db, ["c"])
     assert db.rewrites["Port"] == rewrites["Port"]
     assert db.rewrites["Bridge"] == rewrites["Bridge"] + 1
+
+
+def test_ovsdb_cpu_big_sets_json_remembered_when_dumped():
+    """A bridge's ports, written for a dump, are kept for the waits after it;
+    small values are not kept (a big database's dump stays bytes only)."""
+    db = Database(Schema.from_file(schema_path()))
+    _run(db, [{"op": "insert", "table": "Open_vSwitch", "row": {"bridges": ["named-uuid", "b"]}},
+              {"op": "insert", "table": "Bridge", "uuid-name": "b", "row": {"name": "br0"}}])
+    _add_ports(db, [f"n{i}" for i in range(9)])
+    (bridge,) = db.tables["Bridge"].values()
+    port = next(iter(db.tables["Port"].values()))
+    ports = bridge.json_once("ports")
+    assert ports == datum_to_json(bridge.data["ports"]) and len(ports[1]) == 9
+    assert bridge.json("ports") is ports
+    assert port.json_once("interfaces") == datum_to_json(port.data["interfaces"])
+    assert "interfaces" not in (port.memo or {})
