@@ -139,7 +139,11 @@ class Dispatcher:
         self.peers = peers
         self.frag_flags = c.OFPC_FRAG_NORMAL
         self.port_admin_hook: PortAdminHook | None = None
+        # Optional core methods: settle() brings the datapath up to date;
+        # barrier_now() is a synchronous barrier, True once every earlier
+        # change is in the datapath, False if that needs a wait.
         self._settle: Callable[[], None] | None = getattr(core, "settle", None)
+        self._barrier_now: Callable[[], bool] | None = getattr(core, "barrier_now", None)
         self._handlers: dict[type, Callable] = {
             EchoRequest: self._echo,
             EchoReply: self._ignore,
@@ -189,12 +193,6 @@ class Dispatcher:
         bring the datapath up to date now (``settle``, if it has one)."""
         if self._settle is not None:
             self._settle()
-
-    @property
-    def _barrier_now(self) -> Callable[[], bool] | None:
-        """The core's synchronous barrier, if it has one: True once every
-        earlier change is in the datapath, False if that needs a wait."""
-        return getattr(self.core, "barrier_now", None)
 
     async def __call__(self, conn: OfConnection, msg: OfpMessage) -> None:
         if msg.MSG_TYPE in c.SLAVE_FORBIDDEN_TYPES and conn.role == c.OFPCR_ROLE_SLAVE:
