@@ -31,13 +31,14 @@ class Row:
     else is computed when asked and not kept, which keeps a big database's
     memory close to that of its datums."""
 
-    __slots__ = ("uuid", "version", "data", "memo")
+    __slots__ = ("uuid", "version", "data", "memo", "atoms")
 
     def __init__(self, row_uuid: uuid.UUID, version: uuid.UUID, data: dict[str, Datum]):
         self.uuid = row_uuid
         self.version = version
         self.data = data
         self.memo: dict[Any, Any] | None = None
+        self.atoms: int | None = None  # row_atoms(self), once asked
 
     def get(self, column: str) -> Datum:
         return self.data[column]
@@ -126,21 +127,13 @@ def is_default(datum: Datum) -> bool:
     return datum.values == default_datum(t).values
 
 
-_ATOM_COUNT = "\0atoms"
-
-
 def row_atoms(row: Row) -> int:
     """How many atoms (set elements or map pairs) a row holds, as OVS counts
     them; remembered on the row, which the commit (old and new version) and
     the history both weigh."""
-    memo = row.memo
-    if memo is None:
-        memo = row.memo = {}
-    else:
-        count = memo.get(_ATOM_COUNT)
-        if count is not None:
-            return count
-    count = memo[_ATOM_COUNT] = sum(len(d.values) for d in row.data.values())
+    count = row.atoms
+    if count is None:
+        count = row.atoms = sum(len(d.values) for d in row.data.values())
     return count
 
 

@@ -34,7 +34,7 @@ from .transaction import ChangeSet
 SELECT_KINDS = ("initial", "insert", "delete", "modify")
 # Joined dumps bigger than this are not kept (a big database's full dump
 # would double the memory its rows' entries already take).
-_KEPT_DUMP_MAX = 1 << 20
+_KEPT_DUMP_MAX = 1 << 18
 _UPDATE_METHODS = {1: b"update", 2: b"update2", 3: b"update3"}
 
 
