@@ -23,7 +23,7 @@ from ovs.db.data import Datum
 
 from .columns import resized
 from .database import Database, Row, default_data, is_default
-from .datum_json import datum_to_json
+from .datum_json import datum_from_json, datum_to_json
 from .diff import apply_diff, datum_diff_json
 from .errors import OvsdbError
 from .log_sync import BackgroundSync
@@ -122,10 +122,11 @@ def replay(db: Database, record: dict) -> None:
                     continue
                 try:
                     if old is not None and is_diff:
-                        diff = Datum.from_json(resized(col.type, 0, 1 << 62), value)
+                        diff = datum_from_json(resized(col.type, 0, 1 << 62), value)
                         data[name] = apply_diff(data[name], Datum(col.type, diff.values))
                     else:
-                        data[name] = Datum.from_json(col.type, value)
+                        # Shares the uuid Atoms later parses use (fast set deltas).
+                        data[name] = datum_from_json(col.type, value)
                 except ovs.db.error.Error as e:
                     raise OvsdbError.from_ovs(e) from None
             changes.setdefault(table_name, {})[row_uuid] = (old, Row(row_uuid, uuid.uuid4(), data))
