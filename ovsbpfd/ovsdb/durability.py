@@ -6,9 +6,10 @@ off to the end of the current event-loop turn.  Until then every byte the
 server would send to any client (the transaction's reply, other clients'
 update notifications, anything else) is held, in order, per client.  At the
 end of the turn the logs are synced once and the held bytes go out, one
-write per client.  (The flush itself begins on a worker thread at the turn's
-first commit, so the disk works while the turn goes on; the release waits
-for it, and flushes again only if commits came after it began.)
+write per client.  (The flush itself begins in the kernel's background at
+the turn's first commit (log_sync.py), so the disk works while the turn goes
+on; the release waits for it, and flushes again only if commits came after
+it began.)
 
 So a transaction is still acknowledged only once it is durable (and nobody
 hears of a change that a crash could still undo), but a client that

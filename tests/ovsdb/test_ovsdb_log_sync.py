@@ -1,42 +1,39 @@
 """The log's flush overlapping the rest of a commit (begin_sync, then sync).
 
-Each test counts the fdatasync calls a real Storage makes on a real file
-(the recorder calls the real fdatasync), to show that a flush begun early is
-waited for, topped up when records came after it, and never skipped."""
+A real Storage on a real file: the background flush is the kernel's (Linux
+AIO fdatasync), and the inline fdatasync calls the Storage still makes are
+counted by a recorder around the real os.fdatasync, to show that a flush
+begun early is waited for, topped up when records came after it, and never
+skipped."""
 
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 
+from ovsbpfd.ovsdb import log_sync
 from ovsbpfd.ovsdb.execution import Executor
+from ovsbpfd.ovsdb.log_sync import BackgroundSync
 from ovsbpfd.ovsdb.storage import Storage, changes_to_record, create_db, read_records
 
 from .helpers import SCHEMA
 
 
 class FlushRecorder:
-    """os.fdatasync, noting which thread called it; can be told to fail."""
+    """os.fdatasync, counting the calls."""
 
     def __init__(self, real) -> None:
         self.real = real
-        self.calls: list[str] = []
-        self.fail = False
-        self.gate: threading.Event | None = None
+        self.calls = 0
 
     def __call__(self, fd: int) -> None:
-        self.calls.append(threading.current_thread().name)
-        if self.gate is not None:
-            self.gate.wait(10)
-        if self.fail:
-            raise OSError(5, "Input/output error")
+        self.calls += 1
         self.real(fd)
 
 
 @pytest.fixture
-def flushes(monkeypatch):
+def inline_flushes(monkeypatch):
     recorder = FlushRecorder(os.fdatasync)
     monkeypatch.setattr(os, "fdatasync", recorder)
     return recorder
@@ -61,77 +58,86 @@ def _append(storage: Storage, db, cfg: int) -> None:
     db.apply(outcome.changes)
 
 
-def test_ovsdb_flush_begun_early_is_waited_for_not_repeated(tmp_path, flushes):
+def test_ovsdb_flush_begun_early_is_waited_for_not_repeated(tmp_path, inline_flushes):
     storage, db = _open(tmp_path)
     try:
         _append(storage, db, 1)
         storage.begin_sync()
         storage.sync()
-        assert len(flushes.calls) == 1
-        assert flushes.calls[0].startswith("ovsdb-sync")  # on the worker thread
+        assert inline_flushes.calls == 0  # the kernel's flush covered it
+        assert storage._flusher.completed == 1
         storage.sync()  # nothing new: nothing to flush
-        assert len(flushes.calls) == 1
+        assert inline_flushes.calls == 0
     finally:
         storage.close()
 
 
-def test_ovsdb_records_after_the_early_flush_are_flushed_again(tmp_path, flushes):
+def test_ovsdb_records_after_the_early_flush_are_flushed_again(tmp_path, inline_flushes):
     storage, db = _open(tmp_path)
     try:
-        flushes.gate = threading.Event()  # hold the early flush until both are written
         _append(storage, db, 1)
         storage.begin_sync()
         _append(storage, db, 2)
         storage.begin_sync()  # one flush in flight at a time: no second one begins
-        flushes.gate.set()
         storage.sync()
-        assert len(flushes.calls) == 2
-        assert flushes.calls[1] == threading.current_thread().name
+        assert storage._flusher.completed == 1
+        assert inline_flushes.calls == 1  # for the record written after it began
     finally:
         storage.close()
 
 
-def test_ovsdb_failed_early_flush_fails_the_sync(tmp_path, flushes):
+def test_ovsdb_without_kernel_aio_the_sync_flushes_inline(tmp_path, inline_flushes, monkeypatch):
+    monkeypatch.setattr(log_sync, "_SYSCALL_NUMBERS", {})  # as on an unknown architecture
     storage, db = _open(tmp_path)
     try:
-        flushes.fail = True
         _append(storage, db, 1)
         storage.begin_sync()
+        assert inline_flushes.calls == 0
+        storage.sync()
+        assert inline_flushes.calls == 1
+        assert storage._flusher.completed == 0
+    finally:
+        storage.close()
+
+
+def test_ovsdb_flush_the_kernel_refuses_is_left_to_the_inline_sync():
+    read_end, write_end = os.pipe()  # a pipe has no fdatasync: io_submit says EINVAL
+    flusher = BackgroundSync()
+    try:
+        flusher.start(write_end, 1)
+        assert flusher.wait() == 0  # nothing was in flight
         with pytest.raises(OSError):
-            storage.sync()
-        flushes.fail = False
-        storage.sync()  # the record is still not known durable: flushed again
-        assert len(flushes.calls) == 2
+            os.fdatasync(write_end)  # what Storage.sync() then does, and reports
     finally:
-        storage.close()
+        flusher.close()
+        os.close(read_end)
+        os.close(write_end)
 
 
-def test_ovsdb_compaction_while_a_flush_runs(tmp_path, flushes):
+def test_ovsdb_compaction_while_a_flush_runs(tmp_path, inline_flushes):
     storage, db = _open(tmp_path)
     try:
-        flushes.gate = threading.Event()
         _append(storage, db, 1)
         storage.begin_sync()
-        threading.Timer(0.2, flushes.gate.set).start()
         storage.compact(db)  # waits for the flush before swapping files
-        before = len(flushes.calls)
         storage.sync()  # the compacted file was synced whole: nothing left
-        assert len(flushes.calls) == before
+        assert inline_flushes.calls == 0
         _append(storage, db, 2)
+        storage.begin_sync()  # now on the new file
         storage.sync()
-        assert len(flushes.calls) == before + 1
+        assert inline_flushes.calls == 0
+        assert storage._flusher.completed == 2
     finally:
         storage.close()
     records, _end = read_records(str(tmp_path / "conf.db"))
     assert len(records) == 3  # schema, snapshot, the commit after it
+    assert records[2]["Open_vSwitch"]
 
 
-def test_ovsdb_close_waits_for_a_flush_in_flight(tmp_path, flushes):
+def test_ovsdb_close_waits_for_a_flush_in_flight(tmp_path):
     storage, db = _open(tmp_path)
-    flushes.gate = threading.Event()
     _append(storage, db, 1)
     storage.begin_sync()
-    threading.Timer(0.2, flushes.gate.set).start()
+    flusher = storage._flusher
     storage.close()
-    assert flushes.gate.is_set()
-    assert flushes.calls and flushes.calls[0].startswith("ovsdb-sync")
+    assert flusher.completed == 1
