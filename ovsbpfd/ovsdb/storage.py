@@ -150,8 +150,12 @@ def changes_to_record(db: Database, changes: ChangeSet, comments: list[str]) -> 
                 if old is None:
                     if not is_default(datum):
                         cols[col.name] = datum_to_json(datum)
-                elif old.data[col.name] != datum:
-                    cols[col.name] = datum_diff_json(old.data[col.name], datum)
+                else:
+                    before = old.data[col.name]
+                    # An update shares the datums it did not change: no need
+                    # for python-ovs's element-by-element comparison of those.
+                    if before is not datum and before != datum:
+                        cols[col.name] = datum_diff_json(before, datum)
             if old is None or cols:
                 out[str(row_uuid)] = cols
         if out:
