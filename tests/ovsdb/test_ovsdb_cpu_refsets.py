@@ -42,6 +42,19 @@ def _order(datum: Datum) -> list[uuid.UUID]:
     return [atom.value for atom in datum.values]
 
 
+def _random_change(rng: random.Random, pool: list[uuid.UUID], most: int, added: int
+                   ) -> tuple[Datum, Datum, list[uuid.UUID], list[uuid.UUID]]:
+    """A set of up to `most` uuids of the pool and a changed copy (some kept,
+    up to `added` more), each parsed with shared Atoms or python-ovs's own."""
+    before_ids = rng.sample(pool, rng.randint(0, most))
+    after_ids = list(dict.fromkeys(rng.sample(before_ids, rng.randint(0, len(before_ids)))
+                                   + rng.sample(pool, rng.randint(0, added))))
+    parsers = (lambda v: datum_from_json(PORTS, v), lambda v: Datum.from_json(PORTS, v))
+    before = rng.choice(parsers)(_json(before_ids))
+    after = rng.choice(parsers)(_json(after_ids))
+    return before, after, before_ids, after_ids
+
+
 def test_ovsdb_cpu_parsed_sets_share_atoms():
     pool = [uuid.uuid4() for _ in range(4)]
     first = datum_from_json(PORTS, _json(pool))
@@ -56,14 +69,8 @@ def test_ovsdb_cpu_parsed_sets_share_atoms():
 def test_ovsdb_cpu_ref_set_deltas_in_datum_order_shared_or_not():
     rng = random.Random(11)
     pool = [uuid.uuid4() for _ in range(40)]
-    parsers = (lambda v: datum_from_json(PORTS, v), lambda v: Datum.from_json(PORTS, v))
     for _ in range(400):
-        before_ids = rng.sample(pool, rng.randint(0, 15))
-        after_ids = rng.sample(before_ids, rng.randint(0, len(before_ids))) \
-            + rng.sample(pool, rng.randint(0, 4))
-        after_ids = list(dict.fromkeys(after_ids))
-        before = rng.choice(parsers)(_json(before_ids))
-        after = rng.choice(parsers)(_json(after_ids))
+        before, after, _before_ids, _after_ids = _random_change(rng, pool, 15, 4)
         got = list(_ref_set_changes(PORTS_COL, before, after))
         assert got == _expected(_order(before), _order(after))
 
@@ -71,13 +78,8 @@ def test_ovsdb_cpu_ref_set_deltas_in_datum_order_shared_or_not():
 def test_ovsdb_cpu_set_diffs_in_datum_order_shared_or_not():
     rng = random.Random(5)
     pool = [uuid.uuid4() for _ in range(30)]
-    parsers = (lambda v: datum_from_json(PORTS, v), lambda v: Datum.from_json(PORTS, v))
     for _ in range(300):
-        old_ids = rng.sample(pool, rng.randint(0, 12))
-        new_ids = list(dict.fromkeys(rng.sample(old_ids, rng.randint(0, len(old_ids)))
-                                     + rng.sample(pool, rng.randint(0, 3))))
-        old = rng.choice(parsers)(_json(old_ids))
-        new = rng.choice(parsers)(_json(new_ids))
+        old, new, old_ids, new_ids = _random_change(rng, pool, 12, 3)
         expected = [u for u in _order(old) if u not in new_ids] \
             + [u for u in _order(new) if u not in old_ids]
         assert [a.value for a in datum_diff(old, new).values] == expected

@@ -105,18 +105,24 @@ def test_barrier_and_echo_are_answered_within_the_read_callback() -> None:
     asyncio.run(scenario())
 
 
+async def drop_flow_installed(rig):
+    """Start the rig's backer and send one frame that no rule forwards yet:
+    the megaflow record of the drop flow it installs."""
+    await rig.backer.start()
+    frame = pb.udp_frame(host_mac(1), host_mac(2), "192.168.0.1", "10.0.0.1", 4000, 53)
+    rig.dpif.inject(rig.dp_port(1), frame)
+    rig.settle()
+    (record,) = rig.backer.revalidator.records.values()
+    assert record.actions == ()  # table miss: a drop flow
+    return record
+
+
 def test_barrier_reply_is_written_after_the_datapath_flow_is_fixed() -> None:
     """A drop megaflow installed before the FLOW_MOD forwards by the time the
-    BARRIER_REPLY is written, though scoped revalidation is otherwise left
-    to the next loop turn."""
+    BARRIER_REPLY is written."""
     async def scenario() -> None:
         with empty_rig(2) as rig:
-            await rig.backer.start()
-            frame = pb.udp_frame(host_mac(1), host_mac(2), "192.168.0.1", "10.0.0.1", 4000, 53)
-            rig.dpif.inject(rig.dp_port(1), frame)
-            rig.settle()
-            (record,) = rig.backer.revalidator.records.values()
-            assert record.actions == ()  # table miss: a drop flow
+            record = await drop_flow_installed(rig)
             seen_at_reply: list[tuple] = []
 
             def on_write(data: bytes) -> None:
@@ -165,11 +171,7 @@ def test_a_lone_flow_mod_fixes_the_datapath_within_its_read_callback() -> None:
     the read callback returns, not on a later loop turn."""
     async def scenario() -> None:
         with empty_rig(2) as rig:
-            await rig.backer.start()
-            frame = pb.udp_frame(host_mac(1), host_mac(2), "192.168.0.1", "10.0.0.1", 4000, 53)
-            rig.dpif.inject(rig.dp_port(1), frame)
-            rig.settle()
-            (record,) = rig.backer.revalidator.records.values()
+            record = await drop_flow_installed(rig)
             conn, task = await serving(rig.bridge, CapturingTransport())
             try:
                 feed(conn, forwarding_flow_mod(1))
