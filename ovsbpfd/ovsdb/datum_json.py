@@ -178,8 +178,14 @@ _BY_INT = operator.attrgetter("int")
 
 
 def _int_text(value: int) -> str:
-    """uuid_text of the uuid with this integer."""
-    return uuid_text(uuid.UUID(int=value))
+    """uuid_text of the uuid with this integer (formatted here: building a
+    UUID object just to print it costs more than the text), remembered."""
+    h = f"{value:032x}"
+    text = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    if len(_TEXTS) >= _UUID_CACHE_SIZE:
+        _TEXTS.clear()
+    _TEXTS[value] = text
+    return text
 
 
 def datum_to_json(d: Datum) -> Any:
