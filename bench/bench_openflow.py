@@ -18,6 +18,7 @@ Run as root from the repository root (a few minutes with the defaults):
     python3 -m bench.bench_openflow [--flows 100000] [--rules 10000,100000]
                                     [--burst 5000] [--latency-rounds 5]
                                     [--only addflows,raw,latency,upcall]
+                                    [--placement free|same|cross]
 
 Note what part 1 measures: ovs-ofctl add-flows (OVS 3.1) sends each FLOW_MOD
 followed by a BARRIER and waits for the BARRIER_REPLY before the next, so it
