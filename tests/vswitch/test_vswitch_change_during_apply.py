@@ -20,8 +20,9 @@ from ovsbpfd.vswitch.bridges import BridgeSet
 from ovsbpfd.vswitch.config import SwitchConfig
 from ovsbpfd.vswitch.status import InterfaceStatus
 from ovsbpfd.vswitch.vswitch import Vswitch
-from tests.vswitch.fakes import FakeFactory, FakeNetdevs
+from tests.vswitch.fakes import FakeNetdevs
 from tests.vswitch.ovsdb_ref import RefOvsdb, available
+from tests.vswitch.scenario import run_scenario, vsctl
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs Debian's ovsdb-server")
 
@@ -46,53 +47,35 @@ class GatedBridgeSet(BridgeSet):
 
 
 async def interface_column(db: RefOvsdb, name: str, column: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "ovs-vsctl", f"--db={db.remote}", "--timeout=10", "get", "Interface", name, column,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, _err = await proc.communicate()
-    return out.decode().strip()
+    return (await vsctl(db, "get", "Interface", name, column))[1]
 
 
-async def vsctl(db: RefOvsdb, *args: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        "ovs-vsctl", f"--db={db.remote}", "--timeout=10", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    _out, err = await proc.communicate()
-    assert proc.returncode == 0, err
+async def vsctl_ok(db: RefOvsdb, *args: str) -> None:
+    rc, _out, err, _took = await vsctl(db, *args)
+    assert rc == 0, err
 
 
 def test_link_change_during_an_apply_is_applied(tmp_path: Path) -> None:
-    db = RefOvsdb(tmp_path).start()
-    nd = FakeNetdevs()
-    bridges = GatedBridgeSet(nd, FakeFactory())
+    async def scenario(db: RefOvsdb, vs: Vswitch, nd: FakeNetdevs, _factory: Any) -> None:
+        bridges = vs.bridges
+        assert isinstance(bridges, GatedBridgeSet)
+        nd.add_system("eth9")
+        await vsctl_ok(db, "init")
+        await vsctl_ok(db, "add-br", "br0", "--", "add-port", "br0", "eth9")
+        assert await interface_column(db, "eth9", "link_state") == "up"
 
-    async def main() -> None:
-        # no statistics tick during the test: only the change itself may fix it
-        vs = Vswitch(db.remote, bridges, version="1",
-                     datapath_types=["dummy"], stats_interval=3600)
-        await vs.start()
-        try:
-            nd.add_system("eth9")
-            await vsctl(db, "init")
-            await vsctl(db, "add-br", "br0", "--", "add-port", "br0", "eth9")
-            assert await interface_column(db, "eth9", "link_state") == "up"
+        bridges.armed = True
+        vs.netdevs_changed()  # an apply runs and sees eth9 still up
+        await asyncio.wait_for(bridges.applied.wait(), 10)
+        nd.set_state("eth9", admin_up=False, link_up=False)
+        vs.netdevs_changed()  # the kernel's notice, before that apply returned
+        bridges.release.set()
 
-            bridges.armed = True
-            vs.netdevs_changed()  # an apply runs and sees eth9 still up
-            await asyncio.wait_for(bridges.applied.wait(), 10)
-            nd.set_state("eth9", admin_up=False, link_up=False)
-            vs.netdevs_changed()  # the kernel's notice, before that apply returned
-            bridges.release.set()
+        deadline = time.monotonic() + 10
+        while await interface_column(db, "eth9", "link_state") != "down":
+            assert time.monotonic() < deadline, "the link change was lost"
+            await asyncio.sleep(0.05)
+        assert await interface_column(db, "eth9", "admin_state") == "down"
 
-            deadline = time.monotonic() + 10
-            while await interface_column(db, "eth9", "link_state") != "down":
-                assert time.monotonic() < deadline, "the link change was lost"
-                await asyncio.sleep(0.05)
-            assert await interface_column(db, "eth9", "admin_state") == "down"
-        finally:
-            await vs.stop()
-
-    try:
-        asyncio.run(main())
-    finally:
-        db.stop()
+    # no statistics tick during the test: only the change itself may fix it
+    run_scenario(tmp_path, scenario, stats_interval=3600, bridge_set=GatedBridgeSet)

@@ -14,21 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ovsbpfd.vswitch.bridges import BridgeSet
-from ovsbpfd.vswitch.vswitch import Vswitch
-from tests.vswitch.fakes import FakeFactory, FakeNetdevs
 from tests.vswitch.ovsdb_ref import RefOvsdb, available
+from tests.vswitch.scenario import run_scenario, vsctl
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs Debian's ovsdb-server")
-
-
-async def vsctl(db: RefOvsdb, *args: str) -> tuple[int, str, str, float]:
-    start = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        "ovs-vsctl", f"--db={db.remote}", "--timeout=10", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode().strip(), err.decode(), time.monotonic() - start
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -36,26 +25,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
     while not await check():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.05)
-
-
-def run_scenario(tmp_path: Path, scenario, stats_interval: float = 5.0) -> None:
-    db = RefOvsdb(tmp_path).start()
-    nd = FakeNetdevs()
-    factory = FakeFactory()
-
-    async def main() -> None:
-        vs = Vswitch(db.remote, BridgeSet(nd, factory), version="9.8.7",
-                     datapath_types=["dummy"], stats_interval=stats_interval)
-        await vs.start()
-        try:
-            await scenario(db, vs, nd, factory)
-        finally:
-            await vs.stop()
-
-    try:
-        asyncio.run(main())
-    finally:
-        db.stop()
 
 
 def test_status_and_cur_cfg_written_before_vsctl_returns(tmp_path: Path) -> None:
