@@ -56,7 +56,6 @@ from ovsbpfd.ofproto.openflow.bundle import (
     validate_flow_mod,
 )
 from ovsbpfd.ofproto.openflow.connection import OfConnection
-from ovsbpfd.ofproto.openflow.header import HEADER
 from ovsbpfd.ofproto.openflow.messages import (
     BarrierReply,
     BarrierRequest,
@@ -181,7 +180,7 @@ class Dispatcher:
             barrier_now = self._barrier_now
             if barrier_now is None or not barrier_now():
                 return False  # the core must wait: the coroutine does
-            conn.send_raw(barrier_reply(msg.xid))
+            conn.send(BarrierReply(xid=msg.xid))
             return True
         if kind is EchoRequest:
             conn.send(EchoReply(msg.data, xid=msg.xid))  # type: ignore[attr-defined]
@@ -414,11 +413,6 @@ class Dispatcher:
         if object_id != a.OFPP_ANY and object_id not in {p.port_no for p in core.ports()}:
             raise _bad_request(OFPBRC_BAD_PORT, f"port {object_id}")
         return []
-
-
-def barrier_reply(xid: int) -> bytes:
-    """A BARRIER_REPLY's bytes (a bare header), packed directly."""
-    return HEADER.pack(c.OFP_VERSION, c.OFPT_BARRIER_REPLY, c.OFP_HEADER_LEN, xid)
 
 
 def _optional(core: object, method: str) -> Callable:
