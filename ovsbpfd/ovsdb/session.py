@@ -38,9 +38,20 @@ class PendingTransact:
         self.ops = ops
         self.started = time.monotonic()
         self.timer: asyncio.TimerHandle | None = None
+        self.arm(timeout_ms)
+
+    def arm(self, timeout_ms: float) -> None:
+        """Retry when the wait's timeout (counted from the start) runs out.
+        Called again after every retry that still waits: an event loop may
+        fire a timer a fraction of a millisecond early (uvloop counts in whole
+        milliseconds), and a retry then finds the wait not yet timed out."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if timeout_ms != float("inf"):
+            remaining = self.started + timeout_ms / 1000.0 - time.monotonic()
             loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(timeout_ms / 1000.0, self.retry)
+            self.timer = loop.call_later(max(remaining, 0.0), self.retry)
 
     def elapsed_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000.0
@@ -292,6 +303,8 @@ class Session(asyncio.Protocol):
             if pending is None:
                 pending = PendingTransact(self, msg_id, handle, ops, w.timeout_ms)
                 self.pending.append(pending)
+            else:
+                pending.arm(w.timeout_ms)
             handle.pending.append(pending)
             return
         if pending is not None:
