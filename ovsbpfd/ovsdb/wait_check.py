@@ -148,11 +148,12 @@ def holding_waits_end(db: Any, txn: Any, ops: list, start: int) -> int:
     between hold, each with result {}.
 
     A loop over the run of waits ovs-vsctl sends (one per port), the table
-    looked up once per run.  Each wait is first compared, member by member in
-    C, with the exact wait ovs-vsctl writes for the row it names (one plain
-    column, timeout 0 or more, the row as the server wrote it); only if that
-    fails does it take wait_holds_as_sent, which gives the same answer for
-    every other spelling."""
+    looked up once per run.  Each wait is compared in one C call with the
+    exact wait ovs-vsctl writes for the row it names (one plain column,
+    timeout 0, the row as the server wrote it): a template per column,
+    refilled with the row's uuid text and value, so nothing is built per
+    wait.  Only if that fails does it take wait_holds_as_sent, which gives
+    the same answer for every other spelling."""
     tables = db.schema.parsed.tables
     written_tables = txn.written
     uuids = remembered_uuids()
@@ -161,6 +162,7 @@ def holding_waits_end(db: Any, txn: Any, ops: list, start: int) -> int:
     table: Any = None
     plain: frozenset[str] = frozenset()
     committed_by_text: dict = {}
+    templates: dict[str, _WaitTemplate] = {}
     end = len(ops)
     i = start
     while i < end:
@@ -175,6 +177,7 @@ def holding_waits_end(db: Any, txn: Any, ops: list, start: int) -> int:
             table_name = name
             plain = _column_kinds(table)[0]
             committed_by_text = db.by_text[name]
+            templates = {}
         try:
             text = op["where"][0][2][1]
             column = op["columns"][0]
@@ -191,17 +194,32 @@ def holding_waits_end(db: Any, txn: Any, ops: list, start: int) -> int:
                 ours = row.memo[column]
             except (KeyError, TypeError):
                 ours = row.json(column)
-            try:
-                holds = (len(op) == 7 and type(op["timeout"]) is int and op["timeout"] >= 0
-                         and op["until"] == "=="
-                         and op["where"] == [["_uuid", "==", ["uuid", text]]]
-                         and op["columns"] == [column] and op["rows"] == [{column: ours}])
-            except KeyError:
-                holds = False
-            if holds:
+            template = templates.get(column)
+            if template is None:
+                template = templates[column] = _WaitTemplate(name, column)
+            template.uuid[1] = text
+            template.row[column] = ours
+            if op == template.op and type(op["timeout"]) is int:
                 i += 1
                 continue
         if not wait_holds_as_sent(table, op, get_row):
             return i
         i += 1
     return i
+
+
+class _WaitTemplate:
+    """The wait ovs-vsctl sends to verify one column of a row, with the
+    row's uuid text and value left to fill in.  A plain column's JSON holds
+    only strings and arrays, so Python's == on the whole operation is JSON
+    equality, except for the timeout (0 == 0.0 == False), whose type the
+    caller checks."""
+
+    __slots__ = ("op", "uuid", "row")
+
+    def __init__(self, table: str, column: str) -> None:
+        self.uuid: list[Any] = ["uuid", None]
+        self.row: dict[str, Any] = {column: None}
+        self.op = {"op": "wait", "table": table, "timeout": 0, "until": "==",
+                   "where": [["_uuid", "==", self.uuid]], "columns": [column],
+                   "rows": [self.row]}
