@@ -8,6 +8,12 @@ time; then each server's peak resident memory (VmHWM):
 
   vsctl    N `ovs-vsctl --no-wait add-port` runs on each server, one run on
            one server then one on the other
+  durable  the same add-port, its four requests replayed as ovs-vsctl sends
+           them (waits verifying every row it read included), but committed
+           with "durable": true.  ovsdb-server writes an ovs-vsctl commit to
+           its log without syncing it (ovs-vsctl does not ask for
+           durability), while ovsbpfd syncs every commit before the reply;
+           asking both for it compares the same work
   bulk     one python-ovs Idl transaction inserting 10,000 ports (with their
            interfaces), then a fresh Idl reading them all back
   fanout   100 clients monitor_cond the bridge; one writer commits M changes;
@@ -90,6 +96,80 @@ def bench_vsctl(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[
             wall[name] += time.monotonic() - start
         if (i + 1) % 50 == 0:
             say(f"      add-port {i + 1}/{n} on each: " + ", ".join(
+                f"{name} {wall[name]:.2f} s" for name in names))
+    return {name: (wall[name], cpu[name] + cpu_seconds(pid))
+            for name, (_sock, pid) in servers.items()}
+
+
+# ovs-vsctl add-port's first three requests, as it sends them.  Its fourth,
+# the transact, is built from the third's reply (replay_add_port).
+_VSCTL_OPENING: tuple[tuple[str, list], ...] = (
+    ("get_schema", ["_Server"]),
+    ("monitor_cond", ["_Server", ["monid", "_Server"], {"Database": [{"columns": [
+        "name", "model", "connected", "leader", "schema", "cid", "index"]}]}]),
+    ("monitor_cond_since", [DB, ["monid", DB], {
+        "Port": [{"columns": ["fake_bridge", "interfaces", "name", "tag"]}],
+        "Interface": [{"columns": ["error", "name", "ofport"]}],
+        "Controller": [{"columns": []}],
+        "Bridge": [{"columns": ["controller", "fail_mode", "name", "ports"]}],
+        "Open_vSwitch": [{"columns": ["bridges"]}]}, "00000000-0000-0000-0000-000000000000"]),
+)
+
+
+def _verify(table: str, row_uuid: str, column: str, value: object) -> dict:
+    """The wait with which ovs-vsctl checks that a column it read is unchanged."""
+    return {"op": "wait", "table": table, "timeout": 0, "until": "==", "columns": [column],
+            "where": [["_uuid", "==", ["uuid", row_uuid]]], "rows": [{column: value}]}
+
+
+def replay_add_port(sock: str, port: str, durable: bool) -> None:
+    """`ovs-vsctl --no-wait add-port br0 PORT`, request by request, with the
+    commit made durable if asked."""
+    client = RpcClient(sock, timeout=60)
+    try:
+        for method, params in _VSCTL_OPENING:
+            reply, _ = client.call(method, params)
+        rows = {table: {u: row["initial"] for u, row in by_uuid.items()}
+                for table, by_uuid in reply["result"][2].items()}
+        (root_uuid, root), = rows["Open_vSwitch"].items()
+        (bridge_uuid, bridge), = rows["Bridge"].items()
+        ops = [_verify("Open_vSwitch", root_uuid, "bridges", root["bridges"]),
+               _verify("Bridge", bridge_uuid, "ports", bridge["ports"])]
+        ops += [_verify("Port", u, "interfaces", p["interfaces"])
+                for u, p in rows.get("Port", {}).items()]
+        ports = bridge["ports"]
+        members = ports[1] if ports[0] == "set" else [ports]
+        ops += [{"uuid-name": "newport", "op": "insert", "table": "Port",
+                 "row": {"name": port, "interfaces": ["named-uuid", "newiface"]}},
+                {"uuid-name": "newiface", "op": "insert", "table": "Interface",
+                 "row": {"name": port}},
+                {"op": "update", "table": "Bridge",
+                 "where": [["_uuid", "==", ["uuid", bridge_uuid]]],
+                 "row": {"ports": ["set", [*members, ["named-uuid", "newport"]]]}},
+                {"op": "comment", "comment": f"ovs-vsctl add-port br0 {port}"}]
+        if durable:
+            ops.append({"op": "commit", "durable": True})
+        reply, _ = client.call("transact", [DB, *ops])
+        failed = [r for r in reply["result"] if r and "error" in r]
+        if failed:
+            raise RuntimeError(f"add-port {port} failed: {failed[0]}")
+    finally:
+        client.close()
+
+
+def bench_durable(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[float, float]]:
+    """name -> (seconds, server CPU seconds) for n replayed add-ports with a
+    durable commit on each server, alternating as bench_vsctl does."""
+    names = list(servers)
+    wall = dict.fromkeys(names, 0.0)
+    cpu = {name: -cpu_seconds(pid) for name, (_sock, pid) in servers.items()}
+    for i in range(n):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.monotonic()
+            replay_add_port(servers[name][0], f"dp{i}", durable=True)
+            wall[name] += time.monotonic() - start
+        if (i + 1) % 50 == 0:
+            say(f"      durable add-port {i + 1}/{n} on each: " + ", ".join(
                 f"{name} {wall[name]:.2f} s" for name in names))
     return {name: (wall[name], cpu[name] + cpu_seconds(pid))
             for name, (_sock, pid) in servers.items()}
@@ -189,6 +269,9 @@ def run_all(servers: dict[str, tuple[str, int]], args: argparse.Namespace) -> di
     say(f"vsctl: {args.vsctl} x ovs-vsctl add-port on each server, alternating")
     for name, (wall, cpu) in bench_vsctl(servers, args.vsctl).items():
         res[name]["vsctl"], res[name]["vsctl_cpu"] = wall, cpu
+    say(f"durable: {args.durable} x add-port replayed with a durable commit, alternating")
+    for name, (wall, cpu) in bench_durable(servers, args.durable).items():
+        res[name]["durable"], res[name]["durable_cpu"] = wall, cpu
     for name, (sock, pid) in servers.items():
         say(f"bulk: [{name}] one Idl transaction inserting {args.ports} ports")
         cpu = cpu_seconds(pid)
@@ -220,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m bench.bench_ovsdb")
     p.add_argument("--ports", type=int, default=10000)
     p.add_argument("--vsctl", type=int, default=200)
+    p.add_argument("--durable", type=int, default=200,
+                   help="replayed add-ports with a durable commit")
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--changes", type=int, default=100)
     p.add_argument("--rounds", type=int, default=5, help="fan-out rounds per server")
@@ -235,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     ours, ref = results["ovsbpfd"], results["ovsdb-server"]
     rows = [("vsctl", f"{args.vsctl} x add-port", "s"),
             ("vsctl_cpu", "  server CPU", "s"),
+            ("durable", f"{args.durable} x add-port, durable commit", "s"),
+            ("durable_cpu", "  server CPU", "s"),
             ("bulk_insert", f"1 txn, {args.ports} ports (Idl)", "s"),
             ("bulk_read", f"fresh Idl reads {args.ports} ports", "s"),
             ("bulk_cpu", "  server CPU (insert + read)", "s"),
