@@ -294,10 +294,7 @@ class DatapathBacker:
                 evicted |= result.mac_evicted
         if misses:
             self._install_and_execute(misses)
-        if evicted:
-            self.request_revalidation()  # which entry went is not known
-        elif mac_changes:
-            self.revalidate_macs(mac_changes)
+        self.mac_table_changed(mac_changes, evicted)
         return len(batch)
 
     def _translate_upcall(self, upcall: Upcall) -> tuple[BackedBridge, XlateResult] | None:
@@ -377,6 +374,17 @@ class DatapathBacker:
             self.request_revalidation()
             return
         self._schedule_scoped()
+
+    def mac_table_changed(self, changes: list[tuple[BackedBridge, int, bytes]],
+                          evicted: bool = False) -> None:
+        """MAC learning added, moved or removed these (bridge, vlan, mac)
+        entries; ``evicted``: a full table also dropped its oldest entry to
+        make room, and which one that was is not known, so every flow is
+        revalidated."""
+        if evicted:
+            self.request_revalidation()
+        elif changes:
+            self.revalidate_macs(changes)
 
     def revalidate_macs(self, changes: list[tuple[BackedBridge, int, bytes]]) -> None:
         """MAC learning added or moved these (bridge, vlan, mac) entries: fix

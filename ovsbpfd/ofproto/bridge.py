@@ -310,8 +310,8 @@ class OfprotoBridge:
             rule.credit(1, len(data))
         for counter in result.counters:
             counter.credit(1, len(data))
-        if result.mac_changed:
-            self.backer.request_revalidation()
+        self.backer.mac_table_changed([(self, vlan, mac) for vlan, mac in result.mac_changes],
+                                      result.mac_evicted)
         self.backer.execute(bytes(data), result.actions)
 
     async def barrier(self) -> None:
@@ -444,11 +444,10 @@ class OfprotoBridge:
         expired = self.pipeline.expire()
         for rule, reason in expired:
             self._flow_removed(rule, reason)
-        if self.mac.expire():
-            self.backer.request_revalidation()
-        else:
-            self.backer.revalidate_rules([RuleChange(self, r.table_id, r.match, r.priority)
-                                          for r, _reason in expired] + self._reorders())
+        aged = self.mac.expire()
+        self.backer.revalidate_rules([RuleChange(self, r.table_id, r.match, r.priority)
+                                      for r, _reason in expired] + self._reorders())
+        self.backer.mac_table_changed([(self, vlan, mac) for vlan, mac in aged])
 
     def _changed(self) -> None:
         self.pipeline.take_reorders()  # a full pass covers them

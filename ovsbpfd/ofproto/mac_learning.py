@@ -69,15 +69,16 @@ class MacLearning:
             entry.last_seen = time.monotonic() if now is None else now
             self._entries.move_to_end((vlan, mac))
 
-    def expire(self, now: float | None = None) -> int:
-        """Drop entries not seen for ``aging_s``; return how many."""
+    def expire(self, now: float | None = None) -> list[tuple[int, bytes]]:
+        """Drop entries not seen for ``aging_s``; return their (vlan, mac)
+        keys, so that only the flows that looked them up are re-translated."""
         now = time.monotonic() if now is None else now
         stale = [k for k, e in self._entries.items() if now - e.last_seen >= self.aging_s]
         for key in stale:
             del self._entries[key]
         if stale:
             self.version += 1
-        return len(stale)
+        return stale
 
     def flush_port(self, port: int) -> int:
         stale = [k for k, e in self._entries.items() if e.port == port]

@@ -138,7 +138,6 @@ class XlateResult:
     rules: list[Rule] = field(default_factory=list)
     tables: list[int] = field(default_factory=list)  # tables looked up, in order
     learned: list[tuple[int, bytes, int]] = field(default_factory=list)  # (vlan, mac, port)
-    mac_changed: bool = False
     # MAC-learning entries (vlan, mac) this translation learned anew or moved;
     # and whether learning may have evicted an entry to make room.
     mac_changes: list[tuple[int, bytes]] = field(default_factory=list)
@@ -530,7 +529,6 @@ class Xlate:
             self.result.learned.append((vlan, key.eth_src, self.in_ofport))
             table = self.bridge.mac
             if self.side_effects and self._learn(table, vlan, key.eth_src):
-                self.result.mac_changed = True
                 self._note(f"   NORMAL: learned {_mac(key.eth_src)} on port "
                            f"{_port_name(self.in_ofport)} in VLAN {vlan}")
         pcp = outer >> 13 if outer is not None else 0
