@@ -201,7 +201,12 @@ def _parse_int(text: str) -> int | float:
 
 
 def encode(msg: Any) -> bytes:
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON, in C by orjson; what it refuses (an integer past 64 bits,
+    a key that is not a string) the standard library writes instead."""
+    try:
+        return orjson.dumps(msg)
+    except TypeError:  # orjson.JSONEncodeError included
+        return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class Encoded:

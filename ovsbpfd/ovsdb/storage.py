@@ -26,6 +26,7 @@ from .database import Database, Row, default_data, is_default
 from .datum_json import datum_from_json, datum_to_json
 from .diff import apply_diff, datum_diff_json
 from .errors import OvsdbError
+from .jsonrpc import encode
 from .log_sync import BackgroundSync
 from .schema import Schema
 from .transaction import ChangeSet
@@ -34,7 +35,7 @@ MAGIC = b"OVSDB JSON "
 
 
 def _record_bytes(obj: Any) -> bytes:
-    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    body = encode(obj) + b"\n"
     header = b"%s%d %s\n" % (MAGIC, len(body), hashlib.sha1(body).hexdigest().encode())
     return header + body
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ovsbpfd.ovsdb.jsonrpc import MessageSplitter, ProtocolError
+from ovsbpfd.ovsdb.jsonrpc import MessageSplitter, ProtocolError, encode
 
 INT64 = range(-(1 << 63), 1 << 63)
 
@@ -121,3 +121,24 @@ def test_ovsdb_splitter_returns_good_messages_before_a_bad_one():
 def test_ovsdb_splitter_refuses_values_that_are_not_objects(data):
     with pytest.raises(ProtocolError):
         MessageSplitter().feed(data)
+
+
+ENCODABLE = [
+    ["é", "日本", "\U0001f600", "\u0000\x1f\x7f", "\"\\/\b\f\n\r\t", ""],
+    [0, -0.0, 0.1, 1.0, 1e300, 5e-324, -(1 << 63), (1 << 63) - 1, (1 << 64) - 1],
+    [True, False, None, [], {}, [[[[]]]], {"a": {"b": [1, "x"]}}],
+    {"id": None, "method": "update3", "params": [["monid", "db"], "0" * 36, {"T": {}}]},
+]
+
+
+@pytest.mark.parametrize("value", ENCODABLE, ids=range(len(ENCODABLE)))
+def test_ovsdb_encode_is_compact_json_of_the_same_value(value):
+    data = encode(value)
+    assert b", " not in data and b": " not in data  # compact separators
+    assert same(json.loads(data), value)
+
+
+def test_ovsdb_encode_writes_what_orjson_refuses_as_the_standard_library_does():
+    big = [1 << 64, -(1 << 63) - 1, 123456789012345678901234567890]
+    assert encode(big) == json.dumps(big, separators=(",", ":")).encode()
+    assert encode({1: "a", "b": 2}) == b'{"1":"a","b":2}'
