@@ -387,7 +387,7 @@ class DatapathBacker:
             self.revalidate_macs(changes)
 
     def revalidate_macs(self, changes: list[tuple[BackedBridge, int, bytes]]) -> None:
-        """MAC learning added or moved these (bridge, vlan, mac) entries: fix
+        """MAC learning added, moved or removed these (bridge, vlan, mac) entries: fix
         the flows whose NORMAL looked them up, on the next turn of the loop
         (a pending full pass covers them; a long queue becomes one)."""
         if not changes or not self.revalidator.records or self._reval_pending:
