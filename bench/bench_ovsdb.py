@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import ExitStack
 
 warnings.filterwarnings("ignore", module="ovs.poller")  # its eventlet deprecation notice
@@ -80,25 +81,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_vsctl(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[float, float]]:
-    """name -> (seconds, server CPU seconds) for n add-ports on each server,
-    the runs alternating between the servers (and which one goes first)."""
-    for sock, _pid in servers.values():
-        vsctl(sock, "init")
-        vsctl(sock, "add-br", "br0")
+def alternating(servers: dict[str, tuple[str, int]], n: int, what: str,
+                add_port: Callable[[str, str], None]) -> dict[str, tuple[float, float]]:
+    """name -> (seconds, server CPU seconds) for n add_port(sock, port) runs
+    on each server, alternating between the servers (and which one goes
+    first), so that the machine's other load falls on both alike."""
     names = list(servers)
     wall = dict.fromkeys(names, 0.0)
     cpu = {name: -cpu_seconds(pid) for name, (_sock, pid) in servers.items()}
     for i in range(n):
         for name in names if i % 2 == 0 else names[::-1]:
             start = time.monotonic()
-            vsctl(servers[name][0], "add-port", "br0", f"vp{i}")
+            add_port(servers[name][0], f"{what[0]}p{i}")
             wall[name] += time.monotonic() - start
         if (i + 1) % 50 == 0:
-            say(f"      add-port {i + 1}/{n} on each: " + ", ".join(
+            say(f"      {what} {i + 1}/{n} on each: " + ", ".join(
                 f"{name} {wall[name]:.2f} s" for name in names))
     return {name: (wall[name], cpu[name] + cpu_seconds(pid))
             for name, (_sock, pid) in servers.items()}
+
+
+def bench_vsctl(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[float, float]]:
+    """n `ovs-vsctl add-port` runs on each server (see alternating)."""
+    for sock, _pid in servers.values():
+        vsctl(sock, "init")
+        vsctl(sock, "add-br", "br0")
+    return alternating(servers, n, "add-port",
+                       lambda sock, port: vsctl(sock, "add-port", "br0", port))
 
 
 # ovs-vsctl add-port's first three requests, as it sends them.  Its fourth,
@@ -158,21 +167,10 @@ def replay_add_port(sock: str, port: str, durable: bool) -> None:
 
 
 def bench_durable(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[float, float]]:
-    """name -> (seconds, server CPU seconds) for n replayed add-ports with a
-    durable commit on each server, alternating as bench_vsctl does."""
-    names = list(servers)
-    wall = dict.fromkeys(names, 0.0)
-    cpu = {name: -cpu_seconds(pid) for name, (_sock, pid) in servers.items()}
-    for i in range(n):
-        for name in names if i % 2 == 0 else names[::-1]:
-            start = time.monotonic()
-            replay_add_port(servers[name][0], f"dp{i}", durable=True)
-            wall[name] += time.monotonic() - start
-        if (i + 1) % 50 == 0:
-            say(f"      durable add-port {i + 1}/{n} on each: " + ", ".join(
-                f"{name} {wall[name]:.2f} s" for name in names))
-    return {name: (wall[name], cpu[name] + cpu_seconds(pid))
-            for name, (_sock, pid) in servers.items()}
+    """n replayed add-ports with a durable commit on each server (see
+    alternating); after bench_vsctl, which made the bridge."""
+    return alternating(servers, n, "durable add-port",
+                       lambda sock, port: replay_add_port(sock, port, durable=True))
 
 
 def _idl(sock: str) -> ovs.db.idl.Idl:

@@ -80,6 +80,20 @@ class Rig:
         self.dpif.close()
 
 
+def count_translations(rig: Rig) -> list[int]:
+    """Wrap the revalidator's translator; the list's one item counts its
+    calls from now on (how many datapath flows a change re-translated)."""
+    calls = [0]
+    inner = rig.backer.revalidator.translate
+
+    def counting(key):
+        calls[0] += 1
+        return inner(key)
+
+    rig.backer.revalidator.translate = counting
+    return calls
+
+
 @contextlib.contextmanager
 def empty_rig(n_ports: int = 3) -> Iterator[Rig]:
     """A rig whose flow tables start empty (no NORMAL rule), closed afterwards."""

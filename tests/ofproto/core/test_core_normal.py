@@ -9,7 +9,7 @@ from ovsbpfd.dpif.packet import parse_packet
 from ovsbpfd.ofproto.actions import OFPP_NORMAL, ActOutput
 from ovsbpfd.ofproto.mac_learning import MacLearning
 from ovsbpfd.ofproto.types import OFPPC_NO_FWD
-from tests.ofproto.core.rig import Rig, host_mac
+from tests.ofproto.core.rig import Rig, count_translations, host_mac
 
 H1, H2, H3, H4 = (host_mac(n) for n in (1, 2, 3, 4))
 
@@ -111,19 +111,6 @@ def test_mac_table_aging_and_limit() -> None:
     assert table.lookup(0, H3) is not None and table.lookup(0, H2) is None
 
 
-def counted_translations(rig: Rig) -> list[int]:
-    """Count the revalidator's re-translations from now on (the list's item)."""
-    calls = [0]
-    inner = rig.backer.revalidator.translate
-
-    def counting(key):
-        calls[0] += 1
-        return inner(key)
-
-    rig.backer.revalidator.translate = counting
-    return calls
-
-
 def test_mac_aging_retranslates_only_the_flows_that_looked_the_entry_up(rig: Rig) -> None:
     rig.send(1, pb.arp_request(H1, "10.0.0.1", "10.0.0.2"))  # H1 learned on port 1
     rig.send(2, pb.icmp_frame(H2, H1, "10.0.0.2", "10.0.0.1"))  # to H1, learned: unicast
@@ -131,7 +118,7 @@ def test_mac_aging_retranslates_only_the_flows_that_looked_the_entry_up(rig: Rig
     rig.all_received()
     (h1_entry,) = [e for e in rig.bridge.mac.entries() if e.mac == H1]
     h1_entry.last_seen -= rig.bridge.mac.aging_s + 1
-    translations = counted_translations(rig)
+    translations = count_translations(rig)
     full_passes = rig.backer.revalidator.n_revalidations
     rig.bridge.periodic()
     rig.settle()
@@ -149,7 +136,7 @@ def test_packet_out_learning_retranslates_only_the_flows_for_that_address(rig: R
     rig.send(1, pb.icmp_frame(H1, H3, "10.0.0.1", "10.0.0.3"))  # H3 unknown: flood
     rig.send(2, pb.icmp_frame(H2, H4, "10.0.0.2", "10.0.0.4"))  # H4 unknown: flood
     rig.all_received()
-    translations = counted_translations(rig)
+    translations = count_translations(rig)
     full_passes = rig.backer.revalidator.n_revalidations
     rig.bridge.packet_out(3, (ActOutput(OFPP_NORMAL),),
                           pb.icmp_frame(H3, H1, "10.0.0.3", "10.0.0.1"))  # learns H3 on 3

@@ -26,7 +26,7 @@ from ovsbpfd.ofproto.types import (
     OFPFC_MODIFY_STRICT,
     FlowMod,
 )
-from tests.ofproto.core.rig import Rig, empty_rig, host_mac
+from tests.ofproto.core.rig import Rig, count_translations, empty_rig, host_mac
 
 H1, H2 = host_mac(1), host_mac(2)
 DSTS = [0x0A000001, 0x0A000002, 0x0A000102, 0x0A010203]
@@ -37,19 +37,6 @@ PORTS = [53, 80, 443]
 def rig():
     with empty_rig(3) as r:
         yield r
-
-
-def count_translations(rig: Rig) -> list[int]:
-    """Wrap the revalidator's translator; the list's one item counts its calls."""
-    calls = [0]
-    inner = rig.backer.revalidator.translate
-
-    def counting(key):
-        calls[0] += 1
-        return inner(key)
-
-    rig.backer.revalidator.translate = counting
-    return calls
 
 
 def ip_text(addr: int) -> str:
