@@ -200,7 +200,7 @@ def _strong_ref_changes(table: TableSchema, old: Row | None, new: Row | None
 
 
 def _ref_set_changes(col: ColumnSchema, before: Datum, after: Datum
-                     ) -> Iterator[tuple[str, uuid.UUID, str, int]]:
+                     ) -> Iterator[RefChange]:
     """The references a set column lost (-1) and gained (+1), in the order
     of each datum.  Parsed sets share the committed set's Atoms (datum_json),
     so the two compare as sets built from the dicts' stored hashes, each

@@ -113,12 +113,13 @@ class Executor:
         total = len(ops)
         i = 0
         while i < total:
-            holding_end = holding_waits_end(self.db, self.txn, ops, i)
-            if holding_end > i:  # ovs-vsctl's waits, holding as sent
-                results.extend([{} for _ in range(holding_end - i)])
-                i = holding_end
-                continue
             op = ops[i]
+            if type(op) is dict and op.get("op") == "wait":
+                holding_end = holding_waits_end(self.db, self.txn, ops, i)
+                if holding_end > i:  # ovs-vsctl's waits, holding as sent
+                    results.extend([{} for _ in range(holding_end - i)])
+                    i = holding_end
+                    continue
             i += 1
             try:
                 results.append(self._run_one(op, i, total))
