@@ -8,6 +8,9 @@ time; then each server's peak resident memory (VmHWM):
 
   vsctl    N `ovs-vsctl --no-wait add-port` runs on each server, one run on
            one server then one on the other
+  set      S `ovs-vsctl set Port ap0 tag=T` runs (the smallest write), the
+           same way
+  show     S `ovs-vsctl show` runs (a read), the same way
   durable  the same add-port, its four requests replayed as ovs-vsctl sends
            them (waits verifying every row it read included), but committed
            with "durable": true.  ovsdb-server writes an ovs-vsctl commit to
@@ -21,7 +24,7 @@ time; then each server's peak resident memory (VmHWM):
 
 Run from the repository root (not a timed test):
 
-    python3 -m bench.bench_ovsdb [--ports 10000] [--vsctl 200] [--clients 100]
+    python3 -m bench.bench_ovsdb [--ports 10000] [--vsctl 200] [--small 100] [--clients 100]
 """
 
 from __future__ import annotations
@@ -82,8 +85,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def alternating(servers: dict[str, tuple[str, int]], n: int, what: str,
-                add_port: Callable[[str, str], None]) -> dict[str, tuple[float, float]]:
-    """name -> (seconds, server CPU seconds) for n add_port(sock, port) runs
+                run: Callable[[str, int], None]) -> dict[str, tuple[float, float]]:
+    """name -> (seconds, server CPU seconds) for run(sock, i), i in range(n),
     on each server, alternating between the servers (and which one goes
     first), so that the machine's other load falls on both alike."""
     names = list(servers)
@@ -92,7 +95,7 @@ def alternating(servers: dict[str, tuple[str, int]], n: int, what: str,
     for i in range(n):
         for name in names if i % 2 == 0 else names[::-1]:
             start = time.monotonic()
-            add_port(servers[name][0], f"{what[0]}p{i}")
+            run(servers[name][0], i)
             wall[name] += time.monotonic() - start
         if (i + 1) % 50 == 0:
             say(f"      {what} {i + 1}/{n} on each: " + ", ".join(
@@ -107,7 +110,21 @@ def bench_vsctl(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[
         vsctl(sock, "init")
         vsctl(sock, "add-br", "br0")
     return alternating(servers, n, "add-port",
-                       lambda sock, port: vsctl(sock, "add-port", "br0", port))
+                       lambda sock, i: vsctl(sock, "add-port", "br0", f"ap{i}"))
+
+
+def bench_vsctl_set(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[float, float]]:
+    """n `ovs-vsctl set Port ap0 tag=T` runs on each server (after bench_vsctl
+    made the ports): the smallest write, where the commit's own cost (and
+    ovsbpfd's sync before the reply) is not hidden behind a large transaction."""
+    return alternating(servers, n, "set",
+                       lambda sock, i: vsctl(sock, "set", "Port", "ap0", f"tag={i % 4095 + 1}"))
+
+
+def bench_vsctl_show(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tuple[float, float]]:
+    """n `ovs-vsctl show` runs on each server: a read of the whole
+    configuration, no transaction."""
+    return alternating(servers, n, "show", lambda sock, _i: vsctl(sock, "show"))
 
 
 # ovs-vsctl add-port's first three requests, as it sends them.  Its fourth,
@@ -170,7 +187,7 @@ def bench_durable(servers: dict[str, tuple[str, int]], n: int) -> dict[str, tupl
     """n replayed add-ports with a durable commit on each server (see
     alternating); after bench_vsctl, which made the bridge."""
     return alternating(servers, n, "durable add-port",
-                       lambda sock, port: replay_add_port(sock, port, durable=True))
+                       lambda sock, i: replay_add_port(sock, f"dp{i}", durable=True))
 
 
 def _idl(sock: str) -> ovs.db.idl.Idl:
@@ -267,6 +284,12 @@ def run_all(servers: dict[str, tuple[str, int]], args: argparse.Namespace) -> di
     say(f"vsctl: {args.vsctl} x ovs-vsctl add-port on each server, alternating")
     for name, (wall, cpu) in bench_vsctl(servers, args.vsctl).items():
         res[name]["vsctl"], res[name]["vsctl_cpu"] = wall, cpu
+    say(f"set: {args.small} x ovs-vsctl set Port (one column), alternating")
+    for name, (wall, cpu) in bench_vsctl_set(servers, args.small).items():
+        res[name]["vsctl_set"], res[name]["vsctl_set_cpu"] = wall, cpu
+    say(f"show: {args.small} x ovs-vsctl show, alternating")
+    for name, (wall, cpu) in bench_vsctl_show(servers, args.small).items():
+        res[name]["vsctl_show"], res[name]["vsctl_show_cpu"] = wall, cpu
     say(f"durable: {args.durable} x add-port replayed with a durable commit, alternating")
     for name, (wall, cpu) in bench_durable(servers, args.durable).items():
         res[name]["durable"], res[name]["durable_cpu"] = wall, cpu
@@ -301,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m bench.bench_ovsdb")
     p.add_argument("--ports", type=int, default=10000)
     p.add_argument("--vsctl", type=int, default=200)
+    p.add_argument("--small", type=int, default=100,
+                   help="ovs-vsctl set and show runs")
     p.add_argument("--durable", type=int, default=200,
                    help="replayed add-ports with a durable commit")
     p.add_argument("--clients", type=int, default=100)
@@ -318,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     ours, ref = results["ovsbpfd"], results["ovsdb-server"]
     rows = [("vsctl", f"{args.vsctl} x add-port", "s"),
             ("vsctl_cpu", "  server CPU", "s"),
+            ("vsctl_set", f"{args.small} x set Port (1 column)", "s"),
+            ("vsctl_set_cpu", "  server CPU", "s"),
+            ("vsctl_show", f"{args.small} x show", "s"),
+            ("vsctl_show_cpu", "  server CPU", "s"),
             ("durable", f"{args.durable} x add-port, durable commit", "s"),
             ("durable_cpu", "  server CPU", "s"),
             ("bulk_insert", f"1 txn, {args.ports} ports (Idl)", "s"),
