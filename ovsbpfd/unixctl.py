@@ -214,8 +214,8 @@ class UnixctlServer:
         try:
             result = await self.dispatch(method, params)
         except UnixctlError as exc:
-            return {"result": None, "error": str(exc), "id": req_id}
-        return {"result": result, "error": None, "id": req_id}
+            return {"result": None, "error": _as_lines(str(exc)), "id": req_id}
+        return {"result": _as_lines(result), "error": None, "id": req_id}
 
     async def dispatch(self, method: str, params: list[object]) -> str:
         """Run one command; raises UnixctlError with OVS's wording on misuse."""
@@ -242,3 +242,10 @@ class UnixctlServer:
             log.exception("unixctl command %s failed", method)
             raise UnixctlError(f"{method}: internal error: {exc}") from exc
         return "" if result is None else str(result)
+
+
+def _as_lines(text: str) -> str:
+    """text ending in a newline, as OVS's unixctl sends every non-empty reply
+    (ovs-appctl prints it as it comes, so without one the shell prompt or
+    ovs-appctl's own "server returned an error" ends up on the same line)."""
+    return text + "\n" if text and not text.endswith("\n") else text

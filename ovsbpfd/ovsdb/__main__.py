@@ -97,19 +97,10 @@ async def serve(args: argparse.Namespace) -> int:
     unixctl = None
     if args.unixctl:
         from ..unixctl import UnixctlServer
+        from .appctl import register_commands
 
         unixctl = UnixctlServer(args.unixctl, f"ovsdb-server (ovsbpfd) {__version__}")
-
-        def _exit(_args: list[str]) -> str:
-            loop.call_soon(done.set)
-            return ""
-
-        async def _compact(_args: list[str]) -> str:
-            await server.compact_async()
-            return ""
-
-        unixctl.register("exit", "", 0, 0, _exit)
-        unixctl.register("ovsdb-server/compact", "[DB]", 0, 1, _compact)
+        register_commands(unixctl, server, lambda: loop.call_soon(done.set))
         await unixctl.start()
     try:
         await done.wait()

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ovs.db.data import Atom, Datum
+from ovs.db.schema import TableSchema
 
 from . import jsonrpc
-from .database import Database, Row, default_data
+from .columns import IMPLICIT
+from .database import Database, Row, default_data, row_atoms, weak_ref_columns
 from .durability import CommitBarrier
 from .execution import Executor, TransactOutcome
 from .history import TxnHistory
@@ -80,6 +82,7 @@ class OvsdbServer:
         self._tasks: set[asyncio.Task] = set()
         self.barrier = CommitBarrier()  # output waits for the log's sync
         self._monitor_groups: dict | None = None
+        self._status_refresher = False
 
     @property
     def tcp_ports(self) -> list[int]:
@@ -105,8 +108,7 @@ class OvsdbServer:
             await remote.start()
             self.static_remotes.append(remote)
         await self._sync_db_remotes()
-        if self.db_remote_specs:
-            self._spawn(self._refresh_status_every(STATUS_PERIOD_S))
+        self._watch_db_remote_status()
 
     async def stop(self) -> None:
         remotes = self.static_remotes + list(self.db_remotes.values())
@@ -134,17 +136,101 @@ class OvsdbServer:
 
     # --- remotes named by database columns -----------------------------------
     def _parse_db_remote(self, target: str) -> tuple[str, str, str]:
+        """(db, table, column) of "db:DB,TABLE,COLUMN"; RemoteError worded as
+        ovsdb-server words it (scripts match on it)."""
         parts = target[3:].split(",")
         if len(parts) != 3:
-            raise RemoteError(f"{target}: expected db:DB,TABLE,COLUMN")
+            raise RemoteError(f'"{target}": invalid syntax')
         db_name, table, column = parts
         handle = self.dbs.get(db_name)
         if handle is None:
-            raise RemoteError(f"{target}: no database named {db_name}")
+            raise RemoteError(f'"{target}": no database named {db_name}')
         ts = handle.db.schema.parsed.tables.get(table)
-        if ts is None or column not in ts.columns:
-            raise RemoteError(f"{target}: no column {column} in table {table}")
+        if ts is None:
+            raise RemoteError(f'"{target}": no table named {table}')
+        if column not in ts.columns:
+            raise RemoteError(f'"{target}": table "{table}" has no column "{column}"')
         return db_name, table, column
+
+    def _watch_db_remote_status(self) -> None:
+        """Keep the Manager rows' status fresh once there is a db: remote."""
+        if self.db_remote_specs and not self._status_refresher:
+            self._status_refresher = True
+            self._spawn(self._refresh_status_every(STATUS_PERIOD_S))
+
+    # --- run-time configuration (ovs-appctl -t ovsdb-server ...) -------------
+    def configured_remotes(self) -> list[str]:
+        """Every remote given on the command line or added since, in the order
+        ovsdb-server/list-remotes prints them (sorted)."""
+        return sorted(self.remotes)
+
+    async def add_remote(self, target: str) -> None:
+        """Serve on target as --remote=target would have (nothing if it is
+        configured already).  Only a db: remote is checked here; any other
+        that cannot start now stays configured, with a warning, as in
+        ovsdb-server (whose add-remote accepts any name)."""
+        if target in self.remotes:
+            return
+        if target.startswith("db:"):
+            spec = self._parse_db_remote(target)
+            self.remotes.append(target)
+            self.db_remote_specs.append(spec)
+            await self._sync_db_remotes()
+            self._watch_db_remote_status()
+            return
+        self.remotes.append(target)
+        try:
+            remote = make_remote(RemoteConfig(target), self._session_factory, self.ssl_files)
+            await remote.start()
+        except (RemoteError, OSError, ssl.SSLError, ValueError) as e:
+            log.warning("%s: cannot start remote: %s", target, e)
+            return
+        self.static_remotes.append(remote)
+
+    async def remove_remote(self, target: str) -> None:
+        """Stop serving on target and drop the sessions it accepted (for a
+        db: remote, those of the remotes it named); RemoteError if target is
+        not configured."""
+        if target not in self.remotes:
+            raise RemoteError("no such remote")
+        self.remotes.remove(target)
+        if target.startswith("db:"):
+            self.db_remote_specs.remove(self._parse_db_remote(target))
+            if self.db_remote_specs:
+                await self._sync_db_remotes()
+            else:
+                for remote in list(self.db_remotes.values()):
+                    await remote.close()
+                self.db_remotes.clear()
+            return
+        for remote in [r for r in self.static_remotes if r.config.target == target]:
+            self.static_remotes.remove(remote)
+            await remote.close()
+
+    def reconnect_all(self) -> None:
+        """Drop every client connection (active remotes then connect again),
+        as ovsdb-server/reconnect does."""
+        for session in list(self.sessions):
+            session.close()
+
+    def memory_usage(self) -> dict[str, int]:
+        """The counts ovsdb-server's memory/show reports, over every database:
+        cells (rows times columns, _uuid and _version included), atoms,
+        weak references, distinct monitors, and sessions (only when there
+        are any, as ovsdb-server leaves out a zero it only adds to)."""
+        cells = atoms = weak_refs = 0
+        for handle in self.dbs.values():
+            db = handle.db
+            for name, rows in db.tables.items():
+                ts = db.table_schema(name)
+                cells += len(rows) * (len(ts.columns) + len(IMPLICIT))
+                atoms += sum(row_atoms(row) for row in rows.values()) + len(IMPLICIT) * len(rows)
+                weak_refs += _count_weak_refs(ts, rows)
+        monitors = sum(len(self._groups_for(handle)) for handle in self.dbs.values())
+        usage = {"atoms": atoms, "cells": cells, "monitors": monitors, "n-weak-refs": weak_refs}
+        if self.sessions:
+            usage["sessions"] = len(self.sessions)
+        return usage
 
     def _remote_tables(self, db_name: str, table: str, column: str) -> set[str]:
         """Tables whose changes can change the remotes a db: spec names."""
@@ -314,10 +400,12 @@ class OvsdbServer:
             if handle.storage is not None and not handle.storage.compacting:
                 handle.storage.compact(handle.db)
 
-    async def compact_async(self) -> None:
-        """Compact every database with the heavy part in a worker thread."""
+    async def compact_async(self, name: str | None = None) -> None:
+        """Compact every database (or the one named) with the heavy part in a
+        worker thread."""
         for handle in list(self.dbs.values()):
-            await self._compact_one(handle)
+            if name is None or handle.db.name == name:
+                await self._compact_one(handle)
 
     async def _compact_one(self, handle: DbHandle) -> None:
         if handle.storage is None:
@@ -370,3 +458,16 @@ def _row_config(row: Row) -> RemoteConfig:
 def _datum(ts: Any, column: str, value: Any) -> Datum:
     col = ts.columns[column]
     return Datum(col.type, {Atom(col.type.key.type, value): None})
+
+
+def _count_weak_refs(table: TableSchema, rows: dict[uuid.UUID, Row]) -> int:
+    """How many weak references table's rows hold: one per referring key or
+    value, as ovsdb-server counts its weak-reference records."""
+    columns = weak_ref_columns(table)
+    count = 0
+    for row in rows.values():
+        for col in columns:
+            n = len(row.data[col.name].values)
+            count += n * (col.type.key.is_weak_ref()
+                          + (col.type.value is not None and col.type.value.is_weak_ref()))
+    return count

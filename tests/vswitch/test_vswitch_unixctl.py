@@ -72,9 +72,9 @@ def test_ovs_appctl_talks_to_server(tmp_path) -> None:
             assert out.startswith("The available commands are:\n")
             assert "  echo                    WORD...\n" in out
             rc, out, _ = await _appctl(path, "echo", "a", "b")
-            assert (rc, out) == (0, "a b")
+            assert (rc, out) == (0, "a b\n")  # OVS ends every reply with a newline
             rc, out, _ = await _appctl(path, "slow")
-            assert (rc, out) == (0, "slow done")
+            assert (rc, out) == (0, "slow done\n")
             rc, _, err = await _appctl(path, "echo")
             assert rc == 2
             assert '"echo" command requires at least 1 arguments' in err
@@ -122,9 +122,9 @@ def test_raw_socket_garbage_split_and_pipelined(tmp_path) -> None:
             replies = await loop.run_in_executor(
                 None, talk, [req1[:7], req1[7:] + req2], 2
             )
-            assert replies[0] == {"result": "x", "error": None, "id": 1}
+            assert replies[0] == {"result": "x\n", "error": None, "id": 1}
             assert replies[1]["result"] is None
-            assert replies[1]["error"] == '"echo" command has non-string argument'
+            assert replies[1]["error"] == '"echo" command has non-string argument\n'
 
             # Garbage closes only that connection.
             closed = await loop.run_in_executor(None, talk, [b"garbage!"], 1)
