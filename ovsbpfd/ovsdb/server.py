@@ -22,8 +22,10 @@ from ovs.db.schema import TableSchema
 
 from . import jsonrpc
 from .columns import IMPLICIT
+from .convert import convert_database, parse_new_schema
 from .database import Database, Row, default_data, row_atoms, weak_ref_columns
 from .durability import CommitBarrier
+from .errors import OvsdbError
 from .execution import Executor, TransactOutcome
 from .history import TxnHistory
 from .locks import LockManager
@@ -36,7 +38,7 @@ from .remotes import (
     SslFiles,
     make_remote,
 )
-from .schema import SERVER_DB_NAME, server_schema
+from .schema import SERVER_DB_NAME, Schema, server_schema
 from .session import DEFAULT_MAX_BACKLOG, PendingTransact, Session, update_params_tail
 from .storage import Storage, changes_to_record
 from .transaction import ChangeSet
@@ -394,6 +396,49 @@ class OvsdbServer:
         for pending in list(handle.pending):
             pending.retry()
 
+    # --- schema conversion ---------------------------------------------------
+    def convert(self, handle: DbHandle, schema_json: Any) -> None:
+        """Give handle's database the schema schema_json, converting its rows
+        (convert.py), as ovsdb-server's "convert" does: the file is rewritten
+        with the new schema and contents and synced first; then the
+        database's monitors and waiting transactions end (Session.
+        database_replaced), its transaction history starts afresh, and its
+        _Server row shows the new schema.  The caller then disconnects the
+        clients that are not db-change-aware.  OvsdbError (or OSError from
+        the file) leaves everything as it was."""
+        if handle.storage is None:
+            raise OvsdbError("not allowed", f"cannot convert built-in database {handle.db.name}")
+        schema = parse_new_schema(schema_json, handle.db.name)
+        new_db = convert_database(handle.db, schema)
+        handle.storage.replace(new_db, "converted by ovsdb-server")
+        handle.db = new_db
+        handle.history = TxnHistory()
+        for session in list(self.sessions):
+            session.database_replaced(handle)
+        self.monitors_changed()
+        self._show_schema(handle.db)
+        log.info("%s: converted to schema version %s", handle.db.name,
+                 schema.parsed.version)
+
+    def disconnect_change_unaware(self) -> None:
+        """Drop every client that did not set_db_change_aware: it may hold a
+        schema that is gone (ovsdb-server does the same after a conversion)."""
+        for session in list(self.sessions):
+            if not session.db_change_aware:
+                session.close()
+
+    def _show_schema(self, db: Database) -> None:
+        """Rewrite the "schema" of db's row in _Server (whose monitors then
+        hear of it, which is how IDLs learn that the schema changed)."""
+        server_handle = self.dbs[SERVER_DB_NAME]
+        ts = server_handle.db.table_schema("Database")
+        for row in list(server_handle.db.tables["Database"].values()):
+            if next(iter(row.data["name"].values)).value == db.name:
+                data = dict(row.data)
+                data["schema"] = _datum(ts, "schema", _schema_text(db.schema))
+                new = Row(row.uuid, uuid.uuid4(), data)
+                self._install(server_handle, {"Database": {row.uuid: (row, new)}})
+
     def compact(self) -> None:
         """Compact every database now, on the loop (blocking)."""
         for handle in self.dbs.values():
@@ -427,14 +472,12 @@ class OvsdbServer:
         changes: ChangeSet = {"Database": {}}
         for name, handle in list(self.dbs.items()) + [(SERVER_DB_NAME, None)]:
             schema = sdb.schema if handle is None else handle.db.schema
-            schema_json = schema.canonical_json()
             data = default_data(ts)
             data["name"] = _datum(ts, "name", name)
             data["model"] = _datum(ts, "model", "standalone")
             data["connected"] = _datum(ts, "connected", True)
             data["leader"] = _datum(ts, "leader", True)
-            text = json.dumps(schema_json, sort_keys=True, separators=(",", ":"))
-            data["schema"] = _datum(ts, "schema", text)
+            data["schema"] = _datum(ts, "schema", _schema_text(schema))
             row = Row(uuid.uuid4(), uuid.uuid4(), data)
             changes["Database"][row.uuid] = (None, row)
         sdb.apply(changes)
@@ -453,6 +496,11 @@ def _row_config(row: Row) -> RemoteConfig:
 
     target = next(iter(row.data["target"].values)).value
     return RemoteConfig(target, optional_int("inactivity_probe"), optional_int("max_backoff"))
+
+
+def _schema_text(schema: Schema) -> str:
+    """A schema as _Server's Database.schema column holds it."""
+    return json.dumps(schema.canonical_json(), sort_keys=True, separators=(",", ":"))
 
 
 def _datum(ts: Any, column: str, value: Any) -> Datum:

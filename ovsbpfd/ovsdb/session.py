@@ -89,6 +89,7 @@ class Session(asyncio.Protocol):
         self.probe_ms = probe_ms
         self.max_backlog = max_backlog
         self.monitors: dict[str, Monitor] = {}  # json-encoded id -> monitor
+        self.db_change_aware = False  # set_db_change_aware: stays on across a schema change
         self.pending: list[PendingTransact] = []
         self.closed = False
         self.last_heard = time.monotonic()
@@ -284,7 +285,42 @@ class Session(asyncio.Protocol):
         return params
 
     def m_set_db_change_aware(self, msg_id: Any, params: list) -> Any:
+        if len(params) != 1 or type(params[0]) is not bool:
+            raise syntax_error(params, "set_db_change_aware: true or false parameter expected")
+        self.db_change_aware = params[0]
         return {}
+
+    def m_convert(self, msg_id: Any, params: list) -> Any:
+        """Convert a database to a new schema ([db-name, schema]), as
+        `ovsdb-client convert` asks; the reply comes once the converted
+        database is on disk, and then every client that is not
+        db-change-aware is disconnected (server.convert)."""
+        handle = self._db("convert", params)
+        if len(params) != 2:
+            raise syntax_error(params, "array expected")
+        try:
+            self.server.convert(handle, params[1])
+        except OSError as e:
+            raise OvsdbError("I/O error", f"{handle.db.name}: converting failed ({e})") from e
+        self.send(jsonrpc.reply(msg_id, {}))
+        self.server.disconnect_change_unaware()
+        return _NO_REPLY
+
+    def database_replaced(self, handle: DbHandle) -> None:
+        """handle's database now has another schema: its monitors and waiting
+        transactions end.  A change-aware client hears "monitor_canceled" for
+        each monitor and "canceled" for each transaction; any other client is
+        about to be disconnected, and (as from ovsdb-server) hears nothing."""
+        for key, mon in list(self.monitors.items()):
+            if mon.handle is handle:
+                del self.monitors[key]
+                if self.db_change_aware:
+                    self.notify("monitor_canceled", [mon.id])
+        for pending in [p for p in self.pending if p.handle is handle]:
+            pending.cancel()
+            self.pending.remove(pending)
+            if self.db_change_aware:
+                self.send(jsonrpc.error_reply(pending.msg_id, "canceled"))
 
     def m_transact(self, msg_id: Any, params: list) -> Any:
         handle = self._db("transact", params)
@@ -447,6 +483,7 @@ _METHODS = {
     "get_schema": Session.m_get_schema,
     "echo": Session.m_echo,
     "set_db_change_aware": Session.m_set_db_change_aware,
+    "convert": Session.m_convert,
     "transact": Session.m_transact,
     "monitor": Session.m_monitor,
     "monitor_cond": Session.m_monitor_cond,

@@ -176,7 +176,8 @@ def freeze_rows(db: Database) -> dict[str, list[Row]]:
     return {name: list(rows.values()) for name, rows in db.tables.items()}
 
 
-def snapshot_record(db: Database, frozen: dict[str, list[Row]] | None = None) -> dict:
+def snapshot_record(db: Database, frozen: dict[str, list[Row]] | None = None,
+                    comment: str = "compacting database online") -> dict:
     record: dict[str, Any] = {}
     tables = frozen if frozen is not None else freeze_rows(db)
     for table_name, rows in tables.items():
@@ -189,7 +190,7 @@ def snapshot_record(db: Database, frozen: dict[str, list[Row]] | None = None) ->
         if out:
             record[table_name] = out
     record["_date"] = int(time.time() * 1000)
-    record["_comment"] = "compacting database online"
+    record["_comment"] = comment
     return record
 
 
@@ -213,6 +214,7 @@ class Storage:
         self._appended = 0  # records appended since opening (never reset)
         self._durable = 0  # of those, how many are known to be on disk
         self._flusher = BackgroundSync()
+        self._replaced = 0  # bumped by replace(): a compaction begun before is stale
 
     @property
     def compacting(self) -> bool:
@@ -287,23 +289,33 @@ class Storage:
             return
         frozen = freeze_rows(db)
         self._since_snapshot = []
+        replaced = self._replaced
         try:
             tmp = await asyncio.to_thread(self._write_snapshot, db, frozen)
         except BaseException:
             self._since_snapshot = None
             raise
         backlog, self._since_snapshot = self._since_snapshot, None
-        if self.file is None:  # closed meanwhile
+        if self.file is None or self._replaced != replaced:  # closed or converted meanwhile
             os.unlink(tmp)
             return
         self._install_snapshot(tmp, backlog)
 
-    def _write_snapshot(self, db: Database, frozen: dict[str, list[Row]]) -> str:
-        tmp = f"{self.path}.tmp"
+    def replace(self, db: Database, comment: str) -> None:
+        """Make the file db's schema and contents alone (a schema conversion),
+        durably, before returning; a compaction under way is dropped."""
+        self._replaced += 1  # a compaction under way stays "compacting" until it sees this
+        tmp = self._write_snapshot(db, freeze_rows(db), comment, f"{self.path}.tmp-convert")
+        self._install_snapshot(tmp, [])
+
+    def _write_snapshot(self, db: Database, frozen: dict[str, list[Row]],
+                        comment: str = "compacting database online",
+                        tmp: str | None = None) -> str:
+        tmp = tmp or f"{self.path}.tmp"
         try:
             with open(tmp, "wb") as f:
                 f.write(_record_bytes(db.schema.to_json()))
-                f.write(_record_bytes(snapshot_record(db, frozen)))
+                f.write(_record_bytes(snapshot_record(db, frozen, comment)))
                 f.flush()
                 os.fsync(f.fileno())
         except BaseException:
