@@ -303,3 +303,18 @@ def test_conversion_during_a_compaction_wins() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         assert asyncio.run(scenario(tmp)) == "99.0.0"
+
+
+def test_set_db_change_aware_checks_its_parameter_as_ovsdb_server_does() -> None:
+    with servers() as both:
+        answers = {}
+        for name, (sock, _proc) in both.items():
+            client = RpcClient(sock)
+            try:
+                answers[name] = [normalise(client.call("set_db_change_aware", params)[0])
+                                 for params in ([], [1], [True, False], ["x"], [None], [False])]
+            finally:
+                client.close()
+    assert answers["ovsbpfd"] == answers["ovsdb-server"]
+    assert answers["ovsbpfd"][0]["error"]["details"] == \
+        "set_db_change_aware: true or false parameter expected"
