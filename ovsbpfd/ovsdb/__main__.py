@@ -11,6 +11,10 @@ ssl:IP:PORT or db:DB,TABLE,COLUMN (e.g. db:Open_vSwitch,Open_vSwitch,manager_opt
 KEY, CERT and CACERT are file names or db:DB,TABLE,COLUMN references
 (e.g. db:Open_vSwitch,SSL,private_key), read again for each new connection.
 
+With --schema, a missing DBFILE is created from SCHEMA, and one whose own
+schema differs is converted to SCHEMA first, after a copy to
+DBFILE.backupVERSION-CKSUM (what ovs-ctl does before it starts ovsdb-server).
+
 Runs until SIGTERM/SIGINT (or `ovs-appctl exit`), then exits 0.
 
 The event loop is uvloop's (libuv) unless OVSBPFD_EVENT_LOOP=asyncio (see
@@ -34,7 +38,10 @@ import sys
 from .. import __version__
 from ..event_loop import event_loop_factory
 from . import _no_eventlet, compat  # noqa: F401 - _no_eventlet first
+from .convert import upgrade_file
+from .errors import OvsdbError
 from .remotes import SslFiles
+from .schema import Schema
 from .server import OvsdbServer
 from .session import DEFAULT_MAX_BACKLOG
 from .storage import create_db
@@ -53,7 +60,8 @@ def die_with_parent() -> None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ovsbpfd.ovsdb")
     p.add_argument("--remote", action="append", default=[])
-    p.add_argument("--schema", help="create DBFILE from this schema if it is missing")
+    p.add_argument("--schema", help="create DBFILE from this schema if it is missing, "
+                   "convert it to this schema (after a backup) if its own differs")
     p.add_argument("--unixctl", help="serve ovs-appctl commands on this socket")
     p.add_argument("--die-with-parent", action="store_true")
     p.add_argument("--private-key", "-p", help="PEM private key for SSL remotes")
@@ -119,9 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.die_with_parent:
         die_with_parent()
     if args.schema:
+        schema = Schema.from_file(args.schema)
         for path in args.dbfile:
             if not os.path.exists(path):
                 create_db(path, args.schema)
+                continue
+            try:
+                upgrade_file(path, schema)
+            except OvsdbError as e:
+                sys.exit(f"ovsdb-server: {path}: cannot convert to schema {args.schema}: "
+                         f"{e.error}: {e.details}")
     _name, factory = event_loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(serve(args))

@@ -13,7 +13,9 @@ longer referenced, weak references, indexes).
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 import uuid
 from typing import Any
 
@@ -23,7 +25,10 @@ from .database import Database, Row, default_data
 from .datum_json import datum_from_json, datum_to_json
 from .errors import OvsdbError
 from .schema import Schema
+from .storage import Storage
 from .transaction import Transaction
+
+log = logging.getLogger(__name__)
 
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
@@ -70,3 +75,28 @@ def convert_database(src: Database, schema: Schema) -> Database:
             txn.insert(table_name, Row(row.uuid, uuid.uuid4(), data))
     dst.apply(txn.check())
     return dst
+
+
+def upgrade_file(path: str, schema: Schema) -> str | None:
+    """Convert the database file at path to schema if its own schema differs
+    (a newer ovsbpfd, or a file another Open vSwitch made), as ovs-ctl does
+    before it starts ovsdb-server: the file is first copied to
+    PATH.backupVERSION-CKSUM.  Returns the backup's path, or None when the
+    file needed nothing.  OvsdbError if the contents do not fit the schema;
+    the file is then left as it was."""
+    storage = Storage(path)
+    try:
+        db = storage.load()
+        if db.schema.canonical_json() == schema.canonical_json():
+            return None
+        old = db.schema.parsed
+        cksum = str(db.schema.json.get("cksum", "")).split(" ")[0]
+        backup = f"{path}.backup{old.version}-{cksum}"
+        converted = convert_database(db, schema)
+        shutil.copy2(path, backup)
+        log.warning("backed up database %s to %s; converting it from schema version %s to %s",
+                 path, backup, old.version, schema.parsed.version)
+        storage.replace(converted, "converted by ovsbpfd")
+        return backup
+    finally:
+        storage.close()

@@ -318,3 +318,71 @@ def test_set_db_change_aware_checks_its_parameter_as_ovsdb_server_does() -> None
     assert answers["ovsbpfd"] == answers["ovsdb-server"]
     assert answers["ovsbpfd"][0]["error"]["details"] == \
         "set_db_change_aware: true or false parameter expected"
+
+
+def _old_schema_file(tmp: str, tag_max: int = 4095) -> str:
+    """The vswitch schema as an older release had it: version 8.2.0, no
+    Bridge "rstp_enable", and Port.tag up to tag_max."""
+    with open(SCHEMA) as f:
+        schema = json.load(f)
+    schema["version"] = "8.2.0"
+    schema["cksum"] = "123 456"
+    del schema["tables"]["Bridge"]["columns"]["rstp_enable"]
+    schema["tables"]["Port"]["columns"]["tag"]["type"]["key"]["maxInteger"] = tag_max
+    path = os.path.join(tmp, "old.ovsschema")
+    with open(path, "w") as f:
+        json.dump(schema, f)
+    return path
+
+
+def _file_with_old_schema(tmp: str, tag: int, tag_max: int = 4095) -> str:
+    path = os.path.join(tmp, "conf.db")
+    subprocess.run(["ovsdb-tool", "create", path, _old_schema_file(tmp, tag_max)], check=True)
+    subprocess.run(["ovsdb-tool", "transact", path, json.dumps([DB, {
+        "op": "insert", "table": "Open_vSwitch", "row": {"bridges": ["named-uuid", "b"]}}, {
+        "op": "insert", "table": "Bridge", "uuid-name": "b",
+        "row": {"name": "br0", "ports": ["named-uuid", "p"]}}, {
+        "op": "insert", "table": "Port", "uuid-name": "p",
+        "row": {"name": "p1", "tag": tag, "interfaces": ["named-uuid", "i"]}}, {
+        "op": "insert", "table": "Interface", "uuid-name": "i", "row": {"name": "p1"}}])],
+        check=True, capture_output=True)
+    return path
+
+
+def test_server_started_with_a_newer_schema_converts_the_file_after_a_backup() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _file_with_old_schema(tmp, tag=7)
+        with ovsbpfd_server(tmp, dbfile=path) as (sock, _proc):  # --schema: the packaged one
+            client = RpcClient(sock)
+            try:
+                assert client.call("get_schema", [DB])[0]["result"]["version"] == "8.3.1"
+                rows = client.transact(DB, {"op": "select", "table": "Port", "where": [],
+                                            "columns": ["name", "tag"]})[0]["rows"]
+                assert rows == [{"name": "p1", "tag": 7}]
+                bridge = client.transact(DB, {"op": "select", "table": "Bridge", "where": [],
+                                              "columns": ["rstp_enable"]})[0]["rows"]
+                assert bridge == [{"rstp_enable": False}]  # the new column's default
+            finally:
+                client.close()
+        backup = os.path.join(tmp, "conf.db.backup8.2.0-123")
+        version = subprocess.run(["ovsdb-tool", "db-version", backup], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+        assert version == "8.2.0"
+        # Started again: nothing more to convert, no second backup.
+        with ovsbpfd_server(tmp, dbfile=path):
+            pass
+        assert sorted(f for f in os.listdir(tmp) if ".backup" in f) == ["conf.db.backup8.2.0-123"]
+
+
+def test_server_refuses_to_start_on_a_file_its_schema_cannot_hold() -> None:
+    """Port.tag 4500 was allowed by the old schema, not by the new one: the
+    server says why and exits, and the file is left as it was."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _file_with_old_schema(tmp, tag=4500, tag_max=5000)
+        with open(path, "rb") as f:
+            before = f.read()
+        with pytest.raises(RuntimeError, match="exited"), ovsbpfd_server(tmp, dbfile=path):
+            pass
+        with open(path, "rb") as f:
+            assert f.read() == before
+        assert not [f for f in os.listdir(tmp) if ".backup" in f]
