@@ -235,7 +235,11 @@ def test_converted_database_survives_a_restart_and_ovsdb_tool_reads_it() -> None
                 "op": "select", "table": "Bridge", "where": [], "columns": ["name", "note"]}])],
             capture_output=True, text=True, check=True)
         assert json.loads(query.stdout) == [{"rows": [{"name": "br0", "note": "after"}]}]
-        with ovsbpfd_server(tmp, dbfile=path) as (sock, _proc):
+        new_schema = os.path.join(tmp, "new.ovsschema")
+        with open(new_schema, "w") as f:
+            json.dump(_schema(), f)
+        # (Started with any other --schema, the file would be converted to that.)
+        with ovsbpfd_server(tmp, dbfile=path, schema=new_schema) as (sock, _proc):
             client = RpcClient(sock)
             try:
                 assert client.call("get_schema", [DB])[0]["result"]["version"] == "99.0.0"
