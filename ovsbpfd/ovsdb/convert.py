@@ -94,8 +94,8 @@ def upgrade_file(path: str, schema: Schema) -> str | None:
         backup = f"{path}.backup{old.version}-{cksum}"
         converted = convert_database(db, schema)
         shutil.copy2(path, backup)
-        log.warning("backed up database %s to %s; converting it from schema version %s to %s",
-                 path, backup, old.version, schema.parsed.version)
+        log.warning("backed up database %s to %s; converting it from schema version %s "
+                    "to %s", path, backup, old.version, schema.parsed.version)
         storage.replace(converted, "converted by ovsbpfd")
         return backup
     finally:

@@ -236,7 +236,10 @@ class OvsdbServer:
 
     def _remote_tables(self, db_name: str, table: str, column: str) -> set[str]:
         """Tables whose changes can change the remotes a db: spec names."""
-        key = self.dbs[db_name].db.table_schema(table).columns[column].type.key
+        ts = self.dbs[db_name].db.schema.parsed.tables.get(table)
+        if ts is None or column not in ts.columns:
+            return set()  # a schema conversion dropped it
+        key = ts.columns[column].type.key
         return {table, key.ref_table_name} if key.ref_table_name else {table}
 
     def _wanted_db_remotes(self) -> dict[RemoteConfig, tuple[str, str, uuid.UUID] | None]:
@@ -245,7 +248,10 @@ class OvsdbServer:
         wanted: dict[RemoteConfig, tuple[str, str, uuid.UUID] | None] = {}
         for db_name, table, column in self.db_remote_specs:
             db = self.dbs[db_name].db
-            col_type = db.table_schema(table).columns[column].type
+            ts = db.schema.parsed.tables.get(table)
+            if ts is None or column not in ts.columns:
+                continue  # a schema conversion dropped it
+            col_type = ts.columns[column].type
             for row in db.tables[table].values():
                 for atom in row.data[column].values:
                     if col_type.key.type.to_string() == "string":
@@ -317,7 +323,7 @@ class OvsdbServer:
                 continue
             db_name, table, row_uuid = remote.row_ref
             handle = self.dbs[db_name]
-            row = handle.db.tables[table].get(row_uuid)
+            row = handle.db.tables.get(table, {}).get(row_uuid)  # gone after a conversion?
             if row is None:
                 continue
             columns = handle.db.table_schema(table).columns
@@ -417,6 +423,7 @@ class OvsdbServer:
             session.database_replaced(handle)
         self.monitors_changed()
         self._show_schema(handle.db)
+        self._spawn(self._sync_db_remotes())  # the remotes' rows may have changed
         log.info("%s: converted to schema version %s", handle.db.name,
                  schema.parsed.version)
 

@@ -390,3 +390,35 @@ def test_server_refuses_to_start_on_a_file_its_schema_cannot_hold() -> None:
         with open(path, "rb") as f:
             assert f.read() == before
         assert not [f for f in os.listdir(tmp) if ".backup" in f]
+
+
+def test_conversion_that_drops_the_manager_table_stops_its_remotes() -> None:
+    """The server's db:Open_vSwitch,Open_vSwitch,manager_options remote
+    names rows of a table the new schema no longer has: the listener they
+    asked for closes, and the server keeps serving."""
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = ["--remote", "db:Open_vSwitch,Open_vSwitch,manager_options"]
+        with ovsbpfd_server(tmp, extra=extra) as (sock, _proc):
+            managed = os.path.join(tmp, "managed.sock")
+            vsctl(sock, "init", "--", "set-manager", f"punix:{managed}")
+            for _ in range(100):
+                if os.path.exists(managed):
+                    break
+                time.sleep(0.05)
+            assert os.path.exists(managed)
+            schema = _schema()
+            del schema["tables"]["Manager"]
+            del schema["tables"]["Open_vSwitch"]["columns"]["manager_options"]
+            client = RpcClient(sock)
+            try:
+                client.call("set_db_change_aware", [True])
+                assert client.call("convert", [DB, schema])[0]["result"] == {}
+                for _ in range(100):
+                    if not os.path.exists(managed):
+                        break
+                    time.sleep(0.05)
+                assert not os.path.exists(managed)
+                time.sleep(3)  # past a status refresh (every 2.5 s)
+                assert client.call("echo", ["ok"])[0]["result"] == ["ok"]
+            finally:
+                client.close()
