@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 upgrade_file(path, schema)
             except OvsdbError as e:
                 sys.exit(f"ovsdb-server: {path}: cannot convert to schema {args.schema}: "
-                         f"{e.error}: {e.details}")
+                         f"{e.to_text()}")
     _name, factory = event_loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(serve(args))

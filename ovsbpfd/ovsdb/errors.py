@@ -56,6 +56,11 @@ class OvsdbError(Exception):
         """Translate a python-ovs parse error into the wire error object."""
         return cls(exc.tag, c_style_message(exc.msg), exc.json, has_syntax=exc.json is not None)
 
+    def to_text(self) -> str:
+        """One line, as OVS's tools print an error: [syntax "S": ]error[: details]."""
+        text = self.error if self.details is None else f"{self.error}: {self.details}"
+        return f'syntax "{compact_json(self.syntax)}": {text}' if self.has_syntax else text
+
     def to_json(self) -> dict:
         obj: dict[str, Any] = {"error": self.error}
         if self.has_syntax:
