@@ -10,7 +10,7 @@ a restart goes back to the command line's remotes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..unixctl import UnixctlError, UnixctlServer
 from .remotes import RemoteError
@@ -36,19 +36,15 @@ def register_commands(unixctl: UnixctlServer, server: OvsdbServer,
         await server.compact_async(name)
         return ""
 
-    async def _add_remote(args: list[str]) -> str:
-        try:
-            await server.add_remote(args[0])
-        except RemoteError as e:
-            raise UnixctlError(str(e)) from None
-        return ""
-
-    async def _remove_remote(args: list[str]) -> str:
-        try:
-            await server.remove_remote(args[0])
-        except RemoteError as e:
-            raise UnixctlError(str(e)) from None
-        return ""
+    def _on_remote(change: Callable[[str], Awaitable[None]]
+                   ) -> Callable[[list[str]], Awaitable[str]]:
+        async def command(args: list[str]) -> str:
+            try:
+                await change(args[0])
+            except RemoteError as e:
+                raise UnixctlError(str(e)) from None
+            return ""
+        return command
 
     def _list_remotes(_args: list[str]) -> str:
         return "".join(f"{target}\n" for target in server.configured_remotes())
@@ -66,8 +62,9 @@ def register_commands(unixctl: UnixctlServer, server: OvsdbServer,
 
     unixctl.register("exit", "", 0, 0, _exit)
     unixctl.register("ovsdb-server/compact", "", 0, 1, _compact)
-    unixctl.register("ovsdb-server/add-remote", "REMOTE", 1, 1, _add_remote)
-    unixctl.register("ovsdb-server/remove-remote", "REMOTE", 1, 1, _remove_remote)
+    unixctl.register("ovsdb-server/add-remote", "REMOTE", 1, 1, _on_remote(server.add_remote))
+    unixctl.register("ovsdb-server/remove-remote", "REMOTE", 1, 1,
+                     _on_remote(server.remove_remote))
     unixctl.register("ovsdb-server/list-remotes", "", 0, 0, _list_remotes)
     unixctl.register("ovsdb-server/list-dbs", "", 0, 0, _list_dbs)
     unixctl.register("ovsdb-server/reconnect", "", 0, 0, _reconnect)
