@@ -104,6 +104,12 @@ class JsonSplitter:
         return out
 
 
+def _line_ended(body: str) -> str:
+    """A non-empty reply ends with a newline, as ovs-vswitchd sends every
+    reply and error (ovs-appctl prints the text as it comes)."""
+    return body + "\n" if body and not body.endswith("\n") else body
+
+
 def format_command_list(commands: dict[str, tuple[str, int, int]]) -> str:
     """The ``list-commands`` text: one indented line per command, sorted."""
     lines = ["The available commands are:"]
@@ -214,8 +220,8 @@ class UnixctlServer:
         try:
             result = await self.dispatch(method, params)
         except UnixctlError as exc:
-            return {"result": None, "error": str(exc), "id": req_id}
-        return {"result": result, "error": None, "id": req_id}
+            return {"result": None, "error": _line_ended(str(exc)), "id": req_id}
+        return {"result": _line_ended(result), "error": None, "id": req_id}
 
     async def dispatch(self, method: str, params: list[object]) -> str:
         """Run one command; raises UnixctlError with OVS's wording on misuse."""

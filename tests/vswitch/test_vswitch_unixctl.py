@@ -72,9 +72,9 @@ def test_ovs_appctl_talks_to_server(tmp_path) -> None:
             assert out.startswith("The available commands are:\n")
             assert "  echo                    WORD...\n" in out
             rc, out, _ = await _appctl(path, "echo", "a", "b")
-            assert (rc, out) == (0, "a b")
+            assert (rc, out) == (0, "a b\n")  # every reply ends a line, as in OVS
             rc, out, _ = await _appctl(path, "slow")
-            assert (rc, out) == (0, "slow done")
+            assert (rc, out) == (0, "slow done\n")
             rc, _, err = await _appctl(path, "echo")
             assert rc == 2
             assert '"echo" command requires at least 1 arguments' in err
@@ -83,7 +83,7 @@ def test_ovs_appctl_talks_to_server(tmp_path) -> None:
             rc, _, err = await _appctl(path, "nope")
             assert rc == 2 and '"nope" is not a valid command' in err
             rc, _, err = await _appctl(path, "fail")
-            assert rc == 2 and "no such bridge" in err
+            assert rc == 2 and err.startswith("no such bridge\n")
             rc, _, err = await _appctl(path, "crash")
             assert rc == 2 and "internal error" in err
             rc, out, _ = await _appctl(path, "version")
@@ -122,9 +122,9 @@ def test_raw_socket_garbage_split_and_pipelined(tmp_path) -> None:
             replies = await loop.run_in_executor(
                 None, talk, [req1[:7], req1[7:] + req2], 2
             )
-            assert replies[0] == {"result": "x", "error": None, "id": 1}
+            assert replies[0] == {"result": "x\n", "error": None, "id": 1}
             assert replies[1]["result"] is None
-            assert replies[1]["error"] == '"echo" command has non-string argument'
+            assert replies[1]["error"] == '"echo" command has non-string argument\n'
 
             # Garbage closes only that connection.
             closed = await loop.run_in_executor(None, talk, [b"garbage!"], 1)
