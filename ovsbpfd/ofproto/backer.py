@@ -44,6 +44,7 @@ from ovsbpfd.ofproto.revalidator import (
     flow_ident,
     mask_covers,
 )
+from ovsbpfd.ofproto.upcall_stats import format_upcall_show
 from ovsbpfd.ofproto.xlate import PacketInSpec, XlateResult
 
 log = logging.getLogger(__name__)
@@ -475,14 +476,49 @@ class DatapathBacker:
         """Datapath misses handled by userspace so far."""
         return self.n_upcalls
 
-    def dump_datapath_flows(self, verbose: bool = False) -> str:
+    def datapath_name(self) -> str:
+        """``type@name`` as dpctl names a datapath (``bpf@ovs-system``)."""
+        return f"{self.dpif.type}@{self.dpif.name}"
+
+    def dump_datapath_flows(self, verbose: bool = False, names: bool = False) -> str:
+        """``dpctl/dump-flows``: every datapath flow, ports by name when ``names``."""
+        return self._format_flows(self.dpif.flow_dump(), verbose, names)
+
+    def dump_bridge_flows(self, bridge: BackedBridge, verbose: bool = False,
+                          names: bool = False) -> str:
+        """The datapath flows that come in on ``bridge``'s ports, as OVS's
+        ``dpif/dump-flows`` shows them."""
+        flows = [f for f in self.dpif.flow_dump()
+                 if (owner := self._ports.get(f.key.in_port)) is not None and owner[0] is bridge]
+        return self._format_flows(flows, verbose, names)
+
+    def _format_flows(self, flows: list[DpFlow], verbose: bool, names: bool) -> str:
+        """One line each; port names, as OVS takes them, from the datapath's port list."""
+        port_names = {p.port_no: p.name for p in self.dpif.port_list()} if names else None
         now = self.dpif.now_ns()
-        return "".join(format_flow(f, now, verbose) + "\n" for f in self.dpif.flow_dump())
+        return "".join(format_flow(f, now, verbose, port_names) + "\n" for f in flows)
+
+    def flush_datapath_flows(self) -> None:
+        """``dpctl/del-flows``: empty the datapath; the revalidator forgets
+        its flows, and the next packets upcall and install them again."""
+        self.dpif.flow_flush()
+        self.revalidator.forget_all()
+
+    def purge_flows(self) -> int:
+        """``revalidator/purge``: delete every flow userspace tracks, counters
+        credited to the rules first; returns how many."""
+        return self.revalidator.purge()
+
+    def upcall_show(self) -> str:
+        revalidator = self.revalidator
+        return format_upcall_show(self.datapath_name(), self.dpif.stats().n_flows,
+                                  revalidator.dump_stats, self.dpif.flow_limit(),
+                                  len(revalidator))
 
     def datapath_show(self) -> str:
         stats = self.dpif.stats()
         lines = [
-            f"{self.dpif.type}@{self.dpif.name}:",
+            f"{self.datapath_name()}:",
             f"  lookups: hit:{stats.n_hit} missed:{stats.n_missed} lost:{stats.n_lost}",
             f"  flows: {stats.n_flows}",
             f"  masks: hit:0 total:{stats.n_masks} hit/pkt:0.00",

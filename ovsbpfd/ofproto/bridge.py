@@ -25,6 +25,7 @@ from ovsbpfd.ofproto.actions import (
 )
 from ovsbpfd.ofproto.backer import DatapathBacker
 from ovsbpfd.ofproto.fail_open import ControllerMonitor, FailOpen
+from ovsbpfd.ofproto.fdb_stats import format_fdb_stats
 from ovsbpfd.ofproto.groups import GroupTable
 from ovsbpfd.ofproto.mac_learning import MacLearning
 from ovsbpfd.ofproto.match import Match
@@ -462,6 +463,24 @@ class OfprotoBridge:
             mac = ":".join(f"{b:02x}" for b in entry.mac)
             lines.append(f"{name:>5}  {entry.vlan:4d}  {mac}  {int(now - entry.last_seen):3d}")
         return "\n".join(lines) + "\n"
+
+    def fdb_flush(self) -> None:
+        """Forget every learned MAC (``fdb/flush``); the flows that looked them up
+        are re-translated (they flood until the addresses are learned again)."""
+        removed = [(self, e.vlan, e.mac) for e in self.mac.entries()]
+        self.mac.flush()
+        self.backer.mac_table_changed(removed)
+
+    def fdb_stats_show(self) -> str:
+        return format_fdb_stats(self.name, self.mac)
+
+    def fdb_stats_clear(self) -> None:
+        self.mac.clear_stats()
+
+    def dump_datapath_flows(self, verbose: bool = False, names: bool = False) -> str:
+        """``dpif/dump-flows``: the datapath flows whose in_port is one of this
+        bridge's ports, ports by name when ``names``."""
+        return self.backer.dump_bridge_flows(self, verbose, names)
 
     def trace(self, flow_spec: str) -> str:
         from ovsbpfd.ofproto.trace import run_trace

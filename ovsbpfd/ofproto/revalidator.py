@@ -27,6 +27,7 @@ from ovsbpfd.dpif.provider import Dpif, DpifError
 from ovsbpfd.dpif.types import DpAction, DpFlow, FlowKey, FlowStats
 from ovsbpfd.ofproto.reval_index import ChangeIndex, MacIndex, RuleChange
 from ovsbpfd.ofproto.rule import Rule
+from ovsbpfd.ofproto.upcall_stats import DumpStats
 from ovsbpfd.ofproto.xlate import TableLookup, XlateResult
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Revalidator:
         self.n_revalidations = 0
         self.n_scoped = 0  # revalidations limited to flows a rule change may affect
         self.leave_unknown = False
+        self.dump_stats = DumpStats()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -239,6 +241,23 @@ class Revalidator:
         self.index.discard(record)
         self.mac_index.discard(record)
 
+    def purge(self) -> int:
+        """Delete every flow this process installed or adopted, its last
+        counters credited to its rules first (``revalidator/purge``); the
+        next packets upcall again.  Returns how many there were."""
+        records = list(self.records.values())
+        for record in records:
+            self._delete(record)
+        return len(records)
+
+    def forget_all(self) -> None:
+        """The datapath was flushed behind our back (``dpctl/del-flows``):
+        drop every record, so no stale counter baseline survives; traffic
+        since the last sweep is not credited, as in OVS."""
+        self.records.clear()
+        self.index = ChangeIndex()
+        self.mac_index = MacIndex()
+
     def forget_owner(self, owner: FlowOwner) -> None:
         """Delete the datapath flows of a bridge that is going away."""
         for record in list(self.records.values()):
@@ -248,9 +267,11 @@ class Revalidator:
     # ------------------------------------------------------------ sweep
     def sweep(self, idle_ns: int = IDLE_FLOW_NS) -> None:
         """Push datapath counters to rules; delete idle and unknown flows."""
+        started = time.monotonic()
         now_ns = self.dpif.now_ns()
         seen: set[tuple[bytes, bytes]] = set()
-        for key_bytes, mask_bytes, stats in self.dpif.flow_dump_stats():
+        dumped = self.dpif.flow_dump_stats()
+        for key_bytes, mask_bytes, stats in dumped:
             ident = (key_bytes, mask_bytes)
             record = self.records.get(ident)
             if record is None:
@@ -269,6 +290,7 @@ class Revalidator:
             gone = self.records.pop(ident)  # the datapath no longer has it
             self.index.discard(gone)
             self.mac_index.discard(gone)
+        self.dump_stats.record(len(dumped), int((time.monotonic() - started) * 1000))
 
     # ------------------------------------------------------------ adoption
     def adopt(self, flow: DpFlow) -> str:
