@@ -32,6 +32,7 @@ from ovsbpfd.event_loop import EVENT_LOOP_ENV, event_loop_factory
 from ovsbpfd.logsetup import vlog_list, vlog_set
 from ovsbpfd.netdev import OWNER_ALIAS, AsyncNetdevs, LinkWatcher
 from ovsbpfd.rundir import PidFile, ctl_path
+from ovsbpfd.switch_commands import SwitchCommands
 from ovsbpfd.unixctl import UnixctlError, UnixctlServer
 from ovsbpfd.vswitch.bridges import BridgeSet
 from ovsbpfd.vswitch.ofproto_factory import OfprotoFactory
@@ -173,14 +174,13 @@ class Daemon:
     # ------------------------------------------------------------ unixctl
     def _register_commands(self, server: UnixctlServer) -> None:
         server.register("exit", "[--cleanup]", 0, 1, self._cmd_exit)
-        server.register("dpctl/dump-flows", "[-m]", 0, 2, self._cmd_dump_flows)
         server.register("dpctl/show", "[-s]", 0, 2, self._cmd_dpctl_show)
-        server.register("fdb/show", "bridge", 1, 1, self._cmd_fdb_show)
         server.register("ofproto/trace", "bridge flow", 2, 2, self._cmd_trace)
         server.register("dpif/show", "", 0, 0, self._cmd_dpif_show)
         server.register("vlog/set", "{spec | PATTERN:destination:pattern}", 1, 64, vlog_set)
         server.register("vlog/list", "", 0, 0, vlog_list)
         server.register("memory/show", "", 0, 0, self._cmd_memory_show)
+        SwitchCommands(PROGRAM, self.bridges, self.backer).register(server)
 
     def _cmd_exit(self, args: list[str]) -> str:
         if args and args[0] != "--cleanup":
@@ -188,28 +188,8 @@ class Daemon:
         self.request_stop(cleanup=bool(args))
         return ""
 
-    def _bridge(self, name: str) -> Any:
-        core = self.bridges.bridge(name) if self.bridges else None
-        if core is None:
-            raise UnixctlError("no such bridge")
-        return core
-
-    def _cmd_dump_flows(self, args: list[str]) -> str:
-        verbose = False
-        for arg in args:
-            if arg in ("-m", "--more"):
-                verbose = True
-            elif arg.startswith("-"):
-                raise UnixctlError(f"dpctl/dump-flows: unknown option {arg}")
-            elif arg != self.dpif.name and arg != f"{self.cfg.datapath}@{self.dpif.name}":
-                raise UnixctlError(f"dpctl/dump-flows: no datapath named {arg}")
-        return self.backer.dump_datapath_flows(verbose)
-
     def _cmd_dpctl_show(self, args: list[str]) -> str:
         return self.backer.datapath_show()
-
-    def _cmd_fdb_show(self, args: list[str]) -> str:
-        return self._bridge(args[0]).fdb_show()
 
     def _cmd_trace(self, args: list[str]) -> str:
         core = self.bridges.bridge(args[0]) if self.bridges else None

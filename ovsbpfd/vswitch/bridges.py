@@ -226,6 +226,10 @@ class BridgeSet:
         live = self.bridges.get(name)
         return live.core if live else None
 
+    def names(self) -> list[str]:
+        """The running bridges' names, sorted."""
+        return sorted(self.bridges)
+
     # ------------------------------------------------------------ bridges
     async def _add_bridge(self, bcfg: BridgeConfig) -> LiveBridge:
         local: InternalPort | None = None

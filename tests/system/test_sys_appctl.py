@@ -1,0 +1,227 @@
+"""ovs-appctl's switch commands on ovsbpfd beside Debian's ovs-vswitchd.
+
+Both switches get the same bridges and ports and see the same frames; each
+command's exit status, reply and error text must be what ovs-vswitchd
+gives (dpctl errors start with the daemon's own name in both).  Where the
+datapaths necessarily differ (datapath port numbers, OVS-only key fields
+such as ``recirc_id``), the parts users read are compared: which port a flow
+comes in on and goes out of, by name, and its Ethernet addresses.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.system.daemon_proc import Daemon, Result
+from tests.system.netns import run, unique_name
+from tests.system.refvswitchd import RefVswitchd, reference_available
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(not reference_available(), reason="needs Debian's ovs-vswitchd"),
+]
+
+MAC1, MAC2 = "020000000001", "020000000002"
+# Sends 3 UDP frames src -> dst on a device; nobody answers (no host owns dst).
+SEND = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+src, dst = bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3])
+ip = bytes.fromhex("45000020000100004011") + bytes(2) + bytes([10, 0, 0, 1, 10, 0, 0, 2])
+udp = struct.pack("!HHHH", 1234, 5678, 12, 0) + b"abcd"
+for _ in range(3):
+    s.send(dst + src + b"\x08\x00" + ip + udp)
+"""
+UPCALL_SHOW = re.compile(
+    r"\S+@\S+:\n  flows         : \(current \d+\) \(avg \d+\) \(max \d+\) \(limit \d+\)\n"
+    r"  dump duration : \d+ms\n  ufid enabled : (true|false)\n\n(  \d+: \(keys \d+\)\n)+")
+
+
+class Pair:
+    """ovsbpfd and the reference with bridge ``br`` (ports p1, p2) and ``br2``
+    (no ports); ``both`` runs one ovs-appctl command on each."""
+
+    def __init__(self, ours: Daemon, ref: RefVswitchd, br: str, br2: str,
+                 ports: list[str]) -> None:
+        self.ours, self.ref = ours, ref
+        self.br, self.br2, self.ports = br, br2, ports
+
+    def both(self, *args: str) -> tuple[Result, Result]:
+        argv = [a.replace("BR2", self.br2).replace("BR", self.br) for a in args]
+        return self.ours.appctl(*argv, check=False), self.ref.appctl(*argv, check=False)
+
+    def same(self, *args: str) -> str:
+        """Same exit status, reply and error text (ovs-appctl's own last
+        error line names the socket, so it is left out)."""
+        ours, ref = self.both(*args)
+        got = (ours.returncode, ours.stdout.replace("ovsbpfd:", "DAEMON:"), _error(ours))
+        want = (ref.returncode, ref.stdout.replace("ovs-vswitchd:", "DAEMON:"), _error(ref))
+        assert got == want, f"ovs-appctl {' '.join(args)}: ovsbpfd {got} vs ovs-vswitchd {want}"
+        return ours.stdout
+
+    def traffic(self) -> None:
+        """p1's host and p2's host each send 3 frames to the other, on both switches."""
+        for src, dst, port in ((MAC1, MAC2, self.ports[0]), (MAC2, MAC1, self.ports[1])):
+            run("python3", "-c", SEND, port + "p", src, dst)
+            self.ref.exec("python3", "-c", SEND, port + "p", src, dst)
+
+    def clear(self) -> None:
+        for cmd in (("dpctl/del-flows",), ("fdb/flush",), ("fdb/stats-clear",)):
+            self.both(*cmd)
+
+
+def _error(result: Result) -> str:
+    lines = result.stderr.splitlines(keepends=True)
+    return "".join(lines[:-1]).replace("ovsbpfd:", "DAEMON:").replace("ovs-vswitchd:", "DAEMON:")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    workdir = tmp_path_factory.mktemp("appctl-compare")
+    br, br2 = unique_name("oabr", 0), unique_name("oabr", 1)
+    ports = [unique_name("oap", i) for i in (1, 2)]
+    ours = Daemon(workdir / "ours")
+    ref = RefVswitchd(workdir / "ref", unique_name("oans", 0))
+    made: list[str] = []
+    try:
+        ref.start()
+        ours.start()
+        for bridge in (br, br2):
+            ref.add_bridge(bridge)
+            ours.vsctl("add-br", bridge)
+        for ofport, port in enumerate(ports, 1):
+            ref.add_veth_port(br, port, ofport)
+            run("ip", "link", "add", port, "type", "veth", "peer", "name", port + "p")
+            made.append(port)
+            for device in (port, port + "p"):
+                run("sysctl", "-qw", f"net.ipv6.conf.{device}.disable_ipv6=1")
+                run("ip", "link", "set", device, "up")
+            ours.vsctl("add-port", br, port, "--", "set", "Interface", port,
+                       f"ofport_request={ofport}")
+        yield Pair(ours, ref, br, br2, ports)
+    finally:
+        try:
+            ours.stop(cleanup=True)
+        finally:
+            ref.stop()
+            for port in made:
+                run("ip", "link", "del", port, check=False)
+
+
+@pytest.fixture
+def fresh(pair: Pair) -> Pair:
+    pair.clear()
+    return pair
+
+
+@pytest.mark.parametrize("args", [
+    ("dpif/dump-flows",), ("dpif/dump-flows", "nosuchbr"), ("dpif/dump-flows", "-m"),
+    ("dpif/dump-flows", "-m", "--names", "nosuchbr"),
+    ("fdb/flush", "nosuchbr"), ("fdb/flush", "BR", "BR2"),
+    ("fdb/stats-show",), ("fdb/stats-show", "nosuchbr"), ("fdb/stats-show", "BR", "BR2"),
+    ("fdb/stats-clear", "nosuchbr"), ("fdb/stats-clear", "BR", "BR2"),
+    ("fdb/show", "nosuchbr"),
+    ("dpctl/dump-dps", "x"), ("dpctl/del-flows", "a", "b", "c"),
+    ("dpctl/del-flows", "-x"), ("dpctl/del-flows", "--bogus"),
+    ("dpctl/del-flows", "/nonexistent/flows"), ("dpctl/dump-flows", "nosuchdp"),
+    ("ofproto/list", "x"), ("upcall/show", "x"), ("revalidator/purge", "x"),
+])
+def test_usage_and_unknown_names_answer_as_ovs(pair: Pair, args: tuple[str, ...]) -> None:
+    pair.same(*args)
+
+
+def test_replies_match_on_quiet_bridges(fresh: Pair) -> None:
+    assert fresh.same("fdb/flush", "BR") == "table successfully flushed\n"
+    fresh.same("fdb/flush")
+    assert fresh.same("fdb/stats-clear", "BR2") == "statistics successfully cleared\n"
+    fresh.same("fdb/stats-clear")
+    fresh.same("fdb/stats-show", "BR")
+    fresh.same("fdb/show", "BR")
+    ours, ref = fresh.both("ofproto/list")  # OVS lists in hash order, ovsbpfd sorted
+    assert ours.stdout.splitlines() == sorted(ref.stdout.splitlines()) == sorted(
+        [fresh.br, fresh.br2])
+    fresh.same("revalidator/purge")
+    fresh.same("dpctl/del-flows")
+    assert fresh.same("dpif/dump-flows", "BR") == ""
+    ours, ref = fresh.both("upcall/show")
+    assert UPCALL_SHOW.fullmatch(ours.stdout) and UPCALL_SHOW.fullmatch(ref.stdout), \
+        (ours.stdout, ref.stdout)
+
+
+def _flow_view(line: str) -> tuple[str, str, str]:
+    """(in_port, eth(...), actions) of one datapath flow line."""
+    in_port = re.search(r"in_port\(([^)]*)\)", line)
+    eth = re.search(r"eth\(([^)]*)\)", line)
+    actions = line.rsplit("actions:", 1)[1]
+    assert in_port and eth, line
+    return in_port.group(1), eth.group(1), actions
+
+
+def _settled_flows(switch: Daemon | RefVswitchd, bridge: str) -> list[str]:
+    """``dpif/dump-flows -m`` once both directions are unicast (revalidated after learning)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = switch.appctl("dpif/dump-flows", "-m", bridge).stdout.splitlines()
+        if (len(lines) == 2 and all("," not in line.rsplit("actions:", 1)[1] for line in lines)) \
+                or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)
+
+
+def test_same_traffic_same_flows_and_fdb_stats(fresh: Pair) -> None:
+    fresh.traffic()
+    ours = _settled_flows(fresh.ours, fresh.br)
+    ref = _settled_flows(fresh.ref, fresh.br)
+    p1, p2 = fresh.ports
+    assert sorted(map(_flow_view, ours)) == sorted(map(_flow_view, ref)) == sorted([
+        (p1, "src=02:00:00:00:00:01,dst=02:00:00:00:00:02", p2),
+        (p2, "src=02:00:00:00:00:02,dst=02:00:00:00:00:01", p1)]), (ours, ref)
+    numbered = fresh.ours.appctl("dpif/dump-flows", "BR".replace("BR", fresh.br)).stdout
+    assert p1 not in numbered and len(numbered.splitlines()) == 2  # numbers without -m
+    named = fresh.ours.appctl("dpif/dump-flows", "--names", fresh.br).stdout
+    assert f"in_port({p1})" in named and "(0/0)" not in named  # names without -m's detail
+    # br2 has no ports: none of the datapath's flows are its own
+    assert fresh.same("dpif/dump-flows", "BR2") == ""
+    assert len(fresh.ours.appctl("dpctl/dump-flows").stdout.splitlines()) == 2
+    stats = fresh.same("fdb/stats-show", "BR")
+    assert "Total number of learned MAC entries     : 2\n" in stats
+    # (ovs-vswitchd may learn again at once from counters it pushes after the
+    # flush, so from here on only ovsbpfd is checked)
+    fresh.same("fdb/flush", "BR")
+    assert fresh.ours.appctl("fdb/show", fresh.br).stdout == " port  VLAN  MAC                Age\n"
+    stats = fresh.ours.appctl("fdb/stats-show", fresh.br).stdout
+    assert "table: 0/8192\n" in stats and "learned MAC entries     : 2\n" in stats
+    assert "expired MAC entries     : 0\n" in stats  # a flush is not counted as expiry
+
+
+def test_del_flows_purge_and_upcall_show(fresh: Pair) -> None:
+    d, br = fresh.ours, fresh.br
+    fresh.traffic()
+    assert len(_settled_flows(d, br)) == 2
+    shown = d.appctl("upcall/show").stdout
+    assert UPCALL_SHOW.fullmatch(shown) and "(current 2)" in shown and "(keys 2)" in shown
+    assert re.search(r"\(limit [1-9]\d*\)", shown), shown
+
+    def normal_packets() -> int:
+        out = d.ofctl("dump-flows", br).stdout
+        return int(re.search(r"n_packets=(\d+).*actions=NORMAL", out).group(1))
+
+    fresh.traffic()  # these stay in BPF: counted only when pulled from the datapath
+    before = normal_packets()
+    assert d.appctl("revalidator/purge").stdout == ""
+    assert d.appctl("dpctl/dump-flows").stdout == ""
+    assert normal_packets() >= before + 6  # purged flows' last counters reached the rule
+    assert "(keys 0)" in d.appctl("upcall/show").stdout
+
+    fresh.traffic()
+    assert len(_settled_flows(d, br)) == 2
+    assert d.appctl("dpctl/del-flows", "ovs-system").stdout == ""
+    assert d.appctl("dpctl/dump-flows").stdout == ""
+    fresh.traffic()  # upcalls again and installs the flows again
+    assert len(_settled_flows(d, br)) == 2
+    assert d.appctl("dpctl/dump-dps").stdout == "bpf@ovs-system\n"
