@@ -29,7 +29,7 @@ from typing import Any
 from ovsbpfd import __version__
 from ovsbpfd.dbchild import OvsdbChild
 from ovsbpfd.event_loop import EVENT_LOOP_ENV, event_loop_factory
-from ovsbpfd.logsetup import vlog_list, vlog_set
+from ovsbpfd.logsetup import vlog_close, vlog_list, vlog_reopen, vlog_set
 from ovsbpfd.netdev import OWNER_ALIAS, AsyncNetdevs, LinkWatcher
 from ovsbpfd.rundir import PidFile, ctl_path
 from ovsbpfd.switch_commands import SwitchCommands
@@ -179,6 +179,8 @@ class Daemon:
         server.register("dpif/show", "", 0, 0, self._cmd_dpif_show)
         server.register("vlog/set", "{spec | PATTERN:destination:pattern}", 1, 64, vlog_set)
         server.register("vlog/list", "", 0, 0, vlog_list)
+        server.register("vlog/reopen", "", 0, 0, vlog_reopen)
+        server.register("vlog/close", "", 0, 0, vlog_close)
         server.register("memory/show", "", 0, 0, self._cmd_memory_show)
         SwitchCommands(PROGRAM, self.bridges, self.backer).register(server)
 

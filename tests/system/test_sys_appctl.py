@@ -130,6 +130,7 @@ def fresh(pair: Pair) -> Pair:
     ("dpctl/del-flows", "-x"), ("dpctl/del-flows", "--bogus"),
     ("dpctl/del-flows", "/nonexistent/flows"), ("dpctl/dump-flows", "nosuchdp"),
     ("ofproto/list", "x"), ("upcall/show", "x"), ("revalidator/purge", "x"),
+    ("vlog/reopen", "x"), ("vlog/close", "x"),
 ])
 def test_usage_and_unknown_names_answer_as_ovs(pair: Pair, args: tuple[str, ...]) -> None:
     pair.same(*args)
@@ -148,6 +149,8 @@ def test_replies_match_on_quiet_bridges(fresh: Pair) -> None:
     fresh.same("revalidator/purge")
     fresh.same("dpctl/del-flows")
     assert fresh.same("dpif/dump-flows", "BR") == ""
+    assert fresh.same("vlog/close") == ""
+    assert fresh.same("vlog/reopen") == ""  # both run with --log-file
     ours, ref = fresh.both("upcall/show")
     assert UPCALL_SHOW.fullmatch(ours.stdout) and UPCALL_SHOW.fullmatch(ref.stdout), \
         (ours.stdout, ref.stdout)
