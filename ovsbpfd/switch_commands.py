@@ -1,6 +1,7 @@
 """The ``ovs-appctl`` commands that look into the switch: datapath flows
 (``dpctl/*``, ``dpif/dump-flows``, ``upcall/show``, ``revalidator/purge``),
-MAC tables (``fdb/*``) and bridges (``ofproto/list``).
+MAC tables (``fdb/*``), bridges and their rules (``ofproto/list``,
+``bridge/dump-flows``).
 
 Usage lines, argument counts, replies and error texts follow ovs-vswitchd
 (OVS 3.1), because scripts written for it match on them.  The data comes
@@ -42,6 +43,7 @@ class SwitchCommands:
         reg("fdb/stats-show", "bridge", 1, 1, self.fdb_stats_show)
         reg("fdb/stats-clear", "[bridge]", 0, 1, self.fdb_stats_clear)
         reg("ofproto/list", "", 0, 0, self.ofproto_list)
+        reg("bridge/dump-flows", "[--offload-stats] bridge", 1, 2, self.bridge_dump_flows)
         reg("upcall/show", "", 0, 0, lambda _args: self.backer.upcall_show())
         reg("revalidator/purge", "", 0, 0, self.revalidator_purge)
 
@@ -126,3 +128,11 @@ class SwitchCommands:
 
     def ofproto_list(self, args: list[str]) -> str:
         return "".join(name + "\n" for name in self.bridges.names())
+
+    def bridge_dump_flows(self, args: list[str]) -> str:
+        """The bridge is the last argument; an option other than
+        ``--offload-stats`` is ignored, as in OVS, whose error text differs here."""
+        core = self.bridges.bridge(args[-1])
+        if core is None:
+            raise UnixctlError("Unknown bridge")
+        return core.dump_flows("--offload-stats" in args[:-1])

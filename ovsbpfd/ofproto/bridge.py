@@ -26,6 +26,7 @@ from ovsbpfd.ofproto.actions import (
 from ovsbpfd.ofproto.backer import DatapathBacker
 from ovsbpfd.ofproto.fail_open import ControllerMonitor, FailOpen
 from ovsbpfd.ofproto.fdb_stats import format_fdb_stats
+from ovsbpfd.ofproto.flow_text import format_rule
 from ovsbpfd.ofproto.groups import GroupTable
 from ovsbpfd.ofproto.mac_learning import MacLearning
 from ovsbpfd.ofproto.match import Match
@@ -481,6 +482,12 @@ class OfprotoBridge:
         """``dpif/dump-flows``: the datapath flows whose in_port is one of this
         bridge's ports, ports by name when ``names``."""
         return self.backer.dump_bridge_flows(self, verbose, names)
+
+    def dump_flows(self, offload_stats: bool = False) -> str:
+        """``bridge/dump-flows``: every OpenFlow rule of every table, in OVS's text."""
+        now = time.monotonic()
+        return "".join(format_rule(rule, offload_stats, now) + "\n"
+                       for rule in self.pipeline.rules())
 
     def trace(self, flow_spec: str) -> str:
         from ovsbpfd.ofproto.trace import run_trace

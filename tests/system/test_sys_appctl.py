@@ -37,6 +37,40 @@ udp = struct.pack("!HHHH", 1234, 5678, 12, 0) + b"abcd"
 for _ in range(3):
     s.send(dst + src + b"\x08\x00" + ip + udp)
 """
+# Rules of many shapes, in ovs-ofctl syntax: every match field and action
+# ovsbpfd accepts, masked and exact, with shorthands and reserved ports.
+RULES = (
+    "priority=100,in_port=1,actions=output:2",
+    "priority=90,dl_src=02:00:00:00:00:01,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=FLOOD",
+    "priority=80,ip,nw_src=10.0.0.0/24,nw_dst=10.1.2.3,actions=dec_ttl,output:1",
+    "priority=78,ip,nw_src=10.0.0.0/255.0.255.0,actions=ALL",
+    "priority=70,tcp,tp_dst=80,actions=set_field:02:00:00:00:00:09->eth_dst,output:LOCAL",
+    "priority=69,tcp,tp_src=1,tp_dst=2,actions=set_field:10.0.0.9->ip_dst,set_field:99->tcp_dst,IN_PORT",
+    "priority=60,udp6,ipv6_src=2001:db8::/32,udp_dst=53,actions=CONTROLLER:128",
+    "priority=59,udp,actions=CONTROLLER:65535",
+    "priority=50,arp,arp_op=1,arp_tpa=10.0.0.1,arp_sha=02:00:00:00:00:01,actions=NORMAL",
+    "priority=40,dl_vlan=10,dl_vlan_pcp=3,actions=pop_vlan,output:2",
+    "priority=38,dl_vlan=11,actions=set_field:3->vlan_pcp,output:2",
+    "priority=35,vlan_tci=0x0000/0x1fff,actions=push_vlan:0x8100,set_field:4106->vlan_vid,output:2",
+    "priority=34,vlan_tci=0x1000/0x1000,actions=drop",
+    "priority=30,icmp,icmp_type=8,icmp_code=0,actions=group:1",
+    "priority=20,metadata=0x1/0xff,actions=write_metadata:0x2/0xff,goto_table:1",
+    "priority=19,metadata=0x5,actions=write_metadata:0x3,goto_table:2",
+    "table=1,priority=10,ip,nw_tos=32,nw_ecn=1,actions=meter:1,write_actions(output:2)",
+    "table=1,priority=9,ip,nw_proto=47,actions=clear_actions",
+    "priority=12,tun_id=0x5,actions=drop",
+    "priority=13,tun_id=0x50/0xf0,actions=drop",
+    "priority=10,sctp,tp_src=1,actions=mod_nw_ttl:5,output:1",
+    "actions=drop",
+    "priority=8,dl_type=0x88cc,actions=drop",
+    "priority=7,in_port=LOCAL,actions=output:1",
+    "priority=6,icmp6,icmp_type=135,actions=drop",
+    "priority=5,ip,nw_dst=0.0.0.0/1,actions=set_field:0x2e->ip_dscp",
+    "priority=4,metadata=0,actions=drop",
+    "priority=3,dl_src=02:00:00:00:00:00/ff:ff:00:00:00:00,actions=set_field:02:00:00:00:00:01->eth_src",
+    "priority=2,ipv6,ipv6_src=2001:db8::1/ffff:ffff::ff,actions=drop",
+    "priority=1,udp,udp_src=68,actions=set_field:67->udp_dst,set_field:5->udp_src",
+)
 UPCALL_SHOW = re.compile(
     r"\S+@\S+:\n  flows         : \(current \d+\) \(avg \d+\) \(max \d+\) \(limit \d+\)\n"
     r"  dump duration : \d+ms\n  ufid enabled : (true|false)\n\n(  \d+: \(keys \d+\)\n)+")
@@ -131,6 +165,8 @@ def fresh(pair: Pair) -> Pair:
     ("dpctl/del-flows", "/nonexistent/flows"), ("dpctl/dump-flows", "nosuchdp"),
     ("ofproto/list", "x"), ("upcall/show", "x"), ("revalidator/purge", "x"),
     ("vlog/reopen", "x"), ("vlog/close", "x"),
+    ("bridge/dump-flows",), ("bridge/dump-flows", "nosuchbr"), ("bridge/dump-flows", "a", "b", "c"),
+    ("bridge/dump-flows", "--offload-stats", "nosuchbr"),
 ])
 def test_usage_and_unknown_names_answer_as_ovs(pair: Pair, args: tuple[str, ...]) -> None:
     pair.same(*args)
@@ -154,6 +190,35 @@ def test_replies_match_on_quiet_bridges(fresh: Pair) -> None:
     ours, ref = fresh.both("upcall/show")
     assert UPCALL_SHOW.fullmatch(ours.stdout) and UPCALL_SHOW.fullmatch(ref.stdout), \
         (ours.stdout, ref.stdout)
+
+
+def _rules_text(switch: Daemon | RefVswitchd, *args: str) -> list[str]:
+    """``bridge/dump-flows`` lines without their age, sorted (OVS walks its
+    classifier in hash order), and without OVS's table 254: the hidden rules
+    of its recirculation machinery, which ovsbpfd has no use for."""
+    out = switch.appctl("bridge/dump-flows", *args).stdout
+    return sorted(re.sub(r"duration=\d+s, ", "", line) for line in out.splitlines()
+                  if not line.startswith("table_id=254, "))
+
+
+def test_bridge_dump_flows_prints_rules_as_ovs(fresh: Pair) -> None:
+    for switch in (fresh.ours, fresh.ref):
+        switch.ofctl("add-group", fresh.br2, "group_id=1,type=all,bucket=output:1")
+        switch.ofctl("add-meter", fresh.br2, "meter=1,pktps,band=type=drop,rate=10")
+        switch.ofctl("del-flows", fresh.br2)
+        for rule in RULES:
+            switch.ofctl("add-flow", fresh.br2, rule)
+    try:
+        for args in ((fresh.br2,), ("--offload-stats", fresh.br2), ("--other", fresh.br2)):
+            ours, ref = _rules_text(fresh.ours, *args), _rules_text(fresh.ref, *args)
+            assert len(ours) == len(RULES) and ours == ref, "\n".join(
+                ["--- ovsbpfd", *ours, "--- ovs-vswitchd", *ref])
+    finally:
+        for switch in (fresh.ours, fresh.ref):
+            switch.ofctl("del-flows", fresh.br2)
+            switch.ofctl("del-groups", fresh.br2)
+            switch.ofctl("del-meters", fresh.br2)
+            switch.ofctl("add-flow", fresh.br2, "priority=0,actions=NORMAL")
 
 
 def _flow_view(line: str) -> tuple[str, str, str]:
@@ -191,6 +256,16 @@ def test_same_traffic_same_flows_and_fdb_stats(fresh: Pair) -> None:
     # br2 has no ports: none of the datapath's flows are its own
     assert fresh.same("dpif/dump-flows", "BR2") == ""
     assert len(fresh.ours.appctl("dpctl/dump-flows").stdout.splitlines()) == 2
+    # the rule counters, once both have pulled them from their datapaths
+    deadline = time.monotonic() + 10
+    while _rules_text(fresh.ours, fresh.br) != _rules_text(fresh.ref, fresh.br) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (rule,) = _rules_text(fresh.ours, fresh.br)
+    assert [rule] == _rules_text(fresh.ref, fresh.br)
+    packets = int(re.fullmatch(r"n_packets=(\d+), n_bytes=\d+, priority=0,actions=NORMAL",
+                               rule).group(1))
+    assert packets >= 6 and f"n_bytes={packets * 46}," in rule  # 46-byte frames
     stats = fresh.same("fdb/stats-show", "BR")
     assert "Total number of learned MAC entries     : 2\n" in stats
     # (ovs-vswitchd may learn again at once from counters it pushes after the
