@@ -76,6 +76,8 @@ from ovsbpfd.ofproto.xlate import PacketInSpec, Xlate, XlateResult
 
 log = logging.getLogger(__name__)
 
+#: OVS's hidden fail-open rule sits above every OpenFlow priority (fail-open.h)
+FAIL_OPEN_PRIORITY = 0xF0F0F0
 _PORT_MOD_CONFIG = OFPPC_PORT_DOWN | OFPPC_NO_RECV | OFPPC_NO_FWD | OFPPC_NO_PACKET_IN
 _MIN_FRAME = 14
 
@@ -98,6 +100,7 @@ class OfprotoBridge:
         self.meters = MeterTable(backer.dpif)
         self.fail_open = FailOpen()
         self.fail_open_active = False  # the hidden fail-open NORMAL rule is in place
+        self.fail_open_rule: Rule | None = None  # that rule (its counters), while active
         self._listeners: list[SwitchListener] = []
         backer.add_bridge(self)
         self._add_default_flows()
@@ -153,6 +156,8 @@ class OfprotoBridge:
         else:
             log.warning("%s: no longer in fail-open mode", self.name)
         self.fail_open_active = should_open
+        self.fail_open_rule = Rule(0, FAIL_OPEN_PRIORITY, Match(), (
+            InstApplyActions((ActOutput(OFPP_NORMAL),)),)) if should_open else None
         self._changed()
 
     def set_datapath_id(self, datapath_id: int) -> None:
@@ -484,10 +489,12 @@ class OfprotoBridge:
         return self.backer.dump_bridge_flows(self, verbose, names)
 
     def dump_flows(self, offload_stats: bool = False) -> str:
-        """``bridge/dump-flows``: every OpenFlow rule of every table, in OVS's text."""
+        """``bridge/dump-flows``: every OpenFlow rule of every table, in OVS's
+        text, and the hidden fail-open rule while it is in place."""
         now = time.monotonic()
+        hidden = [self.fail_open_rule] if self.fail_open_rule is not None else []
         return "".join(format_rule(rule, offload_stats, now) + "\n"
-                       for rule in self.pipeline.rules())
+                       for rule in hidden + self.pipeline.rules())
 
     def trace(self, flow_spec: str) -> str:
         from ovsbpfd.ofproto.trace import run_trace

@@ -208,6 +208,14 @@ class Xlate:
         if getattr(self.bridge, "fail_open_active", False):
             # OVS's fail-open rule: above every flow, NORMAL for everything.
             self._note("fail-open: no controller for too long, acting as a learning switch")
+            rule = getattr(self.bridge, "fail_open_rule", None)
+            if rule is not None:  # counted like a table-0 rule (bridge/dump-flows shows it)
+                self.result.tables.append(0)
+                self.result.rules.append(rule)
+                if self.side_effects:
+                    table = self.bridge.pipeline.tables[0]
+                    table.lookup_count += 1
+                    table.matched_count += 1
             self._normal()
             return self._finish()
         self._run_pipeline(0)
