@@ -33,7 +33,7 @@ class SwitchCommands:
 
     def register(self, server: UnixctlServer) -> None:
         reg = server.register
-        reg("dpctl/dump-flows", "[-m] [--names] [dp]", 0, 3, self.dpctl_dump_flows)
+        reg("dpctl/dump-flows", "[-m] [--names] [dp]", 0, 6, self.dpctl_dump_flows)
         reg("dpctl/del-flows", "[dp] [file]", 0, 2, self.dpctl_del_flows)
         reg("dpctl/dump-dps", "", 0, 0, self.dpctl_dump_dps)
         reg("dpif/dump-flows", "[-m] [--names | --no-names] bridge", 1, UNBOUNDED,
@@ -65,7 +65,11 @@ class SwitchCommands:
 
     # ------------------------------------------------------------ dpctl/*
     def dpctl_dump_flows(self, args: list[str]) -> str:
+        """Up to 6 arguments as in OVS; its filter=, type= and pmd= are refused."""
         opts = parse_dpctl_args(args)
+        for word in opts.rest:
+            if word.startswith(("filter=", "type=", "pmd=")):
+                raise dpctl_error(self.program, f"{word.split('=', 1)[0]}= is not supported")
         if len(opts.rest) > 1 or (opts.rest and not names_datapath(
                 opts.rest[0], self.backer.datapath_name())):
             raise self._datapath_not_found()

@@ -163,6 +163,7 @@ def fresh(pair: Pair) -> Pair:
     ("dpctl/dump-dps", "x"), ("dpctl/del-flows", "a", "b", "c"),
     ("dpctl/del-flows", "-x"), ("dpctl/del-flows", "--bogus"),
     ("dpctl/del-flows", "/nonexistent/flows"), ("dpctl/dump-flows", "nosuchdp"),
+    ("dpctl/dump-flows", "a", "b", "c", "d", "e", "f", "g"),
     ("ofproto/list", "x"), ("upcall/show", "x"), ("revalidator/purge", "x"),
     ("vlog/reopen", "x"), ("vlog/close", "x"),
     ("bridge/dump-flows",), ("bridge/dump-flows", "nosuchbr"), ("bridge/dump-flows", "a", "b", "c"),
