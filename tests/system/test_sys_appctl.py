@@ -19,6 +19,7 @@ import pytest
 from tests.system.daemon_proc import Daemon, Result
 from tests.system.netns import run, unique_name
 from tests.system.refvswitchd import RefVswitchd, reference_available
+from tests.system.twins import twin_switches
 
 pytestmark = [
     pytest.mark.system,
@@ -119,32 +120,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     workdir = tmp_path_factory.mktemp("appctl-compare")
     br, br2 = unique_name("oabr", 0), unique_name("oabr", 1)
     ports = [unique_name("oap", i) for i in (1, 2)]
-    ours = Daemon(workdir / "ours")
-    ref = RefVswitchd(workdir / "ref", unique_name("oans", 0))
-    made: list[str] = []
-    try:
-        ref.start()
-        ours.start()
-        for bridge in (br, br2):
-            ref.add_bridge(bridge)
-            ours.vsctl("add-br", bridge)
-        for ofport, port in enumerate(ports, 1):
-            ref.add_veth_port(br, port, ofport)
-            run("ip", "link", "add", port, "type", "veth", "peer", "name", port + "p")
-            made.append(port)
-            for device in (port, port + "p"):
-                run("sysctl", "-qw", f"net.ipv6.conf.{device}.disable_ipv6=1")
-                run("ip", "link", "set", device, "up")
-            ours.vsctl("add-port", br, port, "--", "set", "Interface", port,
-                       f"ofport_request={ofport}")
+    with twin_switches(workdir, unique_name("oans", 0), [br, br2], ports) as (ours, ref):
         yield Pair(ours, ref, br, br2, ports)
-    finally:
-        try:
-            ours.stop(cleanup=True)
-        finally:
-            ref.stop()
-            for port in made:
-                run("ip", "link", "del", port, check=False)
 
 
 @pytest.fixture
@@ -290,8 +267,8 @@ def test_del_flows_purge_and_upcall_show(fresh: Pair) -> None:
         out = d.ofctl("dump-flows", br).stdout
         return int(re.search(r"n_packets=(\d+).*actions=NORMAL", out).group(1))
 
-    fresh.traffic()  # these stay in BPF: counted only when pulled from the datapath
     before = normal_packets()
+    fresh.traffic()  # these stay in BPF: counted once pulled from the datapath
     assert d.appctl("revalidator/purge").stdout == ""
     assert d.appctl("dpctl/dump-flows").stdout == ""
     assert normal_packets() >= before + 6  # purged flows' last counters reached the rule

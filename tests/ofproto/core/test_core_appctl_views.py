@@ -15,6 +15,16 @@ H1, H2, H3 = (host_mac(n) for n in (1, 2, 3))
 
 
 @pytest.fixture
+def rig():
+    """One bridge with 3 ports on its own datapath."""
+    r = Rig(3)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
 def two_bridges():
     """br0 and br1 on one datapath, each with 2 ports."""
     br0 = Rig(2, "br0")
@@ -74,72 +84,56 @@ def test_mac_table_counts_learned_moved_expired_evicted() -> None:
             table.stats.evicted) == (0, 0, 0, 0)
 
 
-def test_fdb_stats_show_text() -> None:
-    rig = Rig(2)
-    try:
-        _ping_pair(rig, H1, H2)
-        assert rig.bridge.fdb_stats_show() == (
-            'Statistics for bridge "br0":\n'
-            "  Current/maximum MAC entries in the table: 2/8192\n"
-            "  Current static MAC entries in the table : 0\n"
-            "  Total number of learned MAC entries     : 2\n"
-            "  Total number of expired MAC entries     : 0\n"
-            "  Total number of evicted MAC entries     : 0\n"
-            "  Total number of port moved MAC entries  : 0\n")
-        rig.bridge.fdb_stats_clear()
-        assert "learned MAC entries     : 0\n" in rig.bridge.fdb_stats_show()
-        assert "table: 2/8192" in rig.bridge.fdb_stats_show()  # entries stay
-    finally:
-        rig.close()
+def test_fdb_stats_show_text(rig: Rig) -> None:
+    _ping_pair(rig, H1, H2)
+    assert rig.bridge.fdb_stats_show() == (
+        'Statistics for bridge "br0":\n'
+        "  Current/maximum MAC entries in the table: 2/8192\n"
+        "  Current static MAC entries in the table : 0\n"
+        "  Total number of learned MAC entries     : 2\n"
+        "  Total number of expired MAC entries     : 0\n"
+        "  Total number of evicted MAC entries     : 0\n"
+        "  Total number of port moved MAC entries  : 0\n")
+    rig.bridge.fdb_stats_clear()
+    assert "learned MAC entries     : 0\n" in rig.bridge.fdb_stats_show()
+    assert "table: 2/8192" in rig.bridge.fdb_stats_show()  # entries stay
 
 
-def test_fdb_flush_forgets_macs_and_fixes_flows() -> None:
-    rig = Rig(3)
-    try:
-        _ping_pair(rig, H1, H2)
-        rig.all_received()
-        unicast = [f for f in rig.dpif.flow_dump() if f.key.eth_dst == H2]
-        assert [len(f.actions) for f in unicast] == [1]
-        rig.bridge.fdb_flush()
-        rig.settle()
-        assert len(rig.bridge.mac) == 0
-        # the flow to H2 no longer knows where H2 is: removed or flooding
-        rig.send(1, pb.udp_frame(H1, H2, "10.0.0.1", "10.0.0.2", 1, 2))
-        got = {p: len(f) for p, f in rig.all_received().items()}
-        assert got == {1: 0, 2: 1, 3: 1}
-    finally:
-        rig.close()
+def test_fdb_flush_forgets_macs_and_fixes_flows(rig: Rig) -> None:
+    _ping_pair(rig, H1, H2)
+    rig.all_received()
+    unicast = [f for f in rig.dpif.flow_dump() if f.key.eth_dst == H2]
+    assert [len(f.actions) for f in unicast] == [1]
+    rig.bridge.fdb_flush()
+    rig.settle()
+    assert len(rig.bridge.mac) == 0
+    # the flow to H2 no longer knows where H2 is: removed or flooding
+    rig.send(1, pb.udp_frame(H1, H2, "10.0.0.1", "10.0.0.2", 1, 2))
+    got = {p: len(f) for p, f in rig.all_received().items()}
+    assert got == {1: 0, 2: 1, 3: 1}
 
 
-def test_purge_deletes_flows_and_credits_rules() -> None:
-    rig = Rig(2)
-    try:
-        _ping_pair(rig, H1, H2)
-        flow = next(f for f in rig.dpif.flow_dump() if f.key.eth_dst == H2)
-        for _ in range(5):  # hits in the datapath only
-            rig.dpif.inject(rig.dp_port(1), pb.udp_frame(H1, H2, "10.0.0.1", "10.0.0.2", 1, 2))
-        assert rig.dpif.flow_get(flow.key, flow.mask).stats.packets == 5
-        (rule,) = rig.bridge.pipeline.rules()
-        before = rule.packet_count
-        assert rig.backer.purge_flows() == 2
-        assert rig.dpif.flow_dump() == [] and len(rig.backer.revalidator) == 0
-        assert rule.packet_count == before + 5
-    finally:
-        rig.close()
+def test_purge_deletes_flows_and_credits_rules(rig: Rig) -> None:
+    _ping_pair(rig, H1, H2)
+    flow = next(f for f in rig.dpif.flow_dump() if f.key.eth_dst == H2)
+    for _ in range(5):  # hits in the datapath only
+        rig.dpif.inject(rig.dp_port(1), pb.udp_frame(H1, H2, "10.0.0.1", "10.0.0.2", 1, 2))
+    assert rig.dpif.flow_get(flow.key, flow.mask).stats.packets == 5
+    (rule,) = rig.bridge.pipeline.rules()
+    before = rule.packet_count
+    assert rig.backer.purge_flows() == 2
+    assert rig.dpif.flow_dump() == [] and len(rig.backer.revalidator) == 0
+    assert rule.packet_count == before + 5
 
 
-def test_flush_datapath_forgets_records_and_flows_come_back() -> None:
-    rig = Rig(2)
-    try:
-        _ping_pair(rig, H1, H2)
-        rig.backer.flush_datapath_flows()
-        assert rig.dpif.flow_dump() == [] and len(rig.backer.revalidator) == 0
-        misses = rig.misses()
-        _ping_pair(rig, H1, H2)
-        assert rig.misses() == misses + 2 and len(rig.dpif.flow_dump()) == 2
-        assert len(rig.backer.revalidator) == 2
-    finally:
-        rig.close()
+def test_flush_datapath_forgets_records_and_flows_come_back(rig: Rig) -> None:
+    _ping_pair(rig, H1, H2)
+    rig.backer.flush_datapath_flows()
+    assert rig.dpif.flow_dump() == [] and len(rig.backer.revalidator) == 0
+    misses = rig.misses()
+    _ping_pair(rig, H1, H2)
+    assert rig.misses() == misses + 2 and len(rig.dpif.flow_dump()) == 2
+    assert len(rig.backer.revalidator) == 2
 
 
 def test_dump_stats_average_and_maximum() -> None:
@@ -149,17 +143,13 @@ def test_dump_stats_average_and_maximum() -> None:
     assert (stats.avg_flows, stats.max_flows, stats.duration_ms) == (2, 8, 3)
 
 
-def test_upcall_show_after_a_sweep() -> None:
-    rig = Rig(2)
-    try:
-        _ping_pair(rig, H1, H2)
-        rig.backer.sweep()
-        text = rig.backer.upcall_show()
-        assert text.startswith("dummy@ovs-system:\n  flows         : (current 2) (avg 1) "
-                               "(max 2) (limit 65536)\n  dump duration : ")
-        assert text.endswith("ms\n  ufid enabled : false\n\n  1: (keys 2)\n")
-    finally:
-        rig.close()
+def test_upcall_show_after_a_sweep(rig: Rig) -> None:
+    _ping_pair(rig, H1, H2)
+    rig.backer.sweep()
+    text = rig.backer.upcall_show()
+    assert text.startswith("dummy@ovs-system:\n  flows         : (current 2) (avg 1) "
+                           "(max 2) (limit 65536)\n  dump duration : ")
+    assert text.endswith("ms\n  ufid enabled : false\n\n  1: (keys 2)\n")
 
 
 def test_upcall_show_layout() -> None:
