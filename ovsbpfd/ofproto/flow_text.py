@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 
 from ovsbpfd.ofproto.actions import (
+    INSTRUCTION_ORDER,
     OFPP_CONTROLLER,
     OFPP_MAX,
     PORT_NAMES,
@@ -235,14 +236,11 @@ def format_action(act: Action) -> str:
     raise ValueError(f"unknown action {act!r}")
 
 
-_INSTRUCTION_ORDER = {InstMeter: 0, InstApplyActions: 1, InstClearActions: 2,
-                      InstWriteActions: 3, InstWriteMetadata: 4, InstGotoTable: 5}
-
 
 def format_instructions(instructions: tuple[Instruction, ...]) -> str:
     """The actions text of a rule (``drop`` when there are none)."""
     parts: list[str] = []
-    for inst in sorted(instructions, key=lambda i: _INSTRUCTION_ORDER[type(i)]):
+    for inst in sorted(instructions, key=lambda i: INSTRUCTION_ORDER[type(i)]):
         match inst:
             case InstMeter(meter_id=meter_id):
                 parts.append(f"meter:{meter_id}")

@@ -30,6 +30,7 @@ from ovsbpfd.dpif.types import (
     Userspace,
 )
 from ovsbpfd.ofproto.actions import (
+    INSTRUCTION_ORDER,
     OFPP_ALL,
     OFPP_CONTROLLER,
     OFPP_FLOOD,
@@ -171,10 +172,6 @@ def _action_set_slot(act: Action) -> object:
     return ("set_field", act.field) if isinstance(act, ActSetField) else type(act)
 
 
-_INSTRUCTION_ORDER = {InstMeter: 0, InstApplyActions: 1, InstClearActions: 2,
-                      InstWriteActions: 3, InstWriteMetadata: 4, InstGotoTable: 5}
-
-
 class Xlate:
     """One translation.  Use ``translate`` or ``translate_actions``."""
 
@@ -283,7 +280,7 @@ class Xlate:
         goto = None
         instructions = rule.instructions
         if len(instructions) > 1:
-            instructions = sorted(instructions, key=lambda i: _INSTRUCTION_ORDER.get(type(i), 9))
+            instructions = sorted(instructions, key=lambda i: INSTRUCTION_ORDER.get(type(i), 9))
         for inst in instructions:
             if self.halted:
                 return None
