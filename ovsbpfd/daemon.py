@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovsbpfd import __version__
+from ovsbpfd import __version__, coverage
 from ovsbpfd.dbchild import OvsdbChild
 from ovsbpfd.event_loop import EVENT_LOOP_ENV, event_loop_factory
 from ovsbpfd.logsetup import vlog_close, vlog_list, vlog_reopen, vlog_set
@@ -74,6 +74,7 @@ class Daemon:
         self.vswitch: Vswitch | None = None
         self.watcher: LinkWatcher | None = None
         self.unixctl: UnixctlServer | None = None
+        self._coverage_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> int:
@@ -130,6 +131,7 @@ class Daemon:
         self.watcher = LinkWatcher(self.vswitch.netdevs_changed)
         self.watcher.start()
 
+        self._coverage_task = asyncio.get_running_loop().create_task(coverage.run_forever())
         self.unixctl = UnixctlServer(ctl_path(cfg.rundir, PROGRAM, os.getpid()),
                                      f"{PROGRAM} (Open vSwitch) {__version__}")
         self._register_commands(self.unixctl)
@@ -146,6 +148,8 @@ class Daemon:
     async def _shutdown(self) -> None:
         """Undo _start in reverse; every step runs even if an earlier one failed."""
         steps: list[tuple[str, Callable[[], Any]]] = []
+        if self._coverage_task is not None:
+            steps.append(("coverage sampling", self._coverage_task.cancel))
         if self.unixctl is not None:
             steps.append(("unixctl", self.unixctl.stop))
         if self.watcher is not None:
@@ -182,6 +186,8 @@ class Daemon:
         server.register("vlog/reopen", "", 0, 0, vlog_reopen)
         server.register("vlog/close", "", 0, 0, vlog_close)
         server.register("memory/show", "", 0, 0, self._cmd_memory_show)
+        server.register("coverage/show", "", 0, 0, lambda _args: coverage.COVERAGE.show())
+        server.register("coverage/read-counter", "COUNTER", 1, 1, _cmd_read_counter)
         SwitchCommands(PROGRAM, self.bridges, self.backer).register(server)
 
     def _cmd_exit(self, args: list[str]) -> str:
@@ -226,6 +232,13 @@ class Daemon:
         upcalls = self.backer.upcall_count() if hasattr(self.backer, "upcall_count") else 0
         return (f"bridges:{n_bridges} datapath-flows:{n_flows} ports:{n_ports} "
                 f"upcalls:{upcalls} max-rss-kB:{rss_kb}\n")
+
+
+def _cmd_read_counter(args: list[str]) -> str:
+    total = coverage.COVERAGE.read_counter(args[0])
+    if total is None:
+        raise UnixctlError("No such counter")
+    return f"{total}\n"
 
 
 def tune_gc() -> None:

@@ -19,7 +19,11 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ovsbpfd import coverage
+
 log = logging.getLogger(__name__)
+_RECEIVED = coverage.counter("unixctl_received")
+_REPLIED = coverage.counter("unixctl_replied")
 
 Handler = Callable[[list[str]], "str | Awaitable[str]"]
 
@@ -217,6 +221,8 @@ class UnixctlServer:
             raise ValueError("malformed JSON-RPC request")
         if req_id is None:
             return None  # a notification: nothing to answer
+        _RECEIVED.inc()
+        _REPLIED.inc()  # every request gets its reply or error below
         try:
             result = await self.dispatch(method, params)
         except UnixctlError as exc:

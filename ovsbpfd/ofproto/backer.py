@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ovsbpfd import coverage
 from ovsbpfd.dpif.format import format_flow
 from ovsbpfd.dpif.provider import Dpif
 from ovsbpfd.dpif.types import (
@@ -57,6 +58,11 @@ MAX_SCOPED_CHANGES = 256
 SWEEP_INTERVAL_S = 1.0
 TAKEOVER_CHUNK = 256  # flows handled between yields to the event loop
 _FULL_MAC = b"\xff" * 6
+# datapath calls this process makes, as OVS's dpif.c counts them
+_PORT_ADD = coverage.counter("dpif_port_add")
+_PORT_DEL = coverage.counter("dpif_port_del")
+_EXECUTE = coverage.counter("dpif_execute")
+_FLOW_FLUSH = coverage.counter("dpif_flow_flush")
 
 
 class BackedBridge(FlowOwner, Protocol):
@@ -154,6 +160,7 @@ class DatapathBacker:
     def attach_port(self, bridge: BackedBridge, ofport: int, name: str, ifindex: int,
                     internal: bool = False) -> int:
         """Add the netdev to the datapath; return its datapath port number."""
+        _PORT_ADD.inc()
         dp_port = self.dpif.port_add(name, ifindex)
         self._ports[dp_port] = (bridge, ofport)
         if internal:
@@ -163,6 +170,7 @@ class DatapathBacker:
     def detach_port(self, dp_port: int) -> None:
         self._ports.pop(dp_port, None)
         self._internal.discard(dp_port)
+        _PORT_DEL.inc()
         with contextlib.suppress(Exception):
             self.dpif.port_del(dp_port)
         self.request_revalidation()
@@ -332,6 +340,7 @@ class DatapathBacker:
         runs = [(u.packet, result.actions) for u, _bridge, result in misses
                 if not u.truncated and result.actions]
         try:
+            _EXECUTE.inc(len(runs))
             errors = self.dpif.execute_many(runs)
         except Exception:
             log.exception("executing upcalled packets failed")
@@ -342,6 +351,7 @@ class DatapathBacker:
 
     def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
         if actions:
+            _EXECUTE.inc()
             self.dpif.execute(packet, actions)
 
     def _translate_for_revalidation(self, key: FlowKey):
@@ -501,6 +511,7 @@ class DatapathBacker:
     def flush_datapath_flows(self) -> None:
         """``dpctl/del-flows``: empty the datapath; the revalidator forgets
         its flows, and the next packets upcall and install them again."""
+        _FLOW_FLUSH.inc()
         self.dpif.flow_flush()
         self.revalidator.forget_all()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+from ovsbpfd import coverage
 from ovsbpfd.dpif.packet import parse_packet
 from ovsbpfd.dpif.types import ETH_TYPE_IP, ETH_TYPE_IPV6, VLAN_TAG_PRESENT, FlowKey
 from ovsbpfd.ofproto import error_codes as ec
@@ -78,6 +79,7 @@ log = logging.getLogger(__name__)
 
 #: OVS's hidden fail-open rule sits above every OpenFlow priority (fail-open.h)
 FAIL_OPEN_PRIORITY = 0xF0F0F0
+_FLUSH = coverage.counter("ofproto_flush")
 _PORT_MOD_CONFIG = OFPPC_PORT_DOWN | OFPPC_NO_RECV | OFPPC_NO_FWD | OFPPC_NO_PACKET_IN
 _MIN_FRAME = 14
 
@@ -114,6 +116,7 @@ class OfprotoBridge:
 
     def flush_flows(self) -> None:
         """Delete every flow and set up the default ones again (OVS's flush)."""
+        _FLUSH.inc()
         for rule in self.pipeline.rules():
             self.pipeline.remove_rule(rule)
             self._flow_removed(rule, OFPRR_DELETE)

@@ -6,8 +6,15 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ovsbpfd import coverage
+
 DEFAULT_AGING_S = 300
 DEFAULT_MAX_ENTRIES = 8192
+
+_LEARNED = coverage.counter("mac_learning_learned")
+_EXPIRED = coverage.counter("mac_learning_expired")
+_EVICTED = coverage.counter("mac_learning_evicted")
+_MOVED = coverage.counter("mac_learning_moved")
 
 
 @dataclass
@@ -65,12 +72,15 @@ class MacLearning:
                 return False
             entry.port = port
             self.stats.moved += 1
+            _MOVED.inc()
         else:
             while len(self._entries) >= self.max_entries:
                 self._entries.popitem(last=False)
                 self.stats.evicted += 1
+                _EVICTED.inc()
             self._entries[key] = MacEntry(vlan, mac, port, now)
             self.stats.learned += 1
+            _LEARNED.inc()
         self.version += 1
         return True
 
@@ -94,6 +104,7 @@ class MacLearning:
         if stale:
             self.version += 1
             self.stats.expired += len(stale)
+            _EXPIRED.inc(len(stale))
         return stale
 
     def flush_port(self, port: int) -> int:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ovsbpfd import coverage
 from ovsbpfd.dpif.provider import Dpif, DpifError
 from ovsbpfd.dpif.types import DpAction, DpFlow, FlowKey, FlowStats
 from ovsbpfd.ofproto.reval_index import ChangeIndex, MacIndex, RuleChange
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 IDLE_FLOW_NS = 10 * 1_000_000_000
 
 KEPT, FIXED, DELETED = "kept", "fixed", "deleted"
+# datapath calls this process makes, as OVS's dpif.c counts them
+_FLOW_PUT = coverage.counter("dpif_flow_put")
+_FLOW_DEL = coverage.counter("dpif_flow_del")
 
 
 class FlowOwner(Protocol):
@@ -121,6 +125,7 @@ class Revalidator:
         the datapath writes handed over together (``Dpif.flow_put_many``)."""
         puts = [(key, result.mask, tuple(result.actions)) for key, _owner, result in flows]
         errors = self._put_flows(puts)
+        _FLOW_PUT.inc(len(puts))
         records: list[FlowRecord | None] = []
         now_ns: int | None = None
         for (key, owner, result), (_key, mask, actions), err in zip(flows, puts, errors,
@@ -221,6 +226,7 @@ class Revalidator:
             return 1
         if actions != record.actions:
             try:
+                _FLOW_PUT.inc()
                 self.dpif.flow_put(record.key, record.mask, actions, create=False)
             except DpifError:
                 self._delete(record)
@@ -233,6 +239,7 @@ class Revalidator:
         return 0
 
     def _delete(self, record: FlowRecord) -> None:
+        _FLOW_DEL.inc()
         stats = self.dpif.flow_del(record.key, record.mask)
         if stats is not None:
             self._credit(record, stats)
@@ -305,6 +312,7 @@ class Revalidator:
         """
         translated = self.translate(flow.key)
         if translated is None or not mask_covers(flow.mask, translated[1].mask):
+            _FLOW_DEL.inc()
             self.dpif.flow_del(flow.key, flow.mask)
             return DELETED
         owner, result = translated
@@ -312,9 +320,11 @@ class Revalidator:
         outcome = KEPT
         if actions != tuple(flow.actions):
             try:
+                _FLOW_PUT.inc()
                 self.dpif.flow_put(flow.key, flow.mask, actions, create=False)
             except DpifError as err:
                 log.info("cannot fix adopted datapath flow (%s): deleting it", err)
+                _FLOW_DEL.inc()
                 self.dpif.flow_del(flow.key, flow.mask)
                 return DELETED
             outcome = FIXED

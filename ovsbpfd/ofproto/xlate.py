@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ovsbpfd import coverage
 from ovsbpfd.dpif.types import (
     ETH_TYPE_IP,
     ETH_TYPE_IPV6,
@@ -90,6 +91,7 @@ _RESERVED_MULTICAST_PREFIX = bytes.fromhex("0180c20000")  # 01:80:c2:00:00:0x (S
 _MAX_PIPELINE_PASSES = 4  # output:TABLE nesting bound
 _MAX_GROUP_DEPTH = 32  # chained groups (loops are refused at GROUP_MOD)
 _NO_MASK = FlowKey()  # a result's mask until _finish sets it
+_XLATE_ACTIONS = coverage.counter("xlate_actions")  # translations, as OVS counts them
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class Xlate:
     # ------------------------------------------------------------ entry points
     def translate(self) -> XlateResult:
         """The pipeline from table 0 (a datapath miss)."""
+        _XLATE_ACTIONS.inc()
         if self._input_blocked():
             return self._finish()
         if getattr(self.bridge, "fail_open_active", False):
@@ -220,6 +223,7 @@ class Xlate:
 
     def translate_actions(self, actions: tuple[Action, ...]) -> XlateResult:
         """A PACKET_OUT's action list (which may send the packet to TABLE)."""
+        _XLATE_ACTIONS.inc()
         self._do_actions(actions, None)
         return self._finish()
 
