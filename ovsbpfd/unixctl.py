@@ -119,7 +119,7 @@ def format_command_list(commands: dict[str, tuple[str, int, int]]) -> str:
     lines = ["The available commands are:"]
     for name in sorted(commands):
         usage = commands[name][0]
-        lines.append(f"  {name:<23} {usage}" if usage else f"  {name}")
+        lines.append(f"  {name:<23} {usage}")  # padded even without usage, as OVS
     return "\n".join(lines) + "\n"
 
 
