@@ -101,8 +101,8 @@ class OfprotoBridge:
         self.groups = GroupTable()
         self.meters = MeterTable(backer.dpif)
         self.fail_open = FailOpen()
-        self.fail_open_active = False  # the hidden fail-open NORMAL rule is in place
-        self.fail_open_rule: Rule | None = None  # that rule (its counters), while active
+        # OVS's hidden fail-open NORMAL rule (with its counters) while it is in place
+        self.fail_open_rule: Rule | None = None
         self._listeners: list[SwitchListener] = []
         backer.add_bridge(self)
         self._add_default_flows()
@@ -158,10 +158,13 @@ class OfprotoBridge:
             self.flush_flows()
         else:
             log.warning("%s: no longer in fail-open mode", self.name)
-        self.fail_open_active = should_open
         self.fail_open_rule = Rule(0, FAIL_OPEN_PRIORITY, Match(), (
             InstApplyActions((ActOutput(OFPP_NORMAL),)),)) if should_open else None
         self._changed()
+
+    @property
+    def fail_open_active(self) -> bool:
+        return self.fail_open_rule is not None
 
     def set_datapath_id(self, datapath_id: int) -> None:
         self.datapath_id = datapath_id
