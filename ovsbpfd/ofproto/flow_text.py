@@ -18,23 +18,14 @@ from ovsbpfd.ofproto.actions import (
     OFPP_CONTROLLER,
     OFPP_MAX,
     PORT_NAMES,
-    ActCopyTtlIn,
-    ActCopyTtlOut,
-    ActDecMplsTtl,
     ActDecNwTtl,
     ActGroup,
     Action,
     ActOutput,
-    ActPopMpls,
-    ActPopPbb,
     ActPopVlan,
-    ActPushMpls,
-    ActPushPbb,
     ActPushVlan,
     ActSetField,
-    ActSetMplsTtl,
     ActSetNwTtl,
-    ActSetQueue,
     InstApplyActions,
     InstClearActions,
     InstGotoTable,
@@ -53,12 +44,8 @@ _SHORTHANDS = {_IP: {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"},
 _TYPE_NAMES = {_IP: "ip", _IPV6: "ipv6", _ARP: "arp", 0x8035: "rarp", 0x8847: "mpls",
                0x8848: "mplsm"}
 _VLAN_CFI, _VLAN_VID, _VLAN_PCP = 0x1000, 0x0FFF, 0xE000
-# OXM name -> the name OVS prints in set_field (meta-flow names)
-_SET_FIELD_NAMES = {"ipv4_src": "ip_src", "ipv4_dst": "ip_dst", "ip_proto": "nw_proto",
-                    "ip_ecn": "nw_ecn", "icmpv4_type": "icmp_type",
-                    "icmpv4_code": "icmp_code", "tunnel_id": "tun_id",
-                    "ipv6_flabel": "ipv6_label", "ipv6_nd_target": "nd_target",
-                    "ipv6_nd_sll": "nd_sll", "ipv6_nd_tll": "nd_tll"}
+# settable OXM fields OVS names otherwise in set_field (meta-flow names)
+_SET_FIELD_NAMES = {"ipv4_src": "ip_src", "ipv4_dst": "ip_dst", "ip_ecn": "nw_ecn"}
 
 
 def c_hex(value: int) -> str:
@@ -184,19 +171,19 @@ def format_match(match: Match, priority: int) -> str:
 
 
 def _set_field_value(oxm: str, value: int) -> str:
-    """A set_field value in meta-flow's format for the field."""
-    if oxm in ("eth_src", "eth_dst", "arp_sha", "arp_tha", "ipv6_nd_sll", "ipv6_nd_tll"):
+    """A set_field value in meta-flow's format for the field (of those
+    validation lets a rule set: addresses, and numbers printed in decimal)."""
+    if oxm in ("eth_src", "eth_dst", "arp_sha", "arp_tha"):
         return _mac(value)
     if oxm in ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"):
         return _ip(value, None, 32)
-    if oxm in ("ipv6_src", "ipv6_dst", "ipv6_nd_target"):
+    if oxm in ("ipv6_src", "ipv6_dst"):
         return _ip(value, None, 128)
-    if oxm in ("metadata", "tunnel_id", "eth_type", "ipv6_flabel"):
-        return c_hex(value)
     return str(value)
 
 
 def format_action(act: Action) -> str:
+    """One action as OVS's ofpacts_format prints it."""
     match act:
         case ActOutput(port=port, max_len=max_len):
             if port == OFPP_CONTROLLER:
@@ -204,8 +191,6 @@ def format_action(act: Action) -> str:
             return f"output:{port}" if port < OFPP_MAX else format_port(port)
         case ActGroup(group_id=group_id):
             return f"group:{group_id}"
-        case ActSetQueue(queue_id=queue_id):
-            return f"set_queue:{queue_id}"
         case ActSetField(field=oxm, value=value):
             name = _SET_FIELD_NAMES.get(oxm, oxm)
             return f"set_field:{_set_field_value(oxm, value)}->{name}"
@@ -217,24 +202,8 @@ def format_action(act: Action) -> str:
             return f"mod_nw_ttl:{ttl}"
         case ActDecNwTtl():
             return "dec_ttl"
-        case ActPushMpls(ethertype=ethertype):
-            return f"push_mpls:0x{ethertype:04x}"
-        case ActPopMpls(ethertype=ethertype):
-            return f"pop_mpls:0x{ethertype:04x}"
-        case ActSetMplsTtl(ttl=ttl):
-            return f"set_mpls_ttl({ttl})"
-        case ActDecMplsTtl():
-            return "dec_mpls_ttl"
-        case ActCopyTtlOut():
-            return "copy_ttl_out"
-        case ActCopyTtlIn():
-            return "copy_ttl_in"
-        case ActPushPbb(ethertype=ethertype):
-            return f"push_pbb:0x{ethertype:04x}"
-        case ActPopPbb():
-            return "pop_pbb"
-    raise ValueError(f"unknown action {act!r}")
-
+    # validation refuses every other action (queues, MPLS, PBB, TTL copies)
+    raise ValueError(f"no rule can hold {act!r}")
 
 
 def format_instructions(instructions: tuple[Instruction, ...]) -> str:

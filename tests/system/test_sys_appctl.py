@@ -71,6 +71,10 @@ RULES = (
     "priority=3,dl_src=02:00:00:00:00:00/ff:ff:00:00:00:00,actions=set_field:02:00:00:00:00:01->eth_src",
     "priority=2,ipv6,ipv6_src=2001:db8::1/ffff:ffff::ff,actions=drop",
     "priority=1,udp,udp_src=68,actions=set_field:67->udp_dst,set_field:5->udp_src",
+    "priority=14,ip,actions=set_field:1->ip_ecn,set_field:10.0.0.3->ip_src",
+    "priority=15,arp,actions=set_field:10.0.0.7->arp_spa,set_field:02:00:00:00:00:07->arp_sha",
+    "priority=16,ipv6,actions=set_field:2001:db8::1->ipv6_src",
+    "priority=17,tcp6,actions=set_field:80->tcp_src,dec_ttl",
 )
 COVERAGE_SHOW = re.compile(
     r"Event coverage, avg rate over last: 5 seconds, last minute, last hour,  hash=[0-9a-f]{8}:\n"

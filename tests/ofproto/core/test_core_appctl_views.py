@@ -17,11 +17,8 @@ H1, H2, H3 = (host_mac(n) for n in (1, 2, 3))
 @pytest.fixture
 def rig():
     """One bridge with 3 ports on its own datapath."""
-    r = Rig(3)
-    try:
+    with Rig(3) as r:
         yield r
-    finally:
-        r.close()
 
 
 @pytest.fixture
