@@ -75,7 +75,9 @@ def _close_log_file() -> None:
 
 def vlog_reopen(_args: list[str]) -> str:
     """``vlog/reopen``: open the log file again, by name (after logrotate moved
-    it, or after ``vlog/close``); errors worded as ovs-vswitchd's."""
+    it, or after ``vlog/close``); errors worded as ovs-vswitchd's.  This
+    process's file only: the embedded OVSDB child writes to the stderr it
+    was started with until it is restarted."""
     if _log_file is None:
         raise UnixctlError("Logging to file not configured")
     old = _handlers.get("file")
