@@ -178,7 +178,6 @@ class Daemon:
     # ------------------------------------------------------------ unixctl
     def _register_commands(self, server: UnixctlServer) -> None:
         server.register("exit", "[--cleanup]", 0, 1, self._cmd_exit)
-        server.register("dpctl/show", "[-s]", 0, 2, self._cmd_dpctl_show)
         server.register("ofproto/trace", "bridge flow", 2, 2, self._cmd_trace)
         server.register("dpif/show", "", 0, 0, self._cmd_dpif_show)
         server.register("vlog/set", "{spec | PATTERN:destination:pattern}", 1, 64, vlog_set)
@@ -195,9 +194,6 @@ class Daemon:
             raise UnixctlError(f"exit: unknown option {args[0]}")
         self.request_stop(cleanup=bool(args))
         return ""
-
-    def _cmd_dpctl_show(self, args: list[str]) -> str:
-        return self.backer.datapath_show()
 
     def _cmd_trace(self, args: list[str]) -> str:
         core = self.bridges.bridge(args[0]) if self.bridges else None

@@ -36,6 +36,7 @@ class SwitchCommands:
         reg("dpctl/dump-flows", "[-m] [--names] [dp]", 0, 6, self.dpctl_dump_flows)
         reg("dpctl/del-flows", "[dp] [file]", 0, 2, self.dpctl_del_flows)
         reg("dpctl/dump-dps", "", 0, 0, self.dpctl_dump_dps)
+        reg("dpctl/show", "[-s] [dp...]", 0, UNBOUNDED, self.dpctl_show)
         reg("dpif/dump-flows", "[-m] [--names | --no-names] bridge", 1, UNBOUNDED,
             self.dpif_dump_flows)
         reg("fdb/show", "bridge", 1, 1, lambda args: self._bridge(args[0]).fdb_show())
@@ -95,6 +96,15 @@ class SwitchCommands:
             return str(dpctl_error(self.program, f'Opening file "{path}" failed',
                                    exc.strerror)) + "\n"
         raise dpctl_error(self.program, "deleting the flows listed in a file is not supported")
+
+    def dpctl_show(self, args: list[str]) -> str:
+        """OVS's options are read (``-s`` adds nothing here); a name that is not
+        this datapath fails as opening an unknown datapath fails in OVS."""
+        for name in parse_dpctl_args(args).rest:
+            if not names_datapath(name, self.backer.datapath_name()):
+                raise dpctl_error(self.program, f"opening datapath {name} failed",
+                                  "No such file or directory")
+        return self.backer.datapath_show()
 
     def dpctl_dump_dps(self, args: list[str]) -> str:
         return self.backer.datapath_name() + "\n"

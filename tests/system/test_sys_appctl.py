@@ -149,6 +149,7 @@ def fresh(pair: Pair) -> Pair:
     ("dpctl/del-flows", "-x"), ("dpctl/del-flows", "--bogus"),
     ("dpctl/del-flows", "/nonexistent/flows"), ("dpctl/dump-flows", "nosuchdp"),
     ("dpctl/dump-flows", "a", "b", "c", "d", "e", "f", "g"),
+    ("dpctl/show", "-x"), ("dpctl/show", "-s", "nosuchdp"),
     ("ofproto/list", "x"), ("upcall/show", "x"), ("revalidator/purge", "x"),
     ("vlog/reopen", "x"), ("vlog/close", "x"),
     ("bridge/dump-flows",), ("bridge/dump-flows", "nosuchbr"), ("bridge/dump-flows", "a", "b", "c"),
@@ -163,7 +164,7 @@ def test_usage_lines_as_ovs(pair: Pair) -> None:
     """list-commands shows each new command with ovs-vswitchd's usage (but
     dpctl/dump-flows, whose filter=, type= and pmd= ovsbpfd does not offer)."""
     commands = ("dpif/dump-flows", "fdb/flush", "fdb/stats-show", "fdb/stats-clear",
-                "dpctl/del-flows", "dpctl/dump-dps", "ofproto/list", "upcall/show",
+                "dpctl/del-flows", "dpctl/dump-dps", "dpctl/show", "ofproto/list", "upcall/show",
                 "revalidator/purge", "bridge/dump-flows", "coverage/show",
                 "coverage/read-counter", "vlog/reopen", "vlog/close")
 
@@ -316,3 +317,4 @@ def test_del_flows_purge_and_upcall_show(fresh: Pair) -> None:
     fresh.traffic()  # upcalls again and installs the flows again
     assert len(_settled_flows(d, br)) == 2
     assert d.appctl("dpctl/dump-dps").stdout == "bpf@ovs-system\n"
+    assert d.appctl("dpctl/show", "-s", "bpf@ovs-system").stdout.startswith("bpf@ovs-system:\n")
