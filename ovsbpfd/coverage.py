@@ -44,7 +44,7 @@ class Coverage:
         self.counters: list[Counter] = []
         self._by_name: dict[str, Counter] = {}
         self._clock = clock
-        self._run_time: float | None = None  # when the next sample is due
+        self._run_time = clock() + RUN_INTERVAL_S  # when the next sample is due
         self._idx = 0  # slots sampled so far, modulo an hour of them
 
     def counter(self, name: str) -> Counter:
@@ -58,8 +58,6 @@ class Coverage:
     def run(self) -> None:
         """Take the samples that are due (OVS's ``coverage_run``)."""
         now = self._clock()
-        if self._run_time is None:
-            self._run_time = now + RUN_INTERVAL_S
         if now < self._run_time:
             return
         slots = int((now - self._run_time) // RUN_INTERVAL_S) + 1
