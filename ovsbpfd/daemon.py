@@ -26,12 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovsbpfd import __version__
+from ovsbpfd import __version__, coverage
 from ovsbpfd.dbchild import OvsdbChild
 from ovsbpfd.event_loop import EVENT_LOOP_ENV, event_loop_factory
-from ovsbpfd.logsetup import vlog_list, vlog_set
+from ovsbpfd.logsetup import vlog_close, vlog_list, vlog_reopen, vlog_set
 from ovsbpfd.netdev import OWNER_ALIAS, AsyncNetdevs, LinkWatcher
 from ovsbpfd.rundir import PidFile, ctl_path
+from ovsbpfd.switch_commands import SwitchCommands
 from ovsbpfd.unixctl import UnixctlError, UnixctlServer
 from ovsbpfd.vswitch.bridges import BridgeSet
 from ovsbpfd.vswitch.ofproto_factory import OfprotoFactory
@@ -73,6 +74,7 @@ class Daemon:
         self.vswitch: Vswitch | None = None
         self.watcher: LinkWatcher | None = None
         self.unixctl: UnixctlServer | None = None
+        self._coverage_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> int:
@@ -129,6 +131,7 @@ class Daemon:
         self.watcher = LinkWatcher(self.vswitch.netdevs_changed)
         self.watcher.start()
 
+        self._coverage_task = asyncio.get_running_loop().create_task(coverage.run_forever())
         self.unixctl = UnixctlServer(ctl_path(cfg.rundir, PROGRAM, os.getpid()),
                                      f"{PROGRAM} (Open vSwitch) {__version__}")
         self._register_commands(self.unixctl)
@@ -145,6 +148,8 @@ class Daemon:
     async def _shutdown(self) -> None:
         """Undo _start in reverse; every step runs even if an earlier one failed."""
         steps: list[tuple[str, Callable[[], Any]]] = []
+        if self._coverage_task is not None:
+            steps.append(("coverage sampling", self._coverage_task.cancel))
         if self.unixctl is not None:
             steps.append(("unixctl", self.unixctl.stop))
         if self.watcher is not None:
@@ -173,43 +178,22 @@ class Daemon:
     # ------------------------------------------------------------ unixctl
     def _register_commands(self, server: UnixctlServer) -> None:
         server.register("exit", "[--cleanup]", 0, 1, self._cmd_exit)
-        server.register("dpctl/dump-flows", "[-m]", 0, 2, self._cmd_dump_flows)
-        server.register("dpctl/show", "[-s]", 0, 2, self._cmd_dpctl_show)
-        server.register("fdb/show", "bridge", 1, 1, self._cmd_fdb_show)
         server.register("ofproto/trace", "bridge flow", 2, 2, self._cmd_trace)
         server.register("dpif/show", "", 0, 0, self._cmd_dpif_show)
         server.register("vlog/set", "{spec | PATTERN:destination:pattern}", 1, 64, vlog_set)
         server.register("vlog/list", "", 0, 0, vlog_list)
+        server.register("vlog/reopen", "", 0, 0, vlog_reopen)
+        server.register("vlog/close", "", 0, 0, vlog_close)
         server.register("memory/show", "", 0, 0, self._cmd_memory_show)
+        server.register("coverage/show", "", 0, 0, lambda _args: coverage.COVERAGE.show())
+        server.register("coverage/read-counter", "COUNTER", 1, 1, _cmd_read_counter)
+        SwitchCommands(PROGRAM, self.bridges, self.backer).register(server)
 
     def _cmd_exit(self, args: list[str]) -> str:
         if args and args[0] != "--cleanup":
             raise UnixctlError(f"exit: unknown option {args[0]}")
         self.request_stop(cleanup=bool(args))
         return ""
-
-    def _bridge(self, name: str) -> Any:
-        core = self.bridges.bridge(name) if self.bridges else None
-        if core is None:
-            raise UnixctlError("no such bridge")
-        return core
-
-    def _cmd_dump_flows(self, args: list[str]) -> str:
-        verbose = False
-        for arg in args:
-            if arg in ("-m", "--more"):
-                verbose = True
-            elif arg.startswith("-"):
-                raise UnixctlError(f"dpctl/dump-flows: unknown option {arg}")
-            elif arg != self.dpif.name and arg != f"{self.cfg.datapath}@{self.dpif.name}":
-                raise UnixctlError(f"dpctl/dump-flows: no datapath named {arg}")
-        return self.backer.dump_datapath_flows(verbose)
-
-    def _cmd_dpctl_show(self, args: list[str]) -> str:
-        return self.backer.datapath_show()
-
-    def _cmd_fdb_show(self, args: list[str]) -> str:
-        return self._bridge(args[0]).fdb_show()
 
     def _cmd_trace(self, args: list[str]) -> str:
         core = self.bridges.bridge(args[0]) if self.bridges else None
@@ -244,6 +228,13 @@ class Daemon:
         upcalls = self.backer.upcall_count() if hasattr(self.backer, "upcall_count") else 0
         return (f"bridges:{n_bridges} datapath-flows:{n_flows} ports:{n_ports} "
                 f"upcalls:{upcalls} max-rss-kB:{rss_kb}\n")
+
+
+def _cmd_read_counter(args: list[str]) -> str:
+    total = coverage.COVERAGE.read_counter(args[0])
+    if total is None:
+        raise UnixctlError("No such counter")
+    return f"{total}\n"
 
 
 def tune_gc() -> None:

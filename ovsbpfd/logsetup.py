@@ -1,4 +1,5 @@
-"""Logging set-up, and the ``vlog/set`` / ``vlog/list`` unixctl commands.
+"""Logging set-up, and the ``vlog/set`` / ``vlog/list`` / ``vlog/reopen`` /
+``vlog/close`` unixctl commands.
 
 OVS names log levels off/emer/err/warn/info/dbg and destinations console/
 syslog/file; we map those onto Python logging: a module is a logger under
@@ -28,6 +29,7 @@ MODULES = ("daemon", "dbchild", "netdev", "unixctl", "vswitch", "ofproto", "dpif
 FORMAT = "%(asctime)s|%(levelname)s|%(name)s|%(message)s"
 
 _handlers: dict[str, logging.Handler] = {}
+_log_file: str | None = None  # the --log-file path, for vlog/reopen
 
 
 def setup(log_file: str | None, verbose: bool, console: bool = True) -> None:
@@ -38,19 +40,63 @@ def setup(log_file: str | None, verbose: bool, console: bool = True) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     _handlers.clear()
+    global _log_file
+    _log_file = log_file
     formatter = logging.Formatter(FORMAT)
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        handler: logging.Handler = logging.handlers.WatchedFileHandler(log_file)
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-        _handlers["file"] = handler
+        _open_log_file(logging.NOTSET)
     if console:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(formatter)
         handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
         root.addHandler(handler)
         _handlers["console"] = handler
+
+
+def _open_log_file(level: int) -> None:
+    """Start writing ``_log_file`` (at ``level``) with a fresh handler."""
+    assert _log_file is not None
+    handler = logging.handlers.WatchedFileHandler(_log_file)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setLevel(level)
+    logging.getLogger("ovsbpfd").addHandler(handler)
+    _handlers["file"] = handler
+
+
+def _close_log_file() -> None:
+    """Stop writing the log file; its level stays known (vlog/list, vlog/set)."""
+    handler = _handlers.get("file")
+    root = logging.getLogger("ovsbpfd")
+    if handler is not None and handler in root.handlers:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def vlog_reopen(_args: list[str]) -> str:
+    """``vlog/reopen``: open the log file again, by name (after logrotate moved
+    it, or after ``vlog/close``); errors worded as ovs-vswitchd's.  This
+    process's file only: the embedded OVSDB child writes to the stderr it
+    was started with until it is restarted."""
+    if _log_file is None:
+        raise UnixctlError("Logging to file not configured")
+    old = _handlers.get("file")
+    level = old.level if old is not None else logging.NOTSET
+    try:
+        with open(_log_file, "a"):
+            pass  # fails here, before the old handler is given up
+    except OSError as exc:
+        raise UnixctlError(exc.strerror or str(exc)) from exc
+    _close_log_file()
+    _open_log_file(level)
+    return ""
+
+
+def vlog_close(_args: list[str]) -> str:
+    """``vlog/close``: stop writing the log file until ``vlog/reopen`` (so that
+    it can be moved away or its file system unmounted)."""
+    _close_log_file()
+    return ""
 
 
 def _logger(module: str) -> logging.Logger:

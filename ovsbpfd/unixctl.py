@@ -19,7 +19,11 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ovsbpfd import coverage
+
 log = logging.getLogger(__name__)
+_RECEIVED = coverage.counter("unixctl_received")
+_REPLIED = coverage.counter("unixctl_replied")
 
 Handler = Callable[[list[str]], "str | Awaitable[str]"]
 
@@ -104,12 +108,18 @@ class JsonSplitter:
         return out
 
 
+def _line_ended(body: str) -> str:
+    """A non-empty reply ends with a newline, as ovs-vswitchd sends every
+    reply and error (ovs-appctl prints the text as it comes)."""
+    return body + "\n" if body and not body.endswith("\n") else body
+
+
 def format_command_list(commands: dict[str, tuple[str, int, int]]) -> str:
     """The ``list-commands`` text: one indented line per command, sorted."""
     lines = ["The available commands are:"]
     for name in sorted(commands):
         usage = commands[name][0]
-        lines.append(f"  {name:<23} {usage}" if usage else f"  {name}")
+        lines.append(f"  {name:<23} {usage}")  # padded even without usage, as OVS
     return "\n".join(lines) + "\n"
 
 
@@ -211,11 +221,13 @@ class UnixctlServer:
             raise ValueError("malformed JSON-RPC request")
         if req_id is None:
             return None  # a notification: nothing to answer
+        _RECEIVED.inc()
+        _REPLIED.inc()  # every request gets its reply or error below
         try:
             result = await self.dispatch(method, params)
         except UnixctlError as exc:
-            return {"result": None, "error": _as_lines(str(exc)), "id": req_id}
-        return {"result": _as_lines(result), "error": None, "id": req_id}
+            return {"result": None, "error": _line_ended(str(exc)), "id": req_id}
+        return {"result": _line_ended(result), "error": None, "id": req_id}
 
     async def dispatch(self, method: str, params: list[object]) -> str:
         """Run one command; raises UnixctlError with OVS's wording on misuse."""
@@ -243,9 +255,3 @@ class UnixctlServer:
             raise UnixctlError(f"{method}: internal error: {exc}") from exc
         return "" if result is None else str(result)
 
-
-def _as_lines(text: str) -> str:
-    """text ending in a newline, as OVS's unixctl sends every non-empty reply
-    (ovs-appctl prints it as it comes, so without one the shell prompt or
-    ovs-appctl's own "server returned an error" ends up on the same line)."""
-    return text + "\n" if text and not text.endswith("\n") else text

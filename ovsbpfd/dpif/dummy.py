@@ -308,6 +308,9 @@ class DummyDpif(Dpif):
     def flow_dump(self) -> list[DpFlow]:
         return [f.snapshot() for s in self._slots if s is not None for f in s.flows.values()]
 
+    def flow_limit(self) -> int:
+        return self.max_flows
+
     def flow_flush(self) -> None:
         self._slots = [None] * MAX_MASKS
         self._n_flows = 0

@@ -8,6 +8,7 @@ left out (unless verbose); partly masked ones print as ``value/mask``.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 from ovsbpfd.dpif.types import (
     ETH_TYPE_ARP,
@@ -21,6 +22,7 @@ from ovsbpfd.dpif.types import (
     DpFlow,
     FlowKey,
     format_actions,
+    port_label,
 )
 
 IPPROTO_SCTP = 132
@@ -59,10 +61,13 @@ class _Fields:
         return f"{name}({','.join(self.parts)})" if self.parts else None
 
 
-def format_key(key: FlowKey, mask: FlowKey, verbose: bool = False) -> str:
-    """The megaflow ``key``/``mask`` as OVS prints a datapath flow's match."""
+def format_key(key: FlowKey, mask: FlowKey, verbose: bool = False,
+               port_names: Mapping[int, str] | None = None) -> str:
+    """The megaflow ``key``/``mask`` as OVS prints a datapath flow's match;
+    with ``port_names`` (datapath port -> name) the in_port by name, as
+    ``dpif/dump-flows -m`` does."""
     key = key.masked(mask)
-    out = [f"in_port({key.in_port})"]
+    out = [f"in_port({port_label(key.in_port, port_names)})"]
     eth = _Fields(verbose)
     eth.add("src", key.eth_src, mask.eth_src, _mac, b"\xff" * 6)
     eth.add("dst", key.eth_dst, mask.eth_dst, _mac, b"\xff" * 6)
@@ -146,9 +151,11 @@ def format_used(used_ns: int, now_ns: int) -> str:
     return f"{max(0, now_ns - used_ns) / 1e9:.3f}s"
 
 
-def format_flow(flow: DpFlow, now_ns: int, verbose: bool = False) -> str:
-    """One ``dpctl/dump-flows`` line."""
+def format_flow(flow: DpFlow, now_ns: int, verbose: bool = False,
+                port_names: Mapping[int, str] | None = None) -> str:
+    """One ``dpctl/dump-flows`` line (ports by name when ``port_names`` is given)."""
     stats = flow.stats
-    return (f"{format_key(flow.key, flow.mask, verbose)}, packets:{stats.packets}, "
-            f"bytes:{stats.bytes}, used:{format_used(stats.used_ns, now_ns)}, "
-            f"actions:{format_actions(flow.actions)}")
+    return (f"{format_key(flow.key, flow.mask, verbose, port_names)}, "
+            f"packets:{stats.packets}, bytes:{stats.bytes}, "
+            f"used:{format_used(stats.used_ns, now_ns)}, "
+            f"actions:{format_actions(flow.actions, port_names)}")

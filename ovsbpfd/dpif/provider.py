@@ -155,6 +155,10 @@ class Dpif(abc.ABC):
     def flow_flush(self) -> None:
         ...
 
+    def flow_limit(self) -> int:
+        """How many megaflows the datapath can hold (``upcall/show``); 0: no fixed limit."""
+        return 0
+
     # ------------------------------------------------------------ packets
     @abc.abstractmethod
     def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:

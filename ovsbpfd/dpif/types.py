@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # in_port is host order (it is an index the BPF program uses directly); every
@@ -278,14 +279,23 @@ MAX_ACTIONS = 32  # fixed action array length in the BPF flow value
 MAX_SET_ACTIONS = 8  # SetMasked actions per flow (their values live beside the array)
 
 
-def format_actions(actions: tuple[DpAction, ...] | list[DpAction]) -> str:
-    """OVS dpctl style: ``1,push_vlan(vid=10,pcp=0),2`` or ``drop``."""
+def port_label(port_no: int, port_names: Mapping[int, str] | None) -> str:
+    """A datapath port as OVS prints it: its name if known and asked for, else its number."""
+    if port_names is not None and port_no in port_names:
+        return port_names[port_no]
+    return str(port_no)
+
+
+def format_actions(actions: tuple[DpAction, ...] | list[DpAction],
+                   port_names: Mapping[int, str] | None = None) -> str:
+    """OVS dpctl style: ``1,push_vlan(vid=10,pcp=0),2`` or ``drop``; output
+    ports by name when ``port_names`` (datapath port -> name) is given."""
     if not actions:
         return "drop"
     parts = []
     for act in actions:
         if isinstance(act, Output):
-            parts.append(str(act.port))
+            parts.append(port_label(act.port, port_names))
         elif isinstance(act, PushVlan):
             parts.append(
                 f"push_vlan(vid={act.tci & 0x0FFF},pcp={act.tci >> 13})"

@@ -162,3 +162,8 @@ Instruction = (
     InstGotoTable | InstWriteMetadata | InstWriteActions | InstApplyActions
     | InstClearActions | InstMeter
 )
+
+#: the order OpenFlow 1.3 executes a rule's instructions in (and OVS prints them in)
+INSTRUCTION_ORDER: dict[type, int] = {InstMeter: 0, InstApplyActions: 1, InstClearActions: 2,
+                                      InstWriteActions: 3, InstWriteMetadata: 4,
+                                      InstGotoTable: 5}

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ovsbpfd import coverage
 from ovsbpfd.dpif.format import format_flow
 from ovsbpfd.dpif.provider import Dpif
 from ovsbpfd.dpif.types import (
@@ -44,6 +45,7 @@ from ovsbpfd.ofproto.revalidator import (
     flow_ident,
     mask_covers,
 )
+from ovsbpfd.ofproto.upcall_stats import format_upcall_show
 from ovsbpfd.ofproto.xlate import PacketInSpec, XlateResult
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,11 @@ MAX_SCOPED_CHANGES = 256
 SWEEP_INTERVAL_S = 1.0
 TAKEOVER_CHUNK = 256  # flows handled between yields to the event loop
 _FULL_MAC = b"\xff" * 6
+# datapath calls this process makes, as OVS's dpif.c counts them
+_PORT_ADD = coverage.counter("dpif_port_add")
+_PORT_DEL = coverage.counter("dpif_port_del")
+_EXECUTE = coverage.counter("dpif_execute")
+_FLOW_FLUSH = coverage.counter("dpif_flow_flush")
 
 
 class BackedBridge(FlowOwner, Protocol):
@@ -153,6 +160,7 @@ class DatapathBacker:
     def attach_port(self, bridge: BackedBridge, ofport: int, name: str, ifindex: int,
                     internal: bool = False) -> int:
         """Add the netdev to the datapath; return its datapath port number."""
+        _PORT_ADD.inc()
         dp_port = self.dpif.port_add(name, ifindex)
         self._ports[dp_port] = (bridge, ofport)
         if internal:
@@ -162,6 +170,7 @@ class DatapathBacker:
     def detach_port(self, dp_port: int) -> None:
         self._ports.pop(dp_port, None)
         self._internal.discard(dp_port)
+        _PORT_DEL.inc()
         with contextlib.suppress(Exception):
             self.dpif.port_del(dp_port)
         self.request_revalidation()
@@ -331,6 +340,7 @@ class DatapathBacker:
         runs = [(u.packet, result.actions) for u, _bridge, result in misses
                 if not u.truncated and result.actions]
         try:
+            _EXECUTE.inc(len(runs))
             errors = self.dpif.execute_many(runs)
         except Exception:
             log.exception("executing upcalled packets failed")
@@ -341,6 +351,7 @@ class DatapathBacker:
 
     def execute(self, packet: bytes, actions: Sequence[DpAction]) -> None:
         if actions:
+            _EXECUTE.inc()
             self.dpif.execute(packet, actions)
 
     def _translate_for_revalidation(self, key: FlowKey):
@@ -475,14 +486,50 @@ class DatapathBacker:
         """Datapath misses handled by userspace so far."""
         return self.n_upcalls
 
-    def dump_datapath_flows(self, verbose: bool = False) -> str:
+    def datapath_name(self) -> str:
+        """``type@name`` as dpctl names a datapath (``bpf@ovs-system``)."""
+        return f"{self.dpif.type}@{self.dpif.name}"
+
+    def dump_datapath_flows(self, verbose: bool = False, names: bool = False) -> str:
+        """``dpctl/dump-flows``: every datapath flow, ports by name when ``names``."""
+        return self._format_flows(self.dpif.flow_dump(), verbose, names)
+
+    def dump_bridge_flows(self, bridge: BackedBridge, verbose: bool = False,
+                          names: bool = False) -> str:
+        """The datapath flows that come in on ``bridge``'s ports, as OVS's
+        ``dpif/dump-flows`` shows them."""
+        flows = [f for f in self.dpif.flow_dump()
+                 if (owner := self._ports.get(f.key.in_port)) is not None and owner[0] is bridge]
+        return self._format_flows(flows, verbose, names)
+
+    def _format_flows(self, flows: list[DpFlow], verbose: bool, names: bool) -> str:
+        """One line each; port names, as OVS takes them, from the datapath's port list."""
+        port_names = {p.port_no: p.name for p in self.dpif.port_list()} if names else None
         now = self.dpif.now_ns()
-        return "".join(format_flow(f, now, verbose) + "\n" for f in self.dpif.flow_dump())
+        return "".join(format_flow(f, now, verbose, port_names) + "\n" for f in flows)
+
+    def flush_datapath_flows(self) -> None:
+        """``dpctl/del-flows``: empty the datapath; the revalidator forgets
+        its flows, and the next packets upcall and install them again."""
+        _FLOW_FLUSH.inc()
+        self.dpif.flow_flush()
+        self.revalidator.forget_all()
+
+    def purge_flows(self) -> int:
+        """``revalidator/purge``: delete every flow userspace tracks, counters
+        credited to the rules first; returns how many."""
+        return self.revalidator.purge()
+
+    def upcall_show(self) -> str:
+        revalidator = self.revalidator
+        return format_upcall_show(self.datapath_name(), self.dpif.stats().n_flows,
+                                  revalidator.dump_stats, self.dpif.flow_limit(),
+                                  len(revalidator))
 
     def datapath_show(self) -> str:
         stats = self.dpif.stats()
         lines = [
-            f"{self.dpif.type}@{self.dpif.name}:",
+            f"{self.datapath_name()}:",
             f"  lookups: hit:{stats.n_hit} missed:{stats.n_missed} lost:{stats.n_lost}",
             f"  flows: {stats.n_flows}",
             f"  masks: hit:0 total:{stats.n_masks} hit/pkt:0.00",

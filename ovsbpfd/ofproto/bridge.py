@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+from ovsbpfd import coverage
 from ovsbpfd.dpif.packet import parse_packet
 from ovsbpfd.dpif.types import ETH_TYPE_IP, ETH_TYPE_IPV6, VLAN_TAG_PRESENT, FlowKey
 from ovsbpfd.ofproto import error_codes as ec
@@ -25,6 +26,8 @@ from ovsbpfd.ofproto.actions import (
 )
 from ovsbpfd.ofproto.backer import DatapathBacker
 from ovsbpfd.ofproto.fail_open import ControllerMonitor, FailOpen
+from ovsbpfd.ofproto.fdb_stats import format_fdb_stats
+from ovsbpfd.ofproto.flow_text import format_rule
 from ovsbpfd.ofproto.groups import GroupTable
 from ovsbpfd.ofproto.mac_learning import MacLearning
 from ovsbpfd.ofproto.match import Match
@@ -74,6 +77,9 @@ from ovsbpfd.ofproto.xlate import PacketInSpec, Xlate, XlateResult
 
 log = logging.getLogger(__name__)
 
+#: OVS's hidden fail-open rule sits above every OpenFlow priority (fail-open.h)
+FAIL_OPEN_PRIORITY = 0xF0F0F0
+_FLUSH = coverage.counter("ofproto_flush")
 _PORT_MOD_CONFIG = OFPPC_PORT_DOWN | OFPPC_NO_RECV | OFPPC_NO_FWD | OFPPC_NO_PACKET_IN
 _MIN_FRAME = 14
 
@@ -95,7 +101,8 @@ class OfprotoBridge:
         self.groups = GroupTable()
         self.meters = MeterTable(backer.dpif)
         self.fail_open = FailOpen()
-        self.fail_open_active = False  # the hidden fail-open NORMAL rule is in place
+        # OVS's hidden fail-open NORMAL rule (with its counters) while it is in place
+        self.fail_open_rule: Rule | None = None
         self._listeners: list[SwitchListener] = []
         backer.add_bridge(self)
         self._add_default_flows()
@@ -109,6 +116,7 @@ class OfprotoBridge:
 
     def flush_flows(self) -> None:
         """Delete every flow and set up the default ones again (OVS's flush)."""
+        _FLUSH.inc()
         for rule in self.pipeline.rules():
             self.pipeline.remove_rule(rule)
             self._flow_removed(rule, OFPRR_DELETE)
@@ -150,8 +158,13 @@ class OfprotoBridge:
             self.flush_flows()
         else:
             log.warning("%s: no longer in fail-open mode", self.name)
-        self.fail_open_active = should_open
+        self.fail_open_rule = Rule(0, FAIL_OPEN_PRIORITY, Match(), (
+            InstApplyActions((ActOutput(OFPP_NORMAL),)),)) if should_open else None
         self._changed()
+
+    @property
+    def fail_open_active(self) -> bool:
+        return self.fail_open_rule is not None
 
     def set_datapath_id(self, datapath_id: int) -> None:
         self.datapath_id = datapath_id
@@ -462,6 +475,32 @@ class OfprotoBridge:
             mac = ":".join(f"{b:02x}" for b in entry.mac)
             lines.append(f"{name:>5}  {entry.vlan:4d}  {mac}  {int(now - entry.last_seen):3d}")
         return "\n".join(lines) + "\n"
+
+    def fdb_flush(self) -> None:
+        """Forget every learned MAC (``fdb/flush``); the flows that looked them up
+        are re-translated (they flood until the addresses are learned again)."""
+        removed = [(self, e.vlan, e.mac) for e in self.mac.entries()]
+        self.mac.flush()
+        self.backer.mac_table_changed(removed)
+
+    def fdb_stats_show(self) -> str:
+        return format_fdb_stats(self.name, self.mac)
+
+    def fdb_stats_clear(self) -> None:
+        self.mac.clear_stats()
+
+    def dump_datapath_flows(self, verbose: bool = False, names: bool = False) -> str:
+        """``dpif/dump-flows``: the datapath flows whose in_port is one of this
+        bridge's ports, ports by name when ``names``."""
+        return self.backer.dump_bridge_flows(self, verbose, names)
+
+    def dump_flows(self, offload_stats: bool = False) -> str:
+        """``bridge/dump-flows``: every OpenFlow rule of every table, in OVS's
+        text, and the hidden fail-open rule while it is in place."""
+        now = time.monotonic()
+        hidden = [self.fail_open_rule] if self.fail_open_rule is not None else []
+        return "".join(format_rule(rule, offload_stats, now) + "\n"
+                       for rule in hidden + self.pipeline.rules())
 
     def trace(self, flow_spec: str) -> str:
         from ovsbpfd.ofproto.trace import run_trace

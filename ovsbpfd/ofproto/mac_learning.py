@@ -6,8 +6,15 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ovsbpfd import coverage
+
 DEFAULT_AGING_S = 300
 DEFAULT_MAX_ENTRIES = 8192
+
+_LEARNED = coverage.counter("mac_learning_learned")
+_EXPIRED = coverage.counter("mac_learning_expired")
+_EVICTED = coverage.counter("mac_learning_evicted")
+_MOVED = coverage.counter("mac_learning_moved")
 
 
 @dataclass
@@ -22,6 +29,17 @@ def is_multicast(mac: bytes) -> bool:
     return bool(mac[0] & 1)
 
 
+@dataclass
+class MacStats:
+    """Running totals ``fdb/stats-show`` reports (cleared by ``fdb/stats-clear``);
+    a flush removes entries without counting them, as in OVS."""
+
+    learned: int = 0
+    expired: int = 0
+    evicted: int = 0
+    moved: int = 0
+
+
 class MacLearning:
     """Entries age out after ``aging_s`` unless refreshed; when full, the
     least recently seen entry makes room.  ``version`` changes whenever a
@@ -33,6 +51,7 @@ class MacLearning:
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[int, bytes], MacEntry] = OrderedDict()
         self.version = 0
+        self.stats = MacStats()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -52,10 +71,16 @@ class MacLearning:
             if entry.port == port:
                 return False
             entry.port = port
+            self.stats.moved += 1
+            _MOVED.inc()
         else:
             while len(self._entries) >= self.max_entries:
                 self._entries.popitem(last=False)
+                self.stats.evicted += 1
+                _EVICTED.inc()
             self._entries[key] = MacEntry(vlan, mac, port, now)
+            self.stats.learned += 1
+            _LEARNED.inc()
         self.version += 1
         return True
 
@@ -78,6 +103,8 @@ class MacLearning:
             del self._entries[key]
         if stale:
             self.version += 1
+            self.stats.expired += len(stale)
+            _EXPIRED.inc(len(stale))
         return stale
 
     def flush_port(self, port: int) -> int:
@@ -92,6 +119,9 @@ class MacLearning:
         if self._entries:
             self._entries.clear()
             self.version += 1
+
+    def clear_stats(self) -> None:
+        self.stats = MacStats()
 
     def entries(self) -> list[MacEntry]:
         return list(self._entries.values())

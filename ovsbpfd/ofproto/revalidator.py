@@ -23,10 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ovsbpfd import coverage
 from ovsbpfd.dpif.provider import Dpif, DpifError
 from ovsbpfd.dpif.types import DpAction, DpFlow, FlowKey, FlowStats
 from ovsbpfd.ofproto.reval_index import ChangeIndex, MacIndex, RuleChange
 from ovsbpfd.ofproto.rule import Rule
+from ovsbpfd.ofproto.upcall_stats import DumpStats
 from ovsbpfd.ofproto.xlate import TableLookup, XlateResult
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 IDLE_FLOW_NS = 10 * 1_000_000_000
 
 KEPT, FIXED, DELETED = "kept", "fixed", "deleted"
+# datapath calls this process makes, as OVS's dpif.c counts them
+_FLOW_PUT = coverage.counter("dpif_flow_put")
+_FLOW_DEL = coverage.counter("dpif_flow_del")
 
 
 class FlowOwner(Protocol):
@@ -102,6 +107,7 @@ class Revalidator:
         self.n_revalidations = 0
         self.n_scoped = 0  # revalidations limited to flows a rule change may affect
         self.leave_unknown = False
+        self.dump_stats = DumpStats()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -119,6 +125,7 @@ class Revalidator:
         the datapath writes handed over together (``Dpif.flow_put_many``)."""
         puts = [(key, result.mask, tuple(result.actions)) for key, _owner, result in flows]
         errors = self._put_flows(puts)
+        _FLOW_PUT.inc(len(puts))
         records: list[FlowRecord | None] = []
         now_ns: int | None = None
         for (key, owner, result), (_key, mask, actions), err in zip(flows, puts, errors,
@@ -219,6 +226,7 @@ class Revalidator:
             return 1
         if actions != record.actions:
             try:
+                _FLOW_PUT.inc()
                 self.dpif.flow_put(record.key, record.mask, actions, create=False)
             except DpifError:
                 self._delete(record)
@@ -231,6 +239,7 @@ class Revalidator:
         return 0
 
     def _delete(self, record: FlowRecord) -> None:
+        _FLOW_DEL.inc()
         stats = self.dpif.flow_del(record.key, record.mask)
         if stats is not None:
             self._credit(record, stats)
@@ -238,6 +247,23 @@ class Revalidator:
             del self.records[record.ident]
         self.index.discard(record)
         self.mac_index.discard(record)
+
+    def purge(self) -> int:
+        """Delete every flow this process installed or adopted, its last
+        counters credited to its rules first (``revalidator/purge``); the
+        next packets upcall again.  Returns how many there were."""
+        records = list(self.records.values())
+        for record in records:
+            self._delete(record)
+        return len(records)
+
+    def forget_all(self) -> None:
+        """The datapath was flushed behind our back (``dpctl/del-flows``):
+        drop every record, so no stale counter baseline survives; traffic
+        since the last sweep is not credited, as in OVS."""
+        self.records.clear()
+        self.index = ChangeIndex()
+        self.mac_index = MacIndex()
 
     def forget_owner(self, owner: FlowOwner) -> None:
         """Delete the datapath flows of a bridge that is going away."""
@@ -248,9 +274,11 @@ class Revalidator:
     # ------------------------------------------------------------ sweep
     def sweep(self, idle_ns: int = IDLE_FLOW_NS) -> None:
         """Push datapath counters to rules; delete idle and unknown flows."""
+        started = time.monotonic()
         now_ns = self.dpif.now_ns()
         seen: set[tuple[bytes, bytes]] = set()
-        for key_bytes, mask_bytes, stats in self.dpif.flow_dump_stats():
+        dumped = self.dpif.flow_dump_stats()
+        for key_bytes, mask_bytes, stats in dumped:
             ident = (key_bytes, mask_bytes)
             record = self.records.get(ident)
             if record is None:
@@ -269,6 +297,7 @@ class Revalidator:
             gone = self.records.pop(ident)  # the datapath no longer has it
             self.index.discard(gone)
             self.mac_index.discard(gone)
+        self.dump_stats.record(len(dumped), int((time.monotonic() - started) * 1000))
 
     # ------------------------------------------------------------ adoption
     def adopt(self, flow: DpFlow) -> str:
@@ -283,6 +312,7 @@ class Revalidator:
         """
         translated = self.translate(flow.key)
         if translated is None or not mask_covers(flow.mask, translated[1].mask):
+            _FLOW_DEL.inc()
             self.dpif.flow_del(flow.key, flow.mask)
             return DELETED
         owner, result = translated
@@ -290,9 +320,11 @@ class Revalidator:
         outcome = KEPT
         if actions != tuple(flow.actions):
             try:
+                _FLOW_PUT.inc()
                 self.dpif.flow_put(flow.key, flow.mask, actions, create=False)
             except DpifError as err:
                 log.info("cannot fix adopted datapath flow (%s): deleting it", err)
+                _FLOW_DEL.inc()
                 self.dpif.flow_del(flow.key, flow.mask)
                 return DELETED
             outcome = FIXED

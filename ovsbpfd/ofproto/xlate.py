@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ovsbpfd import coverage
 from ovsbpfd.dpif.types import (
     ETH_TYPE_IP,
     ETH_TYPE_IPV6,
@@ -30,6 +31,7 @@ from ovsbpfd.dpif.types import (
     Userspace,
 )
 from ovsbpfd.ofproto.actions import (
+    INSTRUCTION_ORDER,
     OFPP_ALL,
     OFPP_CONTROLLER,
     OFPP_FLOOD,
@@ -89,6 +91,7 @@ _RESERVED_MULTICAST_PREFIX = bytes.fromhex("0180c20000")  # 01:80:c2:00:00:0x (S
 _MAX_PIPELINE_PASSES = 4  # output:TABLE nesting bound
 _MAX_GROUP_DEPTH = 32  # chained groups (loops are refused at GROUP_MOD)
 _NO_MASK = FlowKey()  # a result's mask until _finish sets it
+_XLATE_ACTIONS = coverage.counter("xlate_actions")  # translations, as OVS counts them
 
 
 @dataclass(frozen=True)
@@ -171,10 +174,6 @@ def _action_set_slot(act: Action) -> object:
     return ("set_field", act.field) if isinstance(act, ActSetField) else type(act)
 
 
-_INSTRUCTION_ORDER = {InstMeter: 0, InstApplyActions: 1, InstClearActions: 2,
-                      InstWriteActions: 3, InstWriteMetadata: 4, InstGotoTable: 5}
-
-
 class Xlate:
     """One translation.  Use ``translate`` or ``translate_actions``."""
 
@@ -203,11 +202,20 @@ class Xlate:
     # ------------------------------------------------------------ entry points
     def translate(self) -> XlateResult:
         """The pipeline from table 0 (a datapath miss)."""
+        _XLATE_ACTIONS.inc()
         if self._input_blocked():
             return self._finish()
         if getattr(self.bridge, "fail_open_active", False):
             # OVS's fail-open rule: above every flow, NORMAL for everything.
             self._note("fail-open: no controller for too long, acting as a learning switch")
+            rule = getattr(self.bridge, "fail_open_rule", None)
+            if rule is not None:  # counted like a table-0 rule (bridge/dump-flows shows it)
+                self.result.tables.append(0)
+                self.result.rules.append(rule)
+                if self.side_effects:
+                    table = self.bridge.pipeline.tables[0]
+                    table.lookup_count += 1
+                    table.matched_count += 1
             self._normal()
             return self._finish()
         self._run_pipeline(0)
@@ -215,6 +223,7 @@ class Xlate:
 
     def translate_actions(self, actions: tuple[Action, ...]) -> XlateResult:
         """A PACKET_OUT's action list (which may send the packet to TABLE)."""
+        _XLATE_ACTIONS.inc()
         self._do_actions(actions, None)
         return self._finish()
 
@@ -275,7 +284,7 @@ class Xlate:
         goto = None
         instructions = rule.instructions
         if len(instructions) > 1:
-            instructions = sorted(instructions, key=lambda i: _INSTRUCTION_ORDER.get(type(i), 9))
+            instructions = sorted(instructions, key=lambda i: INSTRUCTION_ORDER.get(type(i), 9))
         for inst in instructions:
             if self.halted:
                 return None

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ovsbpfd import coverage
 from ovsbpfd.netdev import InternalPort, NetdevError, NetdevInfo, internal_peer_name
 from ovsbpfd.ofproto.openflow.controller_spec import ControllerSpec
 from ovsbpfd.ofproto.openflow.tls import SslSettings
@@ -38,6 +39,7 @@ from ovsbpfd.vswitch.status import (
 )
 
 log = logging.getLogger(__name__)
+_RECONFIGURE = coverage.counter("bridge_reconfigure")
 
 
 class NetdevProvider(Protocol):
@@ -144,6 +146,7 @@ class BridgeSet:
     # ------------------------------------------------------------ apply
     async def apply(self, cfg: SwitchConfig) -> dict[uuid.UUID, InterfaceStatus]:
         """Make the switch match ``cfg``; return every interface's status."""
+        _RECONFIGURE.inc()
         async with self._lock:
             self.ssl = cfg.ssl
             wanted = {b.name: b for b in cfg.bridges}
@@ -225,6 +228,10 @@ class BridgeSet:
     def bridge(self, name: str) -> Any | None:
         live = self.bridges.get(name)
         return live.core if live else None
+
+    def names(self) -> list[str]:
+        """The running bridges' names, sorted."""
+        return sorted(self.bridges)
 
     # ------------------------------------------------------------ bridges
     async def _add_bridge(self, bcfg: BridgeConfig) -> LiveBridge:

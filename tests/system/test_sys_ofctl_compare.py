@@ -37,6 +37,7 @@ from ovsbpfd.ofproto.types import OFPFC_ADD, FlowMod
 from tests.system.daemon_proc import Daemon
 from tests.system.netns import run, unique_name
 from tests.system.refvswitchd import RefVswitchd, reference_available
+from tests.system.twins import twin_switches
 
 pytestmark = [
     pytest.mark.system,
@@ -135,32 +136,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     workdir = tmp_path_factory.mktemp("ofctl-compare")
     bridge = unique_name("obcbr", 0)
     ports = [unique_name("obcp", i) for i in (1, 2)]
-    ours = Daemon(workdir / "ours", datapath=DATAPATH)
-    ref = RefVswitchd(workdir / "ref", unique_name("obcns", 0))
-    made: list[str] = []
-    try:
-        ref.start()
-        ours.start()
-        ref.add_bridge(bridge, f"other-config:datapath-id={DPID}")
-        ours.vsctl("add-br", bridge, "--", "set", "Bridge", bridge,
-                   f"other-config:datapath-id={DPID}")
-        for ofport, port in enumerate(ports, 1):
-            ref.add_veth_port(bridge, port, ofport)
-            run("ip", "link", "add", port, "type", "veth", "peer", "name", port + "p")
-            made.append(port)
-            for device in (port, port + "p"):
-                run("sysctl", "-qw", f"net.ipv6.conf.{device}.disable_ipv6=1")
-                run("ip", "link", "set", device, "up")
-            ours.vsctl("add-port", bridge, port, "--", "set", "Interface", port,
-                       f"ofport_request={ofport}")
+    with twin_switches(workdir, unique_name("obcns", 0), [bridge], ports,
+                       (f"other-config:datapath-id={DPID}",), DATAPATH) as (ours, ref):
         yield Pair(ours, ref, bridge, ports, workdir)
-    finally:
-        try:
-            ours.stop(cleanup=True)
-        finally:
-            ref.stop()
-            for port in made:
-                run("ip", "link", "del", port, check=False)
 
 
 @pytest.fixture

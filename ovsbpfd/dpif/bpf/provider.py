@@ -516,6 +516,9 @@ class BpfDpif(Dpif):
                     items.append((map_key, raw))
             return items
 
+    def flow_limit(self) -> int:
+        return self._maps["flows"].max_entries
+
     def flow_flush(self) -> None:
         for map_key in list(self._maps["flows"].keys()):
             self._maps["flows"].delete(map_key)

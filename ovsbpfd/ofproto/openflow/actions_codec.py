@@ -184,12 +184,8 @@ def decode_actions(data: bytes) -> tuple[a.Action, ...]:
 
 
 # ---------------------------------------------------------------- instructions
-# Execution order of instruction types (spec 5.9); decoded lists are sorted
-# into it so the core never has to.
-INSTRUCTION_ORDER = {
-    a.InstMeter: 0, a.InstApplyActions: 1, a.InstClearActions: 2,
-    a.InstWriteActions: 3, a.InstWriteMetadata: 4, a.InstGotoTable: 5,
-}
+# Decoded lists are sorted into execution order (spec 5.9) so the core never has to.
+INSTRUCTION_ORDER = a.INSTRUCTION_ORDER
 
 
 def encode_instruction(inst: a.Instruction) -> bytes:

@@ -79,6 +79,12 @@ class Rig:
         self.bridge.destroy()
         self.dpif.close()
 
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 def count_translations(rig: Rig) -> list[int]:
     """Wrap the revalidator's translator; the list's one item counts its

@@ -195,3 +195,26 @@ def test_fail_open_follows_the_real_connection_manager() -> None:
 
     with tempfile.TemporaryDirectory() as rundir:
         asyncio.run(main(rundir))
+
+
+def test_fail_open_rule_is_shown_hidden_and_counted(standalone) -> None:
+    """bridge/dump-flows shows OVS's hidden fail-open rule, with real counters,
+    while it is in place (ovs-ofctl dump-flows does not)."""
+    rig, controllers = standalone
+    controllers.targets = ["tcp:127.0.0.1:6653"]
+    rig.bridge.periodic()
+    assert rig.bridge.dump_flows() == ""
+    time.sleep(FAIL_AFTER_S + 0.05)
+    rig.bridge.periodic()
+    rig.settle()
+    assert arp_gets_through(rig)  # upcalled: counted at once
+    for _ in range(3):  # the same megaflow in the datapath: counted by the sweep
+        rig.dpif.inject(rig.dp_port(1), pb.arp_request(H1, "10.0.0.1", "10.0.0.2"))
+    rig.backer.sweep()
+    (line,) = rig.bridge.dump_flows().splitlines()
+    assert line.startswith("duration=") and line.endswith(
+        ", n_packets=4, n_bytes=168, priority=15790320,actions=NORMAL")
+    assert priorities(rig) == []
+    controllers.connected = True
+    rig.bridge.periodic()
+    assert rig.bridge.dump_flows() == ""
