@@ -85,11 +85,38 @@ def datum_from_json(t: Type, value: Any, symtab: dict | None = None) -> Datum:
         if atoms is not None and len(atoms) == len(elements) \
                 and t.n_min <= len(atoms) <= t.n_max:
             return Datum(t, atoms)
-    _reject_booleans_as_numbers(t, value)
-    return Datum.from_json(t, value, symtab)
+    if not _wrong_size(t, value):  # the size is checked first, as ovsdb-server does
+        _reject_booleans_as_numbers(t, value)
+    try:
+        return Datum.from_json(t, value, symtab)
+    except ovs.db.error.Error as e:
+        if e.json is None and e.tag == "ovsdb error" and e.msg.startswith("expected "):
+            # A JSON null where an atom belongs: python-ovs cannot tell it
+            # from "no JSON", ovsdb-server reports a syntax error of "null".
+            raise ovs.db.error.Error(e.msg, None, "syntax error") from None
+        if e.msg.endswith(("contains duplicate", "contains duplicate key")):
+            _raise_element_error(t, value, symtab)
+        raise
+
+
+def _raise_element_error(t: Type, value: Any, symtab: dict | None) -> None:
+    """Raise the error of the first element of a set or map that does not
+    parse: ovsdb-server parses every element before it looks for
+    duplicates, python-ovs stops at the first duplicate."""
+    kind, elements = value
+    one = Type(t.key, t.value, 0, 1)
+    for element in elements:
+        Datum.from_json(one, [kind, [element]], symtab)
 
 
 _NUMBERS = (IntegerType, RealType)
+
+
+def _wrong_size(t: Type, value: Any) -> bool:
+    """Whether value is a ["set", [...]] or ["map", [...]] with too few or
+    too many elements for t."""
+    return (type(value) is list and len(value) == 2 and value[0] in ("set", "map")
+            and type(value[1]) is list and not t.n_min <= len(value[1]) <= t.n_max)
 
 
 def _reject_booleans_as_numbers(t: Type, value: Any) -> None:
@@ -116,6 +143,7 @@ def _reject_booleans_as_numbers(t: Type, value: Any) -> None:
 
 
 _ATOMS: dict[str, Atom] = {}
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _uuid_atoms(elements: list, symtab: dict | None) -> dict | None:
@@ -141,9 +169,10 @@ def _uuid_atoms(elements: list, symtab: dict | None) -> dict | None:
                 if len(remembered) >= _UUID_CACHE_SIZE:
                     remembered.clear()
                 atom = remembered[text] = Atom(UuidType, row_uuid)
-        elif kind == "named-uuid" and symtab:
+        elif kind == "named-uuid" and symtab and _ID.match(text):
             # As python-ovs: a name not defined (yet) gets a fresh uuid, which
-            # a later insert with that uuid-name then takes.
+            # a later insert with that uuid-name then takes.  A name that is
+            # not an <id> is left to python-ovs and the symbol table's check.
             row_uuid = symtab.get(text)
             if row_uuid is None:
                 row_uuid = symtab[text] = uuid.uuid4()

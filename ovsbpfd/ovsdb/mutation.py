@@ -116,24 +116,29 @@ def parse_mutation(table: TableSchema, mutation: Any, symtab: Any = None) -> Mut
                 or (mutator == "%=" and ctype.key.type == RealType):
             raise syntax_error(mutation, _mismatch(mutator, name, ctype))
         arg_type = Type(ctype.key.without_constraints())
-    elif mutator in ("insert", "delete"):
+        try:
+            arg = datum_from_json(arg_type, value, symtab)
+        except ovs.db.error.Error as e:
+            raise OvsdbError.from_ovs(e) from None
+        return Mutation(col, mutator, arg)
+    if mutator in ("insert", "delete"):
         if not (ctype.is_set() or ctype.is_map()) or ctype.n_max == 1 and ctype.n_min == 1:
             raise syntax_error(mutation, _mismatch(mutator, name, ctype))
-        # The argument may hold as many elements as the column itself.
-        arg_type = resized(ctype, 0, ctype.n_max)
-        if ctype.is_map() and mutator == "delete" and not _looks_like_map(value):
-            arg_type = Type(ctype.key, None, 0, ctype.n_max)
-    else:
-        raise OvsdbError("unknown mutator", f"No mutator named {mutator}.")
-    try:
-        arg = datum_from_json(arg_type, value, symtab)
-    except ovs.db.error.Error as e:
-        raise OvsdbError.from_ovs(e) from None
-    return Mutation(col, mutator, arg)
-
-
-def _looks_like_map(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and value[0] == "map"
+        # An insert may hold as many elements as the column, a delete any
+        # number; a delete from a map that does not parse as a map is a set
+        # of keys, and then its error is the one reported (as ovsdb-server).
+        n_max = ctype.n_max if mutator == "insert" else max(ctype.n_max, 1 << 62)
+        try:
+            arg = datum_from_json(resized(ctype, 0, n_max), value, symtab)
+        except ovs.db.error.Error as e:
+            if not (ctype.is_map() and mutator == "delete"):
+                raise OvsdbError.from_ovs(e) from None
+            try:
+                arg = datum_from_json(Type(ctype.key, None, 0, n_max), value, symtab)
+            except ovs.db.error.Error as e:
+                raise OvsdbError.from_ovs(e) from None
+        return Mutation(col, mutator, arg)
+    raise OvsdbError("unknown mutator", f"No mutator named {mutator}.")
 
 
 def _mismatch(mutator: str, name: str, ctype: Type) -> str:

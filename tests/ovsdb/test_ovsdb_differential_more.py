@@ -684,6 +684,16 @@ VS: dict[str, list] = {
         T(dele("Open_vSwitch")),
     ],
     "monitor_cancel_wrong_count": [call("monitor_cancel", [])],
+    "where_ordering_on_optional_integer": [
+        SETUP_PORT,
+        T(
+            upd("Port", {"tag": 5}),
+            sel("Port", [["tag", "<", 10]], ["name"]),
+            sel("Port", [["tag", ">", 10]], ["name"]),
+            sel("Interface", [["ofport", ">=", 0]], ["name"]),
+            sel("Port", [["tag", "<", ["set", []]]], ["name"]),
+        ),
+    ],
     "monitor_two_clients": [
         call("monitor", [DB, 1, {"Open_vSwitch": {"columns": ["next_cfg"]}}], c=2),
         SETUP,
@@ -788,6 +798,78 @@ CS: dict[str, list] = {
         CSETUP,
         CT(upd("Root", {"fans": ["uuid", "1bad0000-0000-4000-8000-00000000000c"]})),
         CT(sel("Root", columns=["fans"])),
+    ],
+    # found by the differential fuzzer (test_ovsdb_differential_fuzz)
+    "where_eq_empty_on_required": [CSETUP, CT(sel("Root", [["hero", "==", ["set", []]]]))],
+    "where_includes_keeps_max": [
+        CT(sel("Kid", [["pairs", "includes", ["map", [[1, "x"], [2, "y"], [3, "x"]]]]]))
+    ],
+    "where_scalar_includes_empty": [CT(sel("Kid", [["size", "includes", ["set", []]]]))],
+    "where_scalar_excludes_two": [CT(sel("Kid", [["size", "excludes", ["set", [1, 2]]]]))],
+    "named_uuid_not_an_id": [
+        CT(ins("Root", {"name": "x", "kids": ["named-uuid", "1bad"]})),
+        CT(ins("Root", {"name": "x", "kids": ["set", [ref("a"), ["named-uuid", "b-c"]]]})),
+    ],
+    "weak_default_zero_uuid": [CT(ins("Root", {"name": "z"}))],
+    "null_atom_is_syntax_error": [CSETUP, CT(upd("Kid", {"flags": None}))],
+    "mutate_map_delete_bad_key_reported_as_keys": [
+        CSETUP,
+        CT(mut("Kid", [["pairs", "delete", ["map", [[1, "x"], ["1", "x"]]]]])),
+    ],
+    "mutate_map_delete_more_than_max": [
+        CSETUP,
+        CT(mut("Kid", [["pairs", "delete", ["map", [[1, "x"], [2, "y"], [3, "x"]]]]])),
+    ],
+    "duplicate_uuid_name_with_given_uuids": [
+        CT(ins("Kid", {**KID, "a": 7}, "k", uuid="1bad0000-0000-4000-8000-000000000011"),
+           ins("Kid", {**KID, "a": 8}, "k", uuid="1bad0000-0000-4000-8000-000000000012"))
+    ],
+    "select_distinct_without_uuid": [
+        CSETUP,
+        CT(
+            ins("Kid", {**KID, "a": 2}, "k"),
+            mut("Root", [["kids", "insert", ref("k")]]),
+            sel("Kid", columns=["color"]),
+            sel("Kid", columns=[]),
+            sel("Kid", columns=["_uuid", "color"]),
+        ),
+    ],
+    "insert_members_in_order": [
+        CT({"op": "insert", "table": "Kid", "row": 5, "uuid-name": "1bad"}),
+        CT({"op": "insert", "table": "Kid", "row": 5, "uuid": 5}),
+    ],
+    "op_name_not_an_id": [CT({"op": "1x"})],
+    "server_commit_not_allowed": [
+        call("transact", ["_Server", {"op": "commit", "durable": False}]),
+        call("transact", ["_Server", ins("Database", {"nope": 1})]),
+    ],
+    "two_members_not_allowed": [
+        # ovsdb-server names the first in its hash order: here the first written
+        CT({"op": "comment", "comment": "x", "b": 2, "a": 1}),
+        CT({"op": "abort", "a": 1, "b": 2, "c": 3}),
+    ],
+    "select_where_before_columns": [CT(sel("Kid", [["zz", "==", 1]], ["nope"]))],
+    "update_immutable_after_values": [
+        CSETUP,
+        CT(upd("Kid", {"_uuid": ["uuid", "1bad0000-0000-4000-8000-000000000013"], "a": "x"})),
+    ],
+    "set_duplicate_after_bad_element": [
+        CSETUP,
+        CT(upd("Root", {"kids": ["set", [ref("h"), ["uuid", "1bad0000-0000-4000-8000-000000000014"],
+                                         ["uuid", "1bad0000-0000-4000-8000-000000000014"],
+                                         ["uuid", "zz"]]]})),
+    ],
+    "size_before_boolean": [
+        CT(sel("Kid", [["pairs", "includes", ["map", [[True, "x"], [1, "x"], [2, "y"]]]]]))
+    ],
+    "uuid_reused_after_insert_and_delete": [
+        CT(
+            ins("Kid", {**KID, "a": 3}, uuid="1bad0000-0000-4000-8000-000000000015"),
+            dele("Kid", [["_uuid", "==", ["uuid", "1bad0000-0000-4000-8000-000000000015"]]]),
+            ins("Kid", {**KID, "a": 4}, uuid="1bad0000-0000-4000-8000-000000000015"),
+            sel("Kid", [["_uuid", "==", ["uuid", "1bad0000-0000-4000-8000-000000000015"]]],
+                ["a"]),
+        )
     ],
     "monitor_cond_real_where": [
         CSETUP,
