@@ -101,6 +101,23 @@ class Condition:
         return None
 
 
+class AnyCondition(Condition):
+    """A monitor's condition: ovsdb-server sends a row when the condition is
+    empty or any one of its clauses holds (a transaction's where-clause
+    needs them all)."""
+
+    def matches(self, row: Row) -> bool:
+        return not self.clauses or any(c.matches(row) for c in self.clauses)
+
+    @property
+    def is_true(self) -> bool:
+        return not self.clauses or any(c.const is True for c in self.clauses)
+
+    @property
+    def is_false(self) -> bool:
+        return bool(self.clauses) and all(c.const is False for c in self.clauses)
+
+
 def parse_clause(table: TableSchema, clause: Any, symtab: Any = None) -> Clause:
     if isinstance(clause, bool):
         return Clause(None, None, None, clause)

@@ -806,12 +806,23 @@ CS: dict[str, list] = {
     ],
     "where_scalar_includes_empty": [CT(sel("Kid", [["size", "includes", ["set", []]]]))],
     "where_scalar_excludes_two": [CT(sel("Kid", [["size", "excludes", ["set", [1, 2]]]]))],
+    "monitor_duplicate_column_before_where": [
+        call("monitor_cond", [CDB, 1, {"Root": [
+            {"columns": ["name"]}, {"columns": ["name"], "where": [["zz", "==", 1]]}]}])
+    ],
     "named_uuid_not_an_id": [
         CT(ins("Root", {"name": "x", "kids": ["named-uuid", "1bad"]})),
         CT(ins("Root", {"name": "x", "kids": ["set", [ref("a"), ["named-uuid", "b-c"]]]})),
     ],
     "weak_default_zero_uuid": [CT(ins("Root", {"name": "z"}))],
     "null_atom_is_syntax_error": [CSETUP, CT(upd("Kid", {"flags": None}))],
+    "monitor_since_id_checked_last": [
+        call("monitor_cond_since", [CDB, 1, {"Nope": [{}]}, "bad"])
+    ],
+    "monitor_requests_shape_before_id": [
+        call("monitor_cond", [CDB, 1, {}]),
+        call("monitor_cond", [CDB, 1, []]),
+    ],
     "mutate_map_delete_bad_key_reported_as_keys": [
         CSETUP,
         CT(mut("Kid", [["pairs", "delete", ["map", [[1, "x"], ["1", "x"]]]]])),
@@ -833,6 +844,59 @@ CS: dict[str, list] = {
             sel("Kid", columns=[]),
             sel("Kid", columns=["_uuid", "color"]),
         ),
+    ],
+    "monitor_cond_clauses_any": [
+        CSETUP,
+        CT(ins("Kid", {**KID, "a": 2}, "k"), mut("Root", [["kids", "insert", ref("k")]])),
+        call("monitor_cond", [CDB, 1, {"Kid": [{"columns": ["a"],
+                                                "where": [["a", "==", 1], ["a", "==", 2]]}]}]),
+        call("monitor_cond", [CDB, 2, {"Kid": [{"columns": ["a"], "where": [False, True]}]}]),
+        call("monitor_cond", [CDB, 3, {"Kid": [{"columns": ["a"], "where": [False]}]}]),
+    ],
+    "monitor_cond_first_request_decides": [
+        CSETUP,
+        CT(ins("Kid", {**KID, "a": 2}, "k"), mut("Root", [["kids", "insert", ref("k")]])),
+        call("monitor_cond", [CDB, 1, {"Kid": [{"columns": ["a"], "where": [["a", "==", 1]]},
+                                               {"columns": ["b"], "where": [["a", "==", 2]]}]}]),
+        call("monitor_cond", [CDB, 2, {"Kid": [{"columns": ["a"]},
+                                               {"columns": ["b"], "where": [["a", "==", 2]]}]}]),
+    ],
+    "monitor_cond_change_last_request_decides": [
+        CSETUP,
+        CT(ins("Kid", {**KID, "a": 2}, "k"), mut("Root", [["kids", "insert", ref("k")]])),
+        call("monitor_cond", [CDB, 1, {"Kid": [{"columns": ["a"], "where": [False]}]}]),
+        call("monitor_cond_change", [1, 1, {"Kid": [{"where": [["a", "==", 1]]},
+                                                    {"where": [["a", "==", 2]]}]}]),
+    ],
+    "monitor_cond_change_on_monitor_v1": [
+        CSETUP,
+        call("monitor", [CDB, 1, {"Kid": {"columns": ["a"]}}]),
+        call("monitor_cond_change", [1, 1, {"Kid": [{"where": [["zz", "==", 1]]}]}]),
+        call("monitor_cond_change", [1, 1, {"Kid": [{"where": [], "x": 1}]}]),
+    ],
+    "monitor_cond_change_errors": [
+        call("monitor_cond", [CDB, 1, {"Kid": [{"columns": ["a"]}]}]),
+        call("monitor_cond_change", [1, 1, {"Nope": [{"where": []}]}]),
+        call("monitor_cond_change", [1, 1, {"Root": [{"where": []}]}]),
+        call("monitor_cond_change", [1, 1, {"Kid": {"where": []}}]),
+        call("monitor_cond_change", [1, 1, 5]),
+        call("monitor_cond_change", [1, 1, {"Kid": [5]}]),
+        # ovsdb-server names the first in its hash order: here the first written
+        call("monitor_cond_change", [1, 1, {"Kid": [{"where": [], "y": 2, "x": 1}]}]),
+    ],
+    "monitor_select_per_column": [
+        CSETUP,
+        call("monitor_cond", [CDB, 1, {"Kid": [
+            {"columns": ["a"], "select": {"insert": False, "modify": False}},
+            {"columns": ["b", "tag"], "select": {"initial": False, "delete": False}}]}]),
+        call("monitor", [CDB, 2, {"Kid": [
+            {"columns": ["a"], "select": {"delete": False}},
+            {"columns": ["b"], "select": {"modify": False, "initial": False}}]}]),
+        CT(ins("Kid", {**KID, "a": 2, "b": "x"}, "k"), mut("Root", [["kids", "insert", ref("k")]])),
+        CT(mut("Kid", [["a", "+=", 10]])),
+        CT(upd("Kid", {"b": "y"})),
+        CT(upd("Kid", {"tag": "tt", "a": 5})),
+        CT(dele("Root")),
     ],
     "insert_members_in_order": [
         CT({"op": "insert", "table": "Kid", "row": 5, "uuid-name": "1bad"}),
@@ -870,6 +934,12 @@ CS: dict[str, list] = {
             sel("Kid", [["_uuid", "==", ["uuid", "1bad0000-0000-4000-8000-000000000015"]]],
                 ["a"]),
         )
+    ],
+    "wait_answered_after_the_commit_it_waited_for": [
+        CSETUP,
+        ("send", 1, "transact", [CDB, wait("Root", [{"name": "r"}], until="!=", timeout=5000)]),
+        CT(upd("Root", {"name": "q"})),
+        ("drain", 1),
     ],
     "monitor_cond_real_where": [
         CSETUP,
