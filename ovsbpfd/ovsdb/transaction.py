@@ -31,6 +31,9 @@ class Transaction:
         # table -> uuid -> new row (None = deleted), only for touched rows.
         self.written: dict[str, dict[uuid.UUID, Row | None]] = {}
         self.inserted: set[uuid.UUID] = set()
+        # (table, uuid) of the rows whose weak references the commit dropped:
+        # modified, for ovsdb-server, even if that undid the only change.
+        self.weak_fixed: set[tuple[str, uuid.UUID]] = set()
 
     # --- reading ---------------------------------------------------------
     def rows(self, table: str) -> Iterator[Row]:
@@ -220,6 +223,7 @@ class Transaction:
                 fixed = self._without_dangling(ts, row, weak_cols)
                 if fixed is not None:
                     self.put(table, fixed)
+                    self.weak_fixed.add((table, row.uuid))
 
     def _without_dangling(self, ts: TableSchema, row: Row, weak_cols: list) -> Row | None:
         new_data = None
@@ -302,11 +306,14 @@ class Transaction:
 
     def _provenance(self, table: str, row: Row, names: list[str]) -> str:
         old = self.db.tables[table].get(row.uuid)
-        if row.uuid in self.inserted or old is None:
+        if old is None:
             return "was inserted by this transaction"
-        if index_key(old, names) == index_key(row, names):
+        if (old is row or old.data == row.data) and (table, row.uuid) not in self.weak_fixed:
             return "existed in the database before this transaction and was not modified " \
                    "by the transaction"
+        if index_key(old, names) == index_key(row, names):
+            return "existed in the database before this transaction, which modified some " \
+                   "of the row's columns but not any columns in this index"
         before = _english_list([_datum_text(old.data[n]) for n in names])
         return f"had the following index values before the transaction: {before}"
 

@@ -941,6 +941,26 @@ CS: dict[str, list] = {
         CT(upd("Root", {"name": "q"})),
         ("drain", 1),
     ],
+    "index_provenance_other_columns_modified": [
+        CSETUP,
+        CT(
+            upd("Kid", {"tag": "tt"}, [["a", "==", 1]]),
+            ins("Kid", {**KID, "a": 1}, "k"),
+            mut("Root", [["kids", "insert", ref("k")]]),
+        ),
+    ],
+    "index_provenance_change_undone_by_weak_cleanup": [
+        CSETUP,
+        CT(
+            ins("Kid", {**KID, "a": 5}, "k"),
+            mut("Root", [["fans", "insert", ["uuid", "1bad0000-0000-4000-8000-000000000016"]]]),
+            ins("Root", {"name": "r", "hero": ref("k"), "kids": ref("k")}),
+        ),
+    ],
+    "boolean_number_after_earlier_bad_element": [
+        CT(sel("Kid", [["pairs", "includes", ["map", [[1, "zz"], [True, "x"]]]]])),
+        CT(sel("Root", [["ratio", "includes", ["set", [9.5, False]]]])),
+    ],
     "monitor_cond_real_where": [
         CSETUP,
         call(
