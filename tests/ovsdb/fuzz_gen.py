@@ -32,6 +32,9 @@ MONITOR_IDS: list[Any] = ["m1", "m2", 7, ["x"]]
 STRINGS = ["", "a", "b", "br0", "x y", "zz", "é", "abcd", "true", "1"]
 CLIENTS = (1, 2)
 ROW_BUDGET = 3
+# (cumulative probability, method) of each kind of operation; the rest are bad.
+OPERATIONS = ((0.30, "op_insert"), (0.42, "op_update"), (0.57, "op_mutate"),
+              (0.66, "op_delete"), (0.76, "op_select"), (0.86, "op_wait"), (0.97, "op_other"))
 
 Step = tuple
 
@@ -98,27 +101,19 @@ class SequenceGenerator:
 
     def operation(self) -> Any:
         r = self.rng.random()
-        if r < 0.30:
-            return self.op_insert()
-        if r < 0.42:
-            return self.op_update()
-        if r < 0.57:
-            return self.op_mutate()
-        if r < 0.66:
-            return self.op_delete()
-        if r < 0.76:
-            return self.op_select()
-        if r < 0.86:
-            return self.op_wait()
-        if r < 0.97:
-            return self.rng.choice([
-                {"op": "commit", "durable": self.rng.random() < 0.5},
-                {"op": "abort"},
-                {"op": "comment", "comment": self.rng.choice(STRINGS)},
-                {"op": "assert", "lock": self.rng.choice(LOCKS)},
-                {"op": "commit"},
-            ])
+        for bound, method in OPERATIONS:
+            if r < bound:
+                return getattr(self, method)()
         return self.rng.choice(BAD_OPS)
+
+    def op_other(self) -> dict:
+        return self.rng.choice([
+            {"op": "commit", "durable": self.rng.random() < 0.5},
+            {"op": "abort"},
+            {"op": "comment", "comment": self.rng.choice(STRINGS)},
+            {"op": "assert", "lock": self.rng.choice(LOCKS)},
+            {"op": "commit"},
+        ])
 
     def table(self) -> str:
         return self.rng.choice(self.tables)

@@ -50,25 +50,26 @@ class SequenceRunner:
             self.observer.close()
             self.observer = None
 
-    def dump(self) -> Any:
-        """Every row of every table (with _version: any write shows)."""
-        ops = [{"op": "select", "table": t, "where": []} for t in self.tables]
+    def _observe(self, what: str, ops: list) -> list:
+        """The results of a transaction sent by the observer client."""
         try:
             reply, _ = self._observer().call("transact", [self.db, *ops])
         except OSError as e:
-            raise ServerGone(f"observer: {e!r}") from None
+            raise ServerGone(f"{what}: {e!r}") from None
         if reply is None:
-            raise ServerGone("observer: connection closed")
+            raise ServerGone(f"{what}: connection closed")
         return reply["result"]
 
+    def dump(self) -> Any:
+        """Every row of every table (with _version: any write shows)."""
+        return self._observe("dump", [{"op": "select", "table": t, "where": []}
+                                      for t in self.tables])
+
     def reset(self) -> None:
-        ops = [{"op": "delete", "table": t, "where": []} for t in self.roots]
-        try:
-            reply, _ = self._observer().call("transact", [self.db, *ops])
-        except OSError as e:
-            raise ServerGone(f"reset: {e!r}") from None
-        if reply is None or any("error" in (r or {}) for r in reply["result"]):
-            raise ServerGone(f"reset failed: {reply}")
+        results = self._observe("reset", [{"op": "delete", "table": t, "where": []}
+                                          for t in self.roots])
+        if any("error" in (r or {}) for r in results):
+            raise ServerGone(f"reset failed: {results}")
 
     def run(self, steps: list[Step]) -> list:
         """The raw transcript: per step, per client, the messages received."""

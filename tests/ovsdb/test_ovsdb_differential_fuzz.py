@@ -36,6 +36,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import pytest
 
@@ -136,23 +137,30 @@ def _first_difference(expected: list, actual: list) -> str:
     return f"lengths {len(expected)} != {len(actual)}"
 
 
-@pytest.mark.parametrize("schema_name", sorted(SCHEMAS))
-def test_ovsdb_fuzz_same_as_ovsdb_server(tmp_path_factory, schema_name):
+@contextmanager
+def server_pair(tmp_path_factory, schema_name: str):
+    """Both servers on one schema; yields (schema JSON, Pair, their processes)."""
     path = SCHEMAS[schema_name]
     with open(path, encoding="utf-8") as f:
         schema_json = json.load(f)
-    ours_dir = tmp_path_factory.mktemp("fuzz-ours")
-    ref_dir = tmp_path_factory.mktemp("fuzz-ref")
+    ours_dir = tmp_path_factory.mktemp(f"{schema_name}-ours")
+    ref_dir = tmp_path_factory.mktemp(f"{schema_name}-ref")
     with (ovsbpfd_server(str(ours_dir), schema=path) as (ours_sock, ours_proc),
           debian_server(str(ref_dir), schema=path) as (ref_sock, ref_proc)):
         pair = Pair(SequenceRunner(ours_sock, schema_json), SequenceRunner(ref_sock, schema_json))
         try:
-            _fuzz(pair, schema_name, schema_json)
+            yield schema_json, pair, (ours_proc, ref_proc)
         finally:
             pair.ours.close()
             pair.ref.close()
-        assert ours_proc.poll() is None, "ovsbpfd's server exited"
-        assert ref_proc.poll() is None, "ovsdb-server exited"
+
+
+@pytest.mark.parametrize("schema_name", sorted(SCHEMAS))
+def test_ovsdb_fuzz_same_as_ovsdb_server(tmp_path_factory, schema_name):
+    with server_pair(tmp_path_factory, schema_name) as (schema_json, pair, procs):
+        _fuzz(pair, schema_name, schema_json)
+        assert procs[0].poll() is None, "ovsbpfd's server exited"
+        assert procs[1].poll() is None, "ovsdb-server exited"
 
 
 def _fuzz(pair: Pair, schema_name: str, schema_json: dict) -> None:
@@ -194,17 +202,8 @@ EXACT_CASES: dict[str, list] = {
 
 @pytest.fixture(scope="module")
 def fuzz_pair(tmp_path_factory):
-    path = SCHEMAS["fuzz"]
-    with open(path, encoding="utf-8") as f:
-        schema_json = json.load(f)
-    ours_dir = tmp_path_factory.mktemp("exact-ours")
-    ref_dir = tmp_path_factory.mktemp("exact-ref")
-    with (ovsbpfd_server(str(ours_dir), schema=path) as (ours_sock, _p1),
-          debian_server(str(ref_dir), schema=path) as (ref_sock, _p2)):
-        pair = Pair(SequenceRunner(ours_sock, schema_json), SequenceRunner(ref_sock, schema_json))
+    with server_pair(tmp_path_factory, "fuzz") as (_schema, pair, _procs):
         yield pair
-        pair.ours.close()
-        pair.ref.close()
 
 
 @pytest.mark.parametrize("name", sorted(EXACT_CASES))
