@@ -12,7 +12,7 @@ import ovs.db.error
 from .hash_order import ovs_order
 
 _SIZE_EXACTLY_ONE = re.compile(r"\b(set|map) must have 1 to 1 members but")
-_PY_UNLIMITED = re.compile(rf"\b({sys.maxsize}|{1 << 62})\b")
+_PY_UNLIMITED = re.compile(rf"(must have \d+ to )({sys.maxsize}|{1 << 62})( members)")
 _FLOAT_MARK = "\x00float:"
 
 
@@ -37,8 +37,9 @@ def _mark_floats(value: Any) -> Any:
 
 
 def c_style_message(message: str) -> str:
-    """python-ovs's wording of size errors, as ovsdb-server (C) words them."""
-    message = _PY_UNLIMITED.sub("4294967295", message)
+    """python-ovs's wording of size errors, as ovsdb-server (C) words them
+    (its "unlimited" is UINT_MAX; only there, not in a value named)."""
+    message = _PY_UNLIMITED.sub(r"\g<1>4294967295\3", message)
     return _SIZE_EXACTLY_ONE.sub(r"\1 must have exactly one member but", message)
 
 

@@ -61,6 +61,8 @@ class SequenceGenerator:
         self.given: str | None = None  # the "uuid" of the insert being built
         # Each lock's queue of clients, owner first, as the server keeps it.
         self.locks: dict[str, list[int]] = {}
+        self.stealers: set[tuple[str, int]] = set()  # (lock, client) that stole
+        self.dropped: set[tuple[str, int]] = set()  # stolen from a stealer
         # How many invalid values may still be drawn: a few per row object
         # (the server checks a row's members in ovsdb-server's hash order of
         # them, hash_order.py), none in monitor requests of several tables.
@@ -69,7 +71,7 @@ class SequenceGenerator:
 
     # --- sequences ------------------------------------------------------------
     def sequence(self, length: int) -> list[Step]:
-        self.locks = {}
+        self.locks, self.stealers, self.dropped = {}, set(), set()
         steps = [self.step() for _ in range(length)]
         c = self.rng.choice(CLIENTS)
         if self.rng.random() < 0.05 and not self._spurious_locked(c, list(self.locks)):
@@ -431,14 +433,23 @@ class SequenceGenerator:
         method = self.rng.choice(["lock", "lock", "steal", "unlock", "unlock"])
         name = self.rng.choice(LOCKS)
         queue = self.locks.setdefault(name, [])
+        requested = c in queue or (name, c) in self.dropped
         if method == "unlock" and c in queue:
             if self._spurious_locked(c, [name]):
                 return None
             queue.remove(c)
-        elif method == "lock" and c not in queue:
+        elif method == "lock" and not requested:
             queue.append(c)
-        elif method == "steal" and c not in queue:
+        elif method == "steal" and not requested:
+            if queue and (name, queue[0]) in self.stealers:
+                # An owner that had stolen the lock leaves the queue (but
+                # must still unlock).
+                self.dropped.add((name, queue.pop(0)))
             queue.insert(0, c)
+            self.stealers.add((name, c))
+        if method == "unlock":
+            self.stealers.discard((name, c))
+            self.dropped.discard((name, c))
         return method, [name]
 
     def _spurious_locked(self, c: int, names: list[str]) -> bool:

@@ -961,6 +961,28 @@ CS: dict[str, list] = {
         CT(sel("Kid", [["pairs", "includes", ["map", [[1, "zz"], [True, "x"]]]]])),
         CT(sel("Root", [["ratio", "includes", ["set", [9.5, False]]]])),
     ],
+    "range_error_names_a_big_value": [
+        CSETUP,
+        CT(upd("Kid", {"size": 4611686018427387904})),
+        CT(upd("Kid", {"size": 9223372036854775807})),
+    ],
+    "steal_from_a_stealer": [
+        call("steal", ["S"], c=2),
+        call("steal", ["S"]),
+        ("drain", 2),
+        call("unlock", ["S"]),
+        ("drain", 2),
+        call("lock", ["S"], c=2),
+        call("unlock", ["S"], c=2),
+        call("lock", ["S"], c=2),
+    ],
+    "steal_from_a_stealer_then_disconnect": [
+        call("steal", ["S"], c=2),
+        call("steal", ["S"]),
+        ("close", 1),
+        ("drain", 2),
+        call("steal", ["S"], c=2),
+    ],
     "monitor_cond_real_where": [
         CSETUP,
         call(
