@@ -172,25 +172,29 @@ class Executor:
         return result
 
     # --- helpers -------------------------------------------------------------
-    def _parse_row(self, table: TableSchema, row_json: dict, op: dict, for_update: bool
-                   ) -> dict[str, Datum]:
+    def _parse_row(self, table: TableSchema, row_json: dict, op: dict, for_update: bool,
+                   implicit: bool = False) -> dict[str, Datum]:
+        """The row's datums by column; with implicit, _uuid and _version too
+        (a wait's rows compare them), else they are only parsed."""
         try:
-            return self._parse_row_in(table, row_json, op, for_update, row_json)
+            return self._parse_row_in(table, row_json, op, for_update, implicit, row_json)
         except (OvsdbError, ovs.db.error.Error):
             if len(row_json) < 2:
                 raise
         # Of several bad members, report the one ovsdb-server meets first.
         order = {name: row_json[name] for name in ovs_order(list(row_json))}
-        return self._parse_row_in(table, row_json, op, for_update, order)
+        return self._parse_row_in(table, row_json, op, for_update, implicit, order)
 
     def _parse_row_in(self, table: TableSchema, row_json: dict, op: dict, for_update: bool,
-                      members: dict) -> dict[str, Datum]:
+                      implicit: bool, members: dict) -> dict[str, Datum]:
         data: dict[str, Datum] = {}
         immutable: list[str] = []
         for name, value in members.items():
             col = table.columns.get(name)
             if col is None and name in IMPLICIT:
-                datum_from_json(IMPLICIT[name].type, value, self.symtab)
+                datum = datum_from_json(IMPLICIT[name].type, value, self.symtab)
+                if implicit:
+                    data[name] = datum
                 immutable.append(name)
                 continue
             if col is None:
@@ -309,8 +313,9 @@ class Executor:
         p.finish()
         # Checked in ovsdb-server's order: where, columns, timeout, until, rows.
         matching = self._matching(table, where)
+        # Without "columns", every column is compared, _uuid and _version too.
         names = parse_column_list(table, None if columns is _MISSING else columns,
-                                  list(table.columns))
+                                  [*table.columns, "_uuid", "_version"])
         if timeout is not _MISSING and timeout < 0:
             raise syntax_error(timeout, "timeout must be nonnegative")
         if until not in ("==", "!="):
@@ -325,7 +330,7 @@ class Executor:
                 raise syntax_error(r, "row must be JSON object")
             # Members outside "columns" are parsed (and must be valid) but, as in
             # ovsdb-server, only the wait columns take part in the comparison.
-            parsed = self._parse_row(table, r, p.op, for_update=False)
+            parsed = self._parse_row(table, r, p.op, for_update=False, implicit=True)
             full = {n: parsed.get(n) or default_datum(_col_type(table, n)) for n in names}
             expected.add(_row_key(full))
         actual = {_row_key({n: column_value(row, n) for n in names}) for row in matching}

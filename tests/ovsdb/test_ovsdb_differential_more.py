@@ -684,6 +684,25 @@ VS: dict[str, list] = {
         T(dele("Open_vSwitch")),
     ],
     "monitor_cancel_wrong_count": [call("monitor_cancel", [])],
+    "wait_without_columns_compares_uuid_and_version": [
+        SETUP,
+        T({"op": "wait", "table": "Bridge", "where": [], "until": "!=", "rows": [{}],
+           "timeout": 0}),
+        T({"op": "wait", "table": "Bridge", "where": [], "until": "==",
+           "rows": [{"name": "br0"}], "timeout": 0}),
+    ],
+    "wait_on_uuid_column": [
+        T(
+            ROOT,
+            ins("Bridge", {"name": "u"}, uuid="1bad0000-0000-4000-8000-000000000017"),
+            mut("Open_vSwitch",
+                [["bridges", "insert", ["uuid", "1bad0000-0000-4000-8000-000000000017"]]]),
+        ),
+        T(wait("Bridge", [{"_uuid": ["uuid", "1bad0000-0000-4000-8000-000000000017"]}],
+               columns=["_uuid"], timeout=0)),
+        T(wait("Bridge", [{"_uuid": ["uuid", "1bad0000-0000-4000-8000-000000000017"]}],
+               columns=["_uuid"], until="!=", timeout=0)),
+    ],
     "where_ordering_on_optional_integer": [
         SETUP_PORT,
         T(
