@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from .fuzz_gen import FIXED_PREFIX, Step
@@ -22,6 +23,7 @@ from .test_ovsdb_differential_more import normalise as base_normalise
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TIMEOUT_S = 5.0
+CLOSE_SETTLE_S = 0.05
 
 
 class ServerGone(Exception):
@@ -102,6 +104,11 @@ class SequenceRunner:
                         if not open_:
                             other.close()
                             clients[n] = None
+                            # The server drops what the client held (locks)
+                            # in a later turn of its loop than the one that
+                            # closed the connection: let it before the others'
+                            # syncs look for the effects.
+                            time.sleep(CLOSE_SETTLE_S)
                 if before is not None:
                     self._check_unchanged(before, i, record.get(str(c), []))
                 transcript.append(record)
