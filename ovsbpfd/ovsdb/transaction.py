@@ -92,8 +92,10 @@ class Transaction:
                 old = committed.get(row_uuid)
                 if old is None and new is None:
                     continue
-                if old is not None and new is not None and old.data == new.data:
-                    continue
+                if old is not None and new is not None and old.data == new.data \
+                        and (table, row_uuid) not in self.weak_fixed:
+                    continue  # (as ovsdb-server, a change the weak-reference
+                    # clean-up undid still gives the row a new _version)
                 out.setdefault(table, {})[row_uuid] = (old, new)
         return out
 

@@ -1002,6 +1002,12 @@ CS: dict[str, list] = {
         ("drain", 2),
         call("steal", ["S"], c=2),
     ],
+    "version_changes_when_weak_cleanup_undoes_the_change": [
+        CSETUP,
+        call("monitor_cond", [CDB, 1, {"Root": [{"columns": ["name", "_version"]}]}]),
+        call("monitor_cond", [CDB, 2, {"Root": [{"columns": ["name"]}]}]),
+        CT(upd("Root", {"fans": ["uuid", "1bad0000-0000-4000-8000-000000000019"]})),
+    ],
     "monitor_cond_real_where": [
         CSETUP,
         call(
