@@ -20,7 +20,9 @@ sequences (fuzz_gen says where):
 - a strong reference to a row's own uuid in another table, which 3.1 skips
   as a "self-reference" and then commits dangling;
 - monitor_cond_change with a request without "where", on which 3.1 crashes
-  (test_ovsdb_cond_change_without_where).
+  (test_ovsdb_cond_change_without_where);
+- "*=" 0 on a negative integer, on which 3.1 dies of SIGFPE
+  (test_ovsdb_multiply_negative_by_zero).
 Where ovsdb-server's choice depends on its hash order of things not
 emulated here (a table's columns, the rows of a commit), the generator
 avoids more than one candidate or the normaliser words them alike
@@ -231,3 +233,23 @@ def test_ovsdb_cond_change_without_where(fuzz_pair):
          "params": ["m", {"Bag": {"<row0>": {"insert": {"label": "x"}}}}]},
         {"id": 2, "result": {}, "error": None}]}
     assert got[3] == {"1": [{"id": 3, "result": [], "error": None}]}
+
+
+def test_ovsdb_multiply_negative_by_zero(fuzz_pair):
+    """["n", "*=", 0] on a negative integer kills ovsdb-server 3.1 (SIGFPE in
+    its overflow check), so it is not compared; ovsbpfd answers 0."""
+    steps = [
+        ("call", 1, "transact", ["Fuzz",
+                                 {"op": "insert", "table": "Top", "row": {"name": "t"},
+                                  "uuid-name": "t"},
+                                 {"op": "insert", "table": "Kid", "uuid-name": "k",
+                                  "row": {"k1": -2, "nums": 1, "owner": ["named-uuid", "t"]}},
+                                 {"op": "mutate", "table": "Top", "where": [],
+                                  "mutations": [["kids", "insert", ["named-uuid", "k"]]]},
+                                 {"op": "mutate", "table": "Kid", "where": [],
+                                  "mutations": [["k1", "*=", 0]]},
+                                 {"op": "select", "table": "Kid", "where": [],
+                                  "columns": ["k1"]}]),
+    ]
+    got = normalise(fuzz_pair.ours.run(steps))
+    assert got[0]["1"][0]["result"][3:] == [{"count": 1}, {"rows": [{"k1": 0}]}]
