@@ -78,6 +78,9 @@ def _compute(mutator: str, a: Any, b: Any, atomic: Any) -> Any:
         elif mutator == "-=":
             r = a - b
         elif mutator == "*=":
+            if _mul_refused(a, b):
+                raise OvsdbError("range error",
+                                 f'Result of "{mutator}" operation is out of range.')
             r = a * b
         elif mutator == "/=":
             r = int(a / b) if abs(a) < (1 << 52) else _cdiv(a, b)
@@ -92,6 +95,16 @@ def _compute(mutator: str, a: Any, b: Any, atomic: Any) -> Any:
     if r is None or math.isinf(r) or math.isnan(r):
         raise OvsdbError("range error", f'Result of "{mutator}" operation is out of range.')
     return float(r)
+
+
+def _mul_refused(a: int, b: int) -> bool:
+    """ovsdb-server's overflow test for a *= b where a > 0 or b > 0 (C
+    division, and ">=": 1 * 2**62 is refused).  With both <= 0 its test
+    divides by b (SIGFPE for 0) and misses overflows; the plain range
+    check after the product stands in for it here."""
+    if a > 0:
+        return a >= _cdiv(INT_MAX, b) if b > 0 else b < _cdiv(INT_MIN, a)
+    return b > 0 and a < _cdiv(INT_MIN, b)
 
 
 def _cdiv(a: int, b: int) -> int:

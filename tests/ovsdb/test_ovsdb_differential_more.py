@@ -1008,6 +1008,13 @@ CS: dict[str, list] = {
         call("monitor_cond", [CDB, 2, {"Root": [{"columns": ["name"]}]}]),
         CT(upd("Root", {"fans": ["uuid", "1bad0000-0000-4000-8000-000000000019"]})),
     ],
+    "mutate_multiply_overflow_test": [
+        CSETUP,
+        CT(upd("Kid", {"size": 1}), mut("Kid", [["size", "*=", 4611686018427387904]])),
+        CT(upd("Kid", {"size": 2}), mut("Kid", [["size", "*=", 4611686018427387903]])),
+        CT(upd("Kid", {"a": -2}), mut("Kid", [["a", "*=", 4611686018427387904]])),
+        CT(upd("Kid", {"a": 3}), mut("Kid", [["a", "*=", -3074457345618258603]])),
+    ],
     "monitor_cond_real_where": [
         CSETUP,
         call(
