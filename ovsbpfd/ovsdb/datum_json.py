@@ -90,14 +90,22 @@ def datum_from_json(t: Type, value: Any, symtab: dict | None = None) -> Datum:
         # ovsdb-server (which takes no boolean for a number).
         _raise_element_error(t, value, symtab)
     try:
+        return _from_json(t, value, symtab)
+    except ovs.db.error.Error as e:
+        if e.msg.endswith(("contains duplicate", "contains duplicate key")):
+            _raise_element_error(t, value, symtab)
+        raise
+
+
+def _from_json(t: Type, value: Any, symtab: dict | None) -> Datum:
+    """python-ovs's Datum.from_json, but a JSON null where an atom belongs
+    is a syntax error of "null", as in ovsdb-server (python-ovs cannot tell
+    it from "no JSON" and calls it an "ovsdb error")."""
+    try:
         return Datum.from_json(t, value, symtab)
     except ovs.db.error.Error as e:
         if e.json is None and e.tag == "ovsdb error" and e.msg.startswith("expected "):
-            # A JSON null where an atom belongs: python-ovs cannot tell it
-            # from "no JSON", ovsdb-server reports a syntax error of "null".
             raise ovs.db.error.Error(e.msg, None, "syntax error") from None
-        if e.msg.endswith(("contains duplicate", "contains duplicate key")):
-            _raise_element_error(t, value, symtab)
         raise
 
 
@@ -123,7 +131,7 @@ def _raise_element_error(t: Type, value: Any, symtab: dict | None) -> None:
         bad = _boolean_numbers(t, element)
         if bad and (t.value is None or bad[0][1] is element[0]):  # a key: before parsing
             raise ovs.db.error.Error(f"expected {bad[0][0].to_string()}", bad[0][1])
-        Datum.from_json(one, [kind, [element]] if wrapped else element, symtab)
+        _from_json(one, [kind, [element]] if wrapped else element, symtab)
         if bad:  # a map's value
             raise ovs.db.error.Error(f"expected {bad[0][0].to_string()}", bad[0][1])
 

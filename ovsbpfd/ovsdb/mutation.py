@@ -34,10 +34,12 @@ class Mutation:
     def _arith(self, datum: Datum) -> Datum:
         base = self.column.type.key
         operand = next(iter(self.arg.values)).value
+        # As ovsdb-server: every element (in the datum's sorted order) is
+        # computed, and then each result checked against the constraints.
+        results = [Atom(base.type, _compute(self.mutator, v, operand, base.type))
+                   for v in sorted(atom.value for atom in datum.values)]
         values: dict[Atom, Atom | None] = {}
-        for atom in datum.values:
-            result = _compute(self.mutator, atom.value, operand, base.type)
-            new_atom = Atom(base.type, result)
+        for new_atom in results:
             try:
                 new_atom.check_constraints(base)
             except ovs.db.error.Error as e:

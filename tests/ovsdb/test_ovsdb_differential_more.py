@@ -703,6 +703,11 @@ VS: dict[str, list] = {
         T(wait("Bridge", [{"_uuid": ["uuid", "1bad0000-0000-4000-8000-000000000017"]}],
                columns=["_uuid"], until="!=", timeout=0)),
     ],
+    "mutate_constraints_checked_after_every_element": [
+        SETUP,
+        T(upd("Bridge", {"flood_vlans": ["set", [4000, 3000]]}),
+          mut("Bridge", [["flood_vlans", "*=", 2]])),
+    ],
     "where_ordering_on_optional_integer": [
         SETUP_PORT,
         T(
@@ -1014,6 +1019,9 @@ CS: dict[str, list] = {
         CT(upd("Kid", {"size": 2}), mut("Kid", [["size", "*=", 4611686018427387903]])),
         CT(upd("Kid", {"a": -2}), mut("Kid", [["a", "*=", 4611686018427387904]])),
         CT(upd("Kid", {"a": 3}), mut("Kid", [["a", "*=", -3074457345618258603]])),
+    ],
+    "null_key_after_duplicate": [
+        CT(sel("Kid", [["pairs", "excludes", ["map", [[1, "x"], [1, "y"], [None, "x"]]]]]))
     ],
     "monitor_cond_real_where": [
         CSETUP,
