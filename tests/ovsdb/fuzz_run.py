@@ -177,9 +177,37 @@ def normalise(transcript: list, coarse: bool = True) -> list:
                         if isinstance(u, list) and len(u) == 2 and isinstance(u[1], str) \
                                 and not u[1].startswith(FIXED_PREFIX):
                             names.setdefault(u[1], f"<row{len(names)}>")
+    transcript = [_late_waits(i, r) for i, r in enumerate(transcript)]
     records = _sort_rows(base_normalise(_rename(transcript, names, coarse)))
     return [{k: _sort_notifications(v) if k != "final" else v for k, v in r.items()}
             for r in records]
+
+
+LATE_WAIT_ERRORS = ('"where" clause test failed', '"wait" timed out after')
+
+
+def _late_waits(step: int, record: dict) -> dict:
+    """A transaction answered in a later step than its own waited, and a
+    wait that fails then says either '"where" clause test failed' or
+    '"wait" timed out after N ms', by whether the server's clock crossed a
+    millisecond meanwhile (ovsdb-server counts whole milliseconds): one
+    wording for both."""
+    out = {}
+    for key, msgs in record.items():
+        if isinstance(msgs, list):
+            msgs = [_late_wait(m) if isinstance(m, dict) and isinstance(m.get("id"), int)
+                    and m["id"] != step else m for m in msgs]
+        out[key] = msgs
+    return out
+
+
+def _late_wait(msg: dict) -> dict:
+    results = msg.get("result")
+    if not isinstance(results, list):
+        return msg
+    fixed = [{**r, "details": "a late wait failed"} if isinstance(r, dict)
+             and str(r.get("details", "")).startswith(LATE_WAIT_ERRORS) else r for r in results]
+    return {**msg, "result": fixed}
 
 
 def _sort_notifications(messages: list) -> list:
