@@ -56,8 +56,8 @@ SCHEMAS = {
     "constraints": os.path.join(DATA, "constraints.ovsschema"),
     "fuzz": os.path.join(DATA, "fuzz.ovsschema"),
 }
-# Sequences per schema and their length: about 30 s in all on an idle machine.
-DEFAULT_SEQUENCES = {"vswitch": 300, "constraints": 500, "fuzz": 500}
+# Sequences per schema and their length: 950 in about 30 s on a quiet machine.
+DEFAULT_SEQUENCES = {"vswitch": 250, "constraints": 300, "fuzz": 400}
 LENGTH = (4, 14)
 MAX_SHRINK_RUNS = 400
 
