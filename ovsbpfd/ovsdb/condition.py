@@ -36,15 +36,20 @@ def _scalar(d: Datum) -> Any:
     return next(iter(d.values)).value
 
 
+def _ordering(test: Callable[[Any, Any], bool]) -> Callable[[Datum, Datum], bool]:
+    """An ordering clause; false for an optional column with no value."""
+    return lambda c, a: bool(c.values) and test(_scalar(c), _scalar(a))
+
+
 _TESTS: dict[str, Callable[[Datum, Datum], bool]] = {
     "==": lambda c, a: c.values == a.values,
     "!=": lambda c, a: c.values != a.values,
     "includes": _includes,
     "excludes": _excludes,
-    "<": lambda c, a: _scalar(c) < _scalar(a),
-    "<=": lambda c, a: _scalar(c) <= _scalar(a),
-    ">": lambda c, a: _scalar(c) > _scalar(a),
-    ">=": lambda c, a: _scalar(c) >= _scalar(a),
+    "<": _ordering(lambda x, y: x < y),
+    "<=": _ordering(lambda x, y: x <= y),
+    ">": _ordering(lambda x, y: x > y),
+    ">=": _ordering(lambda x, y: x >= y),
 }
 
 
@@ -96,6 +101,23 @@ class Condition:
         return None
 
 
+class AnyCondition(Condition):
+    """A monitor's condition: ovsdb-server sends a row when the condition is
+    empty or any one of its clauses holds (a transaction's where-clause
+    needs them all)."""
+
+    def matches(self, row: Row) -> bool:
+        return not self.clauses or any(c.matches(row) for c in self.clauses)
+
+    @property
+    def is_true(self) -> bool:
+        return not self.clauses or any(c.const is True for c in self.clauses)
+
+    @property
+    def is_false(self) -> bool:
+        return bool(self.clauses) and all(c.const is False for c in self.clauses)
+
+
 def parse_clause(table: TableSchema, clause: Any, symtab: Any = None) -> Clause:
     if isinstance(clause, bool):
         return Clause(None, None, None, clause)
@@ -105,23 +127,34 @@ def parse_clause(table: TableSchema, clause: Any, symtab: Any = None) -> Clause:
     col = find_column(table, name, clause)
     if function not in FUNCTIONS:
         raise OvsdbError("unknown function", f"No function named {function}.")
-    ctype: Type = col.type
-    if function in ORDERING:
-        if not (ctype.is_scalar() and ctype.key.type in (IntegerType, RealType)):
-            raise syntax_error(
-                clause,
-                f'Type mismatch: "{function}" operator may not be applied to column '
-                f"{name} of type {type_to_english(ctype)}.")
-        arg_type = ctype
-    else:
-        n_max = max(ctype.n_max, 1 << 62) if function in ("includes", "excludes") \
-            else ctype.n_max
-        arg_type = resized(ctype, 0, n_max)
+    arg_type = _argument_type(clause, name, function, col.type)
     try:
         arg = datum_from_json(arg_type, value, symtab)
     except ovs.db.error.Error as e:
         raise OvsdbError.from_ovs(e) from None
     return Clause(name, function, arg)
+
+
+def _argument_type(clause: list, name: str, function: str, ctype: Type) -> Type:
+    """The type the argument of a clause must have, as ovsdb-server relaxes
+    the column's: "==" and "!=" keep it (an empty set cannot match a column
+    that needs one element), "includes" drops the minimum and "excludes" both
+    bounds of a set or map, and the ordering functions also apply to an
+    optional integer or real (such as Port.tag), with one element."""
+    optional_scalar = ctype.value is None and ctype.n_min == 0 and ctype.n_max == 1
+    if function in ORDERING:
+        if not ((ctype.is_scalar() or optional_scalar)
+                and ctype.key.type in (IntegerType, RealType)):
+            raise syntax_error(
+                clause,
+                f'Type mismatch: "{function}" operator may not be applied to column '
+                f"{name} of type {type_to_english(ctype)}.")
+        return resized(ctype, 1, 1)
+    if ctype.is_scalar() or function in ("==", "!="):
+        return ctype
+    if function == "includes":
+        return resized(ctype, 0, ctype.n_max)
+    return resized(ctype, 0, max(ctype.n_max, 1 << 62))
 
 
 def parse_condition(table: TableSchema, where: Any, symtab: Any = None) -> Condition:

@@ -85,37 +85,90 @@ def datum_from_json(t: Type, value: Any, symtab: dict | None = None) -> Datum:
         if atoms is not None and len(atoms) == len(elements) \
                 and t.n_min <= len(atoms) <= t.n_max:
             return Datum(t, atoms)
-    _reject_booleans_as_numbers(t, value)
-    return Datum.from_json(t, value, symtab)
+    if not _wrong_size(t, value) and _has_boolean_number(t, value):
+        # The size is checked first, then each element in turn, as in
+        # ovsdb-server (which takes no boolean for a number).
+        _raise_element_error(t, value, symtab)
+    try:
+        return _from_json(t, value, symtab)
+    except ovs.db.error.Error as e:
+        if e.msg.endswith(("contains duplicate", "contains duplicate key")):
+            _raise_element_error(t, value, symtab)
+        raise
+
+
+def _from_json(t: Type, value: Any, symtab: dict | None) -> Datum:
+    """python-ovs's Datum.from_json, but a JSON null where an atom belongs
+    is a syntax error of "null", as in ovsdb-server (python-ovs cannot tell
+    it from "no JSON" and calls it an "ovsdb error")."""
+    try:
+        return Datum.from_json(t, value, symtab)
+    except ovs.db.error.Error as e:
+        if e.json is None and e.tag == "ovsdb error" and e.msg.startswith("expected "):
+            raise ovs.db.error.Error(e.msg, None, "syntax error") from None
+        raise
 
 
 _NUMBERS = (IntegerType, RealType)
 
 
-def _reject_booleans_as_numbers(t: Type, value: Any) -> None:
+def _wrong_size(t: Type, value: Any) -> bool:
+    """Whether value is a ["set", [...]] or ["map", [...]] with too few or
+    too many elements for t."""
+    return (type(value) is list and len(value) == 2 and value[0] in ("set", "map")
+            and type(value[1]) is list and not t.n_min <= len(value[1]) <= t.n_max)
+
+
+def _raise_element_error(t: Type, value: Any, symtab: dict | None) -> None:
+    """Raise the error of the first element of a value that does not parse,
+    a boolean for a number included: ovsdb-server parses every element, in
+    order, before it looks for duplicates; python-ovs stops at the first
+    duplicate and takes booleans for numbers."""
+    wrapped = _wrapped(t, value)
+    kind = "map" if t.value is not None else "set"
+    one = Type(t.key, t.value, 0, 1)
+    for element in value[1] if wrapped else [value]:
+        bad = _boolean_numbers(t, element)
+        if bad and (t.value is None or bad[0][1] is element[0]):  # a key: before parsing
+            raise ovs.db.error.Error(f"expected {bad[0][0].to_string()}", bad[0][1])
+        _from_json(one, [kind, [element]] if wrapped else element, symtab)
+        if bad:  # a map's value
+            raise ovs.db.error.Error(f"expected {bad[0][0].to_string()}", bad[0][1])
+
+
+def _wrapped(t: Type, value: Any) -> bool:
+    """Whether value is written ["set", [...]] (["map", [...]] for a map)."""
+    return (type(value) is list and len(value) == 2
+            and value[0] == ("map" if t.value is not None else "set") and type(value[1]) is list)
+
+
+def _elements(t: Type, value: Any) -> list:
+    """The elements of a set or map value as written (a lone atom is one)."""
+    return value[1] if _wrapped(t, value) else [value]
+
+
+def _boolean_numbers(t: Type, element: Any) -> list:
+    """The atoms of one element that are booleans where t wants a number."""
     key_numeric = t.key.type in _NUMBERS
     value_numeric = t.value is not None and t.value.type in _NUMBERS
-    if not key_numeric and not value_numeric:
-        return
-    if type(value) is list and len(value) == 2 \
-            and value[0] == ("map" if t.value is not None else "set") and type(value[1]) is list:
-        elements = value[1]
+    if t.value is not None:
+        if type(element) is not list or len(element) != 2:
+            return []  # python-ovs words the shape error
+        pairs = ((key_numeric, t.key.type, element[0]), (value_numeric, t.value.type, element[1]))
     else:
-        elements = [value]
-    for element in elements:
-        if t.value is not None:
-            if type(element) is not list or len(element) != 2:
-                continue  # python-ovs words the shape error
-            pairs = ((key_numeric, t.key.type, element[0]),
-                     (value_numeric, t.value.type, element[1]))
-        else:
-            pairs = ((key_numeric, t.key.type, element),)
-        for numeric, atomic_type, atom in pairs:
-            if numeric and type(atom) is bool:
-                raise ovs.db.error.Error(f"expected {atomic_type.to_string()}", atom)
+        pairs = ((key_numeric, t.key.type, element),)
+    return [(atomic_type, atom) for numeric, atomic_type, atom in pairs
+            if numeric and type(atom) is bool]
+
+
+def _has_boolean_number(t: Type, value: Any) -> bool:
+    if t.key.type not in _NUMBERS and (t.value is None or t.value.type not in _NUMBERS):
+        return False
+    return any(_boolean_numbers(t, e) for e in _elements(t, value))
 
 
 _ATOMS: dict[str, Atom] = {}
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _uuid_atoms(elements: list, symtab: dict | None) -> dict | None:
@@ -141,9 +194,10 @@ def _uuid_atoms(elements: list, symtab: dict | None) -> dict | None:
                 if len(remembered) >= _UUID_CACHE_SIZE:
                     remembered.clear()
                 atom = remembered[text] = Atom(UuidType, row_uuid)
-        elif kind == "named-uuid" and symtab:
+        elif kind == "named-uuid" and symtab and _ID.match(text):
             # As python-ovs: a name not defined (yet) gets a fresh uuid, which
-            # a later insert with that uuid-name then takes.
+            # a later insert with that uuid-name then takes.  A name that is
+            # not an <id> is left to python-ovs and the symbol table's check.
             row_uuid = symtab.get(text)
             if row_uuid is None:
                 row_uuid = symtab[text] = uuid.uuid4()

@@ -9,8 +9,10 @@ from typing import Any
 
 import ovs.db.error
 
+from .hash_order import ovs_order
+
 _SIZE_EXACTLY_ONE = re.compile(r"\b(set|map) must have 1 to 1 members but")
-_PY_UNLIMITED = re.compile(rf"\b({sys.maxsize}|{1 << 62})\b")
+_PY_UNLIMITED = re.compile(rf"(must have \d+ to )({sys.maxsize}|{1 << 62})( members)")
 _FLOAT_MARK = "\x00float:"
 
 
@@ -35,8 +37,9 @@ def _mark_floats(value: Any) -> Any:
 
 
 def c_style_message(message: str) -> str:
-    """python-ovs's wording of size errors, as ovsdb-server (C) words them."""
-    message = _PY_UNLIMITED.sub("4294967295", message)
+    """python-ovs's wording of size errors, as ovsdb-server (C) words them
+    (its "unlimited" is UINT_MAX; only there, not in a value named)."""
+    message = _PY_UNLIMITED.sub(r"\g<1>4294967295\3", message)
     return _SIZE_EXACTLY_ONE.sub(r"\1 must have exactly one member but", message)
 
 
@@ -54,7 +57,8 @@ class OvsdbError(Exception):
     @classmethod
     def from_ovs(cls, exc: ovs.db.error.Error) -> OvsdbError:
         """Translate a python-ovs parse error into the wire error object."""
-        return cls(exc.tag, c_style_message(exc.msg), exc.json, has_syntax=exc.json is not None)
+        return cls(exc.tag, c_style_message(exc.msg), exc.json,
+                   has_syntax=exc.json is not None or exc.tag == "syntax error")
 
     def to_text(self) -> str:
         """One line, as OVS's tools print an error: [syntax "S": ]error[: details]."""
@@ -72,3 +76,15 @@ class OvsdbError(Exception):
 
 def syntax_error(syntax: Any, details: str) -> OvsdbError:
     return OvsdbError("syntax error", details, syntax, has_syntax=True)
+
+
+def raise_unused_members(obj: dict, used: set[str], fail: Any) -> None:
+    """ovsdb-server's error for members nobody asked for: the first one (in
+    its hash order), and how many others there are."""
+    unused = [name for name in ovs_order(list(obj)) if name not in used]
+    if len(unused) == 1:
+        raise fail(f"Member '{unused[0]}' is present but not allowed here.")
+    if unused:
+        others = len(unused) - 1
+        raise fail(f"Member '{unused[0]}' and {others} other member{'s' if others > 1 else ''}"
+                   " are present but not allowed here.")

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import ovs.db.error
 from ovs.db.data import Datum
 from ovs.db.schema import TableSchema
@@ -25,7 +26,8 @@ from .columns import IMPLICIT, column_value, parse_column_list
 from .condition import parse_condition
 from .database import Database, Row, default_data, default_datum
 from .datum_json import datum_from_json
-from .errors import OvsdbError, syntax_error
+from .errors import OvsdbError, raise_unused_members, syntax_error
+from .hash_order import ovs_order
 from .mutation import parse_mutation
 from .schema import SERVER_DB_NAME
 from .transaction import ChangeSet, Transaction
@@ -36,7 +38,11 @@ _MISSING = object()
 
 
 class SymbolTable(dict):
-    """named-uuid -> uuid; truthy even when empty (python-ovs tests truthiness)."""
+    """named-uuid -> uuid; truthy even when empty (python-ovs tests truthiness).
+
+    python-ovs takes any string as a named-uuid; ovsdb-server only an <id>.
+    It asks `name in symtab` before anything else, so the check goes there,
+    and fails where that element comes in the datum, as ovsdb-server's does."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,6 +50,12 @@ class SymbolTable(dict):
 
     def __bool__(self) -> bool:
         return True
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str) and not _ID.match(name):
+            raise ovs.db.error.Error("named-uuid string is not a valid <id>",
+                                     ["named-uuid", name])
+        return super().__contains__(name)
 
 
 class WaitPending(Exception):
@@ -88,9 +100,7 @@ class OpParser:
         return value
 
     def finish(self) -> None:
-        for name in self.op:
-            if name not in self.used:
-                raise self.fail(f"Member '{name}' is present but not allowed here.")
+        raise_unused_members(self.op, self.used, self.fail)
 
 
 def row_to_json(row: Row, columns: list[str]) -> dict:
@@ -143,7 +153,7 @@ class Executor:
             raise OvsdbError("syntax error", f"Parsing ovsdb operation {index} of {total} "
                              "failed: Object expected.")
         p = OpParser(op, index, total)
-        name = p.get("op", (str,))
+        name = p.get("op", (str,), ident=True)
         handler = _HANDLERS.get(name)
         if handler is None:
             raise p.fail(f'No operation "{name}"')
@@ -153,34 +163,51 @@ class Executor:
             table = self.db.schema.parsed.tables.get(table_name)
             if table is None:
                 raise p.fail(f"No table named {table_name}.")
-            if name in _WRITE_OPS and self.db.name == SERVER_DB_NAME:
-                raise OvsdbError("not allowed", f"{name} operation not allowed on table in "
-                                 f"reserved database {SERVER_DB_NAME}")
-        return handler(self, p, table)
+        result = handler(self, p, table)
+        # As ovsdb-server: an operation that is not read-only (commit too) is
+        # refused on _Server only once it ran without an error of its own.
+        if name in _WRITE_OPS and self.db.name == SERVER_DB_NAME:
+            raise OvsdbError("not allowed", f"{name} operation not allowed on table in "
+                             f"reserved database {SERVER_DB_NAME}")
+        return result
 
     # --- helpers -------------------------------------------------------------
-    def _parse_row(self, table: TableSchema, row_json: dict, op: dict, for_update: bool
-                   ) -> dict[str, Datum]:
+    def _parse_row(self, table: TableSchema, row_json: dict, op: dict, for_update: bool,
+                   implicit: bool = False) -> dict[str, Datum]:
+        """The row's datums by column; with implicit, _uuid and _version too
+        (a wait's rows compare them), else they are only parsed."""
+        try:
+            return self._parse_row_in(table, row_json, op, for_update, implicit, row_json)
+        except (OvsdbError, ovs.db.error.Error):
+            if len(row_json) < 2:
+                raise
+        # Of several bad members, report the one ovsdb-server meets first.
+        order = {name: row_json[name] for name in ovs_order(list(row_json))}
+        return self._parse_row_in(table, row_json, op, for_update, implicit, order)
+
+    def _parse_row_in(self, table: TableSchema, row_json: dict, op: dict, for_update: bool,
+                      implicit: bool, members: dict) -> dict[str, Datum]:
         data: dict[str, Datum] = {}
-        for name, value in row_json.items():
+        immutable: list[str] = []
+        for name, value in members.items():
             col = table.columns.get(name)
             if col is None and name in IMPLICIT:
-                if for_update:
-                    raise OvsdbError(
-                        "constraint violation",
-                        f"Cannot update immutable column {name} in table {table.name}.",
-                        op, has_syntax=True)
-                ovs.db.data.Datum.from_json(IMPLICIT[name].type, value, self.symtab)
+                datum = datum_from_json(IMPLICIT[name].type, value, self.symtab)
+                if implicit:
+                    data[name] = datum
+                immutable.append(name)
                 continue
             if col is None:
                 raise OvsdbError("unknown column", f"No column {name} in table {table.name}.",
                                  row_json, has_syntax=True)
-            if for_update and not col.mutable:
-                raise OvsdbError(
-                    "constraint violation",
-                    f"Cannot update immutable column {name} in table {table.name}.",
-                    op, has_syntax=True)
             data[name] = datum_from_json(col.type, value, self.symtab)
+            if not col.mutable:
+                immutable.append(name)
+        if for_update and immutable:  # once every value parsed, as ovsdb-server does
+            raise OvsdbError(
+                "constraint violation",
+                f"Cannot update immutable column {immutable[0]} in table {table.name}.",
+                op, has_syntax=True)
         return data
 
     def _matching(self, table: TableSchema, where: list) -> list[Row]:
@@ -199,9 +226,9 @@ class Executor:
 
     # --- operations ----------------------------------------------------------
     def op_insert(self, p: OpParser, table: TableSchema) -> dict:
-        row_json = p.get("row", (dict,))
-        uuid_name = p.get("uuid-name", (str,), optional=True, ident=True)
         given_uuid = p.get("uuid", (str,), optional=True)
+        uuid_name = p.get("uuid-name", (str,), optional=True, ident=True)
+        row_json = p.get("row", (dict,))
         p.finish()
         if given_uuid is not _MISSING:
             try:
@@ -212,12 +239,14 @@ class Executor:
                 raise OvsdbError("duplicate uuid", "This UUID would duplicate a UUID "
                                  "already present within the table or deleted within "
                                  "the same transaction.", given_uuid, has_syntax=True)
-        elif uuid_name is not _MISSING:
+        if uuid_name is not _MISSING:
+            # Checked with or without a given uuid, as ovsdb-server does.
             if uuid_name in self.symtab.created:
                 raise OvsdbError("duplicate uuid-name", 'This "uuid-name" appeared on an '
                                  'earlier "insert" operation.', uuid_name, has_syntax=True)
-            row_uuid = self.symtab.setdefault(uuid_name, uuid.uuid4())
-        else:
+            if given_uuid is _MISSING:
+                row_uuid = self.symtab.setdefault(uuid_name, uuid.uuid4())
+        elif given_uuid is _MISSING:
             row_uuid = uuid.uuid4()
         if uuid_name is not _MISSING:
             self.symtab[uuid_name] = row_uuid
@@ -234,9 +263,13 @@ class Executor:
         columns = p.get("columns", (list,), optional=True)
         p.finish()
         default = list(table.columns) + ["_uuid", "_version"]
+        matching = self._matching(table, where)  # the where-clause is checked first
         names = parse_column_list(table, None if columns is _MISSING else columns, default)
-        rows = self._matching(table, where)
-        return {"rows": [row_to_json(r, names) for r in rows]}
+        rows = [row_to_json(r, names) for r in matching]
+        if "_uuid" not in names and len(rows) > 1:
+            # Without _uuid, ovsdb-server returns each distinct row once.
+            rows = list({_json_key(r): r for r in rows}.values())
+        return {"rows": rows}
 
     def op_update(self, p: OpParser, table: TableSchema) -> dict:
         where = p.get("where", (list,))
@@ -280,8 +313,9 @@ class Executor:
         p.finish()
         # Checked in ovsdb-server's order: where, columns, timeout, until, rows.
         matching = self._matching(table, where)
+        # Without "columns", every column is compared, _uuid and _version too.
         names = parse_column_list(table, None if columns is _MISSING else columns,
-                                  list(table.columns))
+                                  [*table.columns, "_uuid", "_version"])
         if timeout is not _MISSING and timeout < 0:
             raise syntax_error(timeout, "timeout must be nonnegative")
         if until not in ("==", "!="):
@@ -296,7 +330,7 @@ class Executor:
                 raise syntax_error(r, "row must be JSON object")
             # Members outside "columns" are parsed (and must be valid) but, as in
             # ovsdb-server, only the wait columns take part in the comparison.
-            parsed = self._parse_row(table, r, p.op, for_update=False)
+            parsed = self._parse_row(table, r, p.op, for_update=False, implicit=True)
             full = {n: parsed.get(n) or default_datum(_col_type(table, n)) for n in names}
             expected.add(_row_key(full))
         actual = {_row_key({n: column_value(row, n) for n in names}) for row in matching}
@@ -376,6 +410,11 @@ def _rows_equal_as_sent(table: TableSchema, rows: list[Row], names: list[str],
     return not rows or row_matches_json(table, rows[0], names, rows_json[0])
 
 
+def _json_key(value: Any) -> str:
+    """A JSON value as a hashable key (true, 1 and 1.0 kept apart)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
 def _row_key(data: dict[str, Datum]) -> frozenset:
     return frozenset((n, frozenset(d.values.items())) for n, d in data.items())
 
@@ -397,5 +436,5 @@ _HANDLERS = {
     "comment": Executor.op_comment,
     "assert": Executor.op_assert,
 }
-_WRITE_OPS = {"insert", "update", "mutate", "delete"}
+_WRITE_OPS = {"insert", "update", "mutate", "delete", "commit"}
 _TABLE_OPS = {"insert", "select", "update", "mutate", "delete", "wait"}

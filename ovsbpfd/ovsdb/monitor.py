@@ -23,11 +23,12 @@ from typing import Any
 
 from ovs.db.schema import TableSchema
 
-from .condition import Condition, parse_condition
+from .condition import AnyCondition, Condition, parse_condition
 from .database import Database, Row, default_datum
 from .datum_json import uuid_text
 from .diff import datum_diff_json
-from .errors import OvsdbError, syntax_error
+from .errors import OvsdbError, raise_unused_members, syntax_error
+from .hash_order import ovs_order
 from .jsonrpc import encode
 from .transaction import ChangeSet
 
@@ -40,20 +41,33 @@ _UPDATE_METHODS = {1: b"update", 2: b"update2", 3: b"update3"}
 
 @dataclass
 class TableMonitor:
+    """What a monitor wants of one table.  Each column has the select flags
+    of the request that named it (col_select, all of them if not given): a
+    change of kind K is sent when the table selects K, and shows only the
+    columns that select K, as ovsdb-server does."""
+
     table: TableSchema
     columns: list[str]
     select: dict[str, bool]
-    condition: Condition = field(default_factory=lambda: Condition([]))
+    condition: Condition = field(default_factory=lambda: AnyCondition([]))
+    col_select: dict[str, frozenset[str]] | None = None
 
     def __post_init__(self) -> None:
+        if self.col_select is None:
+            self.col_select = dict.fromkeys(self.columns, frozenset(SELECT_KINDS))
+        self.kind_columns = {k: [c for c in self.columns if k in self.col_select[c]]
+                             for k in SELECT_KINDS}
+        self.modify_columns = frozenset(self.kind_columns["modify"])
         # Memo keys of this column selection's initial-dump entry, for update2/3
         # monitors and for update (version 1) ones: strings, whose hash is kept.
-        cols = ",".join(self.columns)
+        cols = ",".join(self.kind_columns["initial"])
         self.encoded_keys = ("\0initial:" + cols, "\0new:" + cols)
-        # (column, its default datum); None for _uuid and _version, never default.
-        self.defaults = [(c, None if c in ("_uuid", "_version")
-                          else default_datum(self.table.columns[c].type))
-                         for c in self.columns]
+        # Per kind, (column, its default datum); None for _uuid and _version,
+        # never default.
+        self.defaults = {k: [(c, None if c in ("_uuid", "_version")
+                              else default_datum(self.table.columns[c].type))
+                             for c in self.kind_columns[k]]
+                         for k in ("initial", "insert")}
 
 
 class Monitor:
@@ -84,6 +98,7 @@ class Monitor:
         if self._key is None:
             self._key = (self.version, tuple(
                 (name, tuple(tm.columns), tuple(sorted(tm.select.items())),
+                 tuple(tuple(tm.kind_columns[k]) for k in SELECT_KINDS),
                  tm.condition.key()) for name, tm in sorted(self.tables.items())))
         return self._key
 
@@ -92,27 +107,7 @@ class Monitor:
     def parse(cls, db: Database, monitor_id: Any, version: int, requests: Any) -> Monitor:
         if not isinstance(requests, dict):
             raise syntax_error(requests, "monitor-requests must be object")
-        tables: dict[str, TableMonitor] = {}
-        for table_name, req in requests.items():
-            ts = db.schema.parsed.tables.get(table_name)
-            if ts is None:
-                raise OvsdbError("syntax error", f"no table named {table_name}")
-            reqs = req if isinstance(req, list) else [req]
-            columns: list[str] = []
-            select = dict.fromkeys(SELECT_KINDS, False)
-            clauses: list = []
-            for r in reqs:
-                cols, sel, cond = _parse_request(ts, r, version)
-                for c in cols:
-                    if c in columns:
-                        raise syntax_error(cols, f"column {c} mentioned more than once")
-                    columns.append(c)
-                for k in SELECT_KINDS:
-                    select[k] = select[k] or sel[k]
-                if cond is not None:
-                    clauses.extend(cond.clauses)
-            tables[table_name] = TableMonitor(ts, columns, select, Condition(clauses))
-        return cls(db, monitor_id, version, tables)
+        return cls(db, monitor_id, version, _in_ovs_order(_parse_tables, db, version, requests))
 
     # --- composing ---------------------------------------------------------
     def initial(self) -> dict:
@@ -186,9 +181,9 @@ class Monitor:
     def _encode_initial(self, tm: TableMonitor, row: Row) -> bytes:
         """The row's `"uuid":{...}` entry in an initial dump."""
         if self.version == 1:
-            entry = {"new": {c: row.json_once(c) for c in tm.columns}}
+            entry = {"new": {c: row.json_once(c) for c in tm.kind_columns["initial"]}}
         else:
-            entry = {"initial": _non_default(tm, row)}
+            entry = {"initial": _non_default(tm.defaults["initial"], row)}
         return b'"%s":%s' % (uuid_text(row.uuid).encode(), encode(entry))
 
     def updates(self, changes: ChangeSet) -> dict:
@@ -207,25 +202,13 @@ class Monitor:
         return out
 
     def change_condition(self, requests: Any) -> dict:
-        """Apply monitor_cond_change; returns the inserts/deletes this causes."""
+        """Apply monitor_cond_change; returns the inserts/deletes this causes.
+        As in ovsdb-server: of a table's requests the last one decides, and
+        a monitor without conditions (version 1) checks the requests' shape
+        but keeps sending every row."""
         if not isinstance(requests, dict):
-            raise syntax_error(requests, "monitor-cond-change-requests must be an object")
-        new_conds: dict[str, Condition] = {}
-        for table_name, reqs in requests.items():
-            tm = self.tables.get(table_name)
-            if tm is None:
-                raise OvsdbError("syntax error",
-                                 f"no table named {table_name} in monitor session")
-            if not isinstance(reqs, list):
-                raise syntax_error(reqs, "array expected")
-            clauses = []
-            for r in reqs:
-                if not isinstance(r, dict):
-                    raise syntax_error(r, "object expected")
-                if "columns" in r:
-                    raise syntax_error(r, "changing columns is unsupported")
-                clauses.extend(parse_condition(tm.table, r.get("where", [True])).clauses)
-            new_conds[table_name] = Condition(clauses)
+            raise OvsdbError("syntax error", "monitor-cond-change-requests must be object")
+        new_conds = _in_ovs_order(self._parse_changes, requests)
         out: dict[str, dict] = {}
         self._key = None
         for table_name, cond in new_conds.items():
@@ -242,6 +225,28 @@ class Monitor:
                 out[table_name] = rows
         return out
 
+    def _parse_changes(self, requests: dict) -> dict[str, Condition]:
+        """The new condition of each table of a monitor_cond_change."""
+        new_conds: dict[str, Condition] = {}
+        for table_name, reqs in requests.items():
+            tm = self.tables.get(table_name)
+            if tm is None:
+                suffix = " in monitor session" if table_name in self.db.tables else ""
+                raise OvsdbError("syntax error", f"no table named {table_name}{suffix}")
+            if not isinstance(reqs, list):
+                raise OvsdbError("syntax error",
+                                 f"table {table_name} no monitor-cond-change JSON array")
+            for r in reqs:
+                members = _members(r, f"table {table_name}", {"columns": list, "where": list})
+                if "columns" in members:
+                    raise syntax_error(r, "changing columns is unsupported")
+                if self.version != 1:
+                    # ovsdb-server (3.1) crashes on a request without "where";
+                    # here that means every row.
+                    where = members.get("where", [])
+                    new_conds[table_name] = AnyCondition(parse_condition(tm.table, where).clauses)
+        return new_conds
+
     def _row_update(self, tm: TableMonitor, old: Row | None, new: Row | None) -> Any:
         was = old is not None and tm.condition.matches(old)
         now = new is not None and tm.condition.matches(new)
@@ -256,31 +261,81 @@ class Monitor:
         return None
 
     def _insert(self, tm: TableMonitor, row: Row, initial: bool) -> dict:
+        kind = "initial" if initial else "insert"
         if self.version == 1:
-            return {"new": {c: row.json_once(c) for c in tm.columns}}
-        return {"initial" if initial else "insert": _non_default(tm, row)}
+            return {"new": {c: row.json_once(c) for c in tm.kind_columns[kind]}}
+        return {kind: _non_default(tm.defaults[kind], row)}
 
     def _delete(self, tm: TableMonitor, row: Row) -> dict:
         if self.version == 1:
-            return {"old": {c: row.json_once(c) for c in tm.columns}}
+            return {"old": {c: row.json_once(c) for c in tm.kind_columns["delete"]}}
         return {"delete": None}
 
     def _modify(self, tm: TableMonitor, old: Row, new: Row) -> dict | None:
+        """A change to any monitored column is sent, showing the changed
+        columns that select "modify" (so possibly none)."""
         changed = [c for c in tm.columns if _differs(old, new, c)]
         if not changed:
             return None
+        shown = [c for c in changed if c in tm.modify_columns]
         if self.version == 1:
-            return {"old": {c: old.json_once(c) for c in changed},
-                    "new": {c: new.json_once(c) for c in tm.columns}}
+            return {"old": {c: old.json_once(c) for c in shown},
+                    "new": {c: new.json_once(c) for c in tm.kind_columns["modify"]}}
         return {"modify": {c: datum_diff_json(_value(old, c), _value(new, c))
-                           for c in changed}}
+                           for c in shown}}
 
 
-def _non_default(tm: TableMonitor, row: Row) -> dict:
-    """The monitored columns of row that do not hold their default value.  A
-    column left at its default usually holds the very default object."""
+def _in_ovs_order(parse: Any, *args: Any) -> Any:
+    """parse(*args); if that fails for requests (the last argument) on
+    several tables, raise the error of the table ovsdb-server checks first
+    (hash_order)."""
+    *rest, requests = args
+    try:
+        return parse(*rest, requests)
+    except OvsdbError:
+        if len(requests) < 2:
+            raise
+    return parse(*rest, {t: requests[t] for t in ovs_order(list(requests))})
+
+
+def _parse_tables(db: Database, version: int, requests: dict) -> dict[str, TableMonitor]:
+    """The TableMonitors of a monitor request, table by table."""
+    tables: dict[str, TableMonitor] = {}
+    for table_name, req in requests.items():
+        ts = db.schema.parsed.tables.get(table_name)
+        if ts is None:
+            raise OvsdbError("syntax error", f"no table named {table_name}")
+        reqs = req if isinstance(req, list) else [req]
+        columns: list[str] = []
+        select = dict.fromkeys(SELECT_KINDS, False)
+        col_select: dict[str, frozenset[str]] = {}
+        condition: AnyCondition | None = None
+        for r in reqs:
+            # As ovsdb-server: members, select, columns (each new to the
+            # table), and only then the where-clause, request by request.
+            first = len(columns)
+            sel, where = _parse_request(ts, r, version, columns)
+            kinds = frozenset(k for k in SELECT_KINDS if sel[k])
+            for c in columns[first:]:
+                col_select[c] = kinds
+            for k in SELECT_KINDS:
+                select[k] = select[k] or sel[k]
+            # Every where-clause is parsed, but the table's first request
+            # decides the condition (none: every row), as in ovsdb-server.
+            clauses = parse_condition(ts, where).clauses if where is not None else []
+            if condition is None:
+                condition = AnyCondition(clauses)
+        tables[table_name] = TableMonitor(ts, columns, select, condition or AnyCondition([]),
+                                          col_select)
+    return tables
+
+
+def _non_default(defaults: list, row: Row) -> dict:
+    """The columns of row (with their defaults) that do not hold their
+    default value.  A column left at its default usually holds the very
+    default object."""
     data, out = row.data, {}
-    for c, default in tm.defaults:
+    for c, default in defaults:
         if default is None:
             out[c] = row.json_once(c)
             continue
@@ -318,14 +373,15 @@ def _members(obj: Any, context: str, allowed: dict[str, type]) -> dict[str, Any]
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
                 raise syntax_error(obj, f"{prefix}Type mismatch for member '{name}'.")
             out[name] = value
-    for name in obj:
-        if name not in allowed:
-            raise syntax_error(obj, f"{prefix}Member '{name}' is present but not allowed here.")
+    raise_unused_members(obj, set(allowed), lambda message: syntax_error(obj, prefix + message))
     return out
 
 
-def _parse_request(ts: TableSchema, req: Any, version: int
-                   ) -> tuple[list[str], dict[str, bool], Condition | None]:
+def _parse_request(ts: TableSchema, req: Any, version: int, columns: list[str]
+                   ) -> tuple[dict[str, bool], list | None]:
+    """One monitor request: its select flags and where-clause (unparsed);
+    its columns are appended to `columns`, those of the table's earlier
+    requests, each checked in turn as ovsdb-server does."""
     allowed: dict[str, type] = {"columns": list, "select": dict}
     if version >= 2:
         allowed = {"where": list, **allowed}
@@ -338,17 +394,20 @@ def _parse_request(ts: TableSchema, req: Any, version: int
     columns_json = members.get("columns")
     if columns_json is None:
         # Every column, and _version too (but not _uuid), as ovsdb-server does.
-        columns = [*ts.columns, "_version"]
-    else:
-        columns = []
-        for c in columns_json:
-            if not isinstance(c, str) or (c not in ts.columns and c not in ("_uuid", "_version")):
-                raise syntax_error(columns_json, f"{c} is not a valid column name")
+        for c in [*ts.columns, "_version"]:
+            if c in columns:
+                raise OvsdbError("syntax error", f"column {c} mentioned more than once")
             columns.append(c)
-    cond = None
-    if "where" in members:
-        cond = parse_condition(ts, members["where"])
-    return columns, select, cond
+    else:
+        for c in columns_json:
+            if not isinstance(c, str):
+                raise syntax_error(columns_json, "array of column names expected")
+            if c not in ts.columns and c not in ("_uuid", "_version"):
+                raise syntax_error(columns_json, f"{c} is not a valid column name")
+            if c in columns:
+                raise syntax_error(columns_json, f"column {c} mentioned more than once")
+            columns.append(c)
+    return select, members.get("where")
 
 
 ZERO_UUID = str(uuid.UUID(int=0))

@@ -34,10 +34,12 @@ class Mutation:
     def _arith(self, datum: Datum) -> Datum:
         base = self.column.type.key
         operand = next(iter(self.arg.values)).value
+        # As ovsdb-server: every element (in the datum's sorted order) is
+        # computed, and then each result checked against the constraints.
+        results = [Atom(base.type, _compute(self.mutator, v, operand, base.type))
+                   for v in sorted(atom.value for atom in datum.values)]
         values: dict[Atom, Atom | None] = {}
-        for atom in datum.values:
-            result = _compute(self.mutator, atom.value, operand, base.type)
-            new_atom = Atom(base.type, result)
+        for new_atom in results:
             try:
                 new_atom.check_constraints(base)
             except ovs.db.error.Error as e:
@@ -78,6 +80,9 @@ def _compute(mutator: str, a: Any, b: Any, atomic: Any) -> Any:
         elif mutator == "-=":
             r = a - b
         elif mutator == "*=":
+            if _mul_refused(a, b):
+                raise OvsdbError("range error",
+                                 f'Result of "{mutator}" operation is out of range.')
             r = a * b
         elif mutator == "/=":
             r = int(a / b) if abs(a) < (1 << 52) else _cdiv(a, b)
@@ -92,6 +97,16 @@ def _compute(mutator: str, a: Any, b: Any, atomic: Any) -> Any:
     if r is None or math.isinf(r) or math.isnan(r):
         raise OvsdbError("range error", f'Result of "{mutator}" operation is out of range.')
     return float(r)
+
+
+def _mul_refused(a: int, b: int) -> bool:
+    """ovsdb-server's overflow test for a *= b where a > 0 or b > 0 (C
+    division, and ">=": 1 * 2**62 is refused).  With both <= 0 its test
+    divides by b (SIGFPE for 0) and misses overflows; the plain range
+    check after the product stands in for it here."""
+    if a > 0:
+        return a >= _cdiv(INT_MAX, b) if b > 0 else b < _cdiv(INT_MIN, a)
+    return b > 0 and a < _cdiv(INT_MIN, b)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -116,24 +131,29 @@ def parse_mutation(table: TableSchema, mutation: Any, symtab: Any = None) -> Mut
                 or (mutator == "%=" and ctype.key.type == RealType):
             raise syntax_error(mutation, _mismatch(mutator, name, ctype))
         arg_type = Type(ctype.key.without_constraints())
-    elif mutator in ("insert", "delete"):
+        try:
+            arg = datum_from_json(arg_type, value, symtab)
+        except ovs.db.error.Error as e:
+            raise OvsdbError.from_ovs(e) from None
+        return Mutation(col, mutator, arg)
+    if mutator in ("insert", "delete"):
         if not (ctype.is_set() or ctype.is_map()) or ctype.n_max == 1 and ctype.n_min == 1:
             raise syntax_error(mutation, _mismatch(mutator, name, ctype))
-        # The argument may hold as many elements as the column itself.
-        arg_type = resized(ctype, 0, ctype.n_max)
-        if ctype.is_map() and mutator == "delete" and not _looks_like_map(value):
-            arg_type = Type(ctype.key, None, 0, ctype.n_max)
-    else:
-        raise OvsdbError("unknown mutator", f"No mutator named {mutator}.")
-    try:
-        arg = datum_from_json(arg_type, value, symtab)
-    except ovs.db.error.Error as e:
-        raise OvsdbError.from_ovs(e) from None
-    return Mutation(col, mutator, arg)
-
-
-def _looks_like_map(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and value[0] == "map"
+        # An insert may hold as many elements as the column, a delete any
+        # number; a delete from a map that does not parse as a map is a set
+        # of keys, and then its error is the one reported (as ovsdb-server).
+        n_max = ctype.n_max if mutator == "insert" else max(ctype.n_max, 1 << 62)
+        try:
+            arg = datum_from_json(resized(ctype, 0, n_max), value, symtab)
+        except ovs.db.error.Error as e:
+            if not (ctype.is_map() and mutator == "delete"):
+                raise OvsdbError.from_ovs(e) from None
+            try:
+                arg = datum_from_json(Type(ctype.key, None, 0, n_max), value, symtab)
+            except ovs.db.error.Error as e:
+                raise OvsdbError.from_ovs(e) from None
+        return Mutation(col, mutator, arg)
+    raise OvsdbError("unknown mutator", f"No mutator named {mutator}.")
 
 
 def _mismatch(mutator: str, name: str, ctype: Type) -> str:

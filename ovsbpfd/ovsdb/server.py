@@ -370,9 +370,13 @@ class OvsdbServer:
         session.notify(method, [name])
 
     # --- commits -------------------------------------------------------------
-    def commit(self, handle: DbHandle, outcome: TransactOutcome) -> None:
+    def commit(self, handle: DbHandle, outcome: TransactOutcome,
+               retry_waits: bool = True) -> None:
         """Log a checked transaction, install it, and tell monitors.  What this
-        sends waits in the barrier until the log is synced."""
+        sends waits in the barrier until the log is synced.  A client's own
+        commit passes retry_waits=False and calls retry_waits() once it has
+        sent its reply: ovsdb-server answers a transaction before the waits
+        it satisfies."""
         changes = outcome.changes
         if not changes:
             return
@@ -382,6 +386,8 @@ class OvsdbServer:
                 handle.storage.append(record, sync=False)
                 self.barrier.written(handle.storage)
         self._install(handle, changes)
+        if retry_waits:
+            self.retry_waits(handle)
         if handle.storage is not None and handle.storage.should_compact():
             self._spawn(self._compact_one(handle))
         if any(db_name == handle.db.name and changes.keys() & self._remote_tables(db_name, t, c)
@@ -399,6 +405,9 @@ class OvsdbServer:
             tail = update_params_tail(first.version, txn_id, jsonrpc.encode(updates))
             for session, mon in members:
                 session.send_bytes(mon.notification_head() + tail)
+
+    def retry_waits(self, handle: DbHandle) -> None:
+        """Run again the transactions of handle's database that wait."""
         for pending in list(handle.pending):
             pending.retry()
 

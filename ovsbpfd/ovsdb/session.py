@@ -349,18 +349,22 @@ class Session(asyncio.Protocol):
                 self.pending.remove(pending)
         if outcome.changes:
             try:
-                self.server.commit(handle, outcome)
+                self.server.commit(handle, outcome, retry_waits=False)
             except OSError as e:
                 outcome.results.append({"error": "I/O error", "details": str(e)})
+            self.send(jsonrpc.reply(msg_id, outcome.results))
+            self.server.retry_waits(handle)
+            return
         self.send(jsonrpc.reply(msg_id, outcome.results))
 
     def _monitor(self, msg_id: Any, params: list, method: str, version: int) -> Any:
         handle = self._db(method, params)
         if len(params) != (4 if version == 3 else 3):
             raise syntax_error(params, "invalid parameters")
-        since = None
-        if version == 3:
-            since = _parse_txn_id(params[3])
+        # In ovsdb-server's order: the requests' shape, the id, the requests,
+        # and only then the last-txn-id.
+        if not isinstance(params[2], dict):
+            raise syntax_error(params[2], "monitor-requests must be object")
         key = _monitor_key(params[1])
         if key in self.monitors:
             raise syntax_error(params[1], "duplicate monitor ID")
@@ -369,6 +373,7 @@ class Session(asyncio.Protocol):
         if version != 3:
             self._set_monitor(key, mon)
             return jsonrpc.Encoded(mon.initial_encoded())
+        since = _parse_txn_id(params[3])
         replay = handle.history.changes_since(since)
         self._set_monitor(key, mon)
         if replay is None:

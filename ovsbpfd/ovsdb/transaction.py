@@ -11,6 +11,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from ovs.db.data import Datum
 from ovs.db.schema import TableSchema
@@ -30,6 +31,9 @@ class Transaction:
         # table -> uuid -> new row (None = deleted), only for touched rows.
         self.written: dict[str, dict[uuid.UUID, Row | None]] = {}
         self.inserted: set[uuid.UUID] = set()
+        # (table, uuid) of the rows whose weak references the commit dropped:
+        # modified, for ovsdb-server, even if that undid the only change.
+        self.weak_fixed: set[tuple[str, uuid.UUID]] = set()
 
     # --- reading ---------------------------------------------------------
     def rows(self, table: str) -> Iterator[Row]:
@@ -69,6 +73,13 @@ class Transaction:
         self.put(table, row)
 
     def delete(self, table: str, row_uuid: uuid.UUID) -> None:
+        written = self.written.get(table)
+        if written is not None and row_uuid in written \
+                and row_uuid not in self.db.tables[table]:
+            # Inserted and deleted here: gone without a trace, so that a
+            # later insert may take its uuid again (as in ovsdb-server).
+            del written[row_uuid]
+            return
         self.written.setdefault(table, {})[row_uuid] = None
 
     # --- commit ----------------------------------------------------------
@@ -81,8 +92,10 @@ class Transaction:
                 old = committed.get(row_uuid)
                 if old is None and new is None:
                     continue
-                if old is not None and new is not None and old.data == new.data:
-                    continue
+                if old is not None and new is not None and old.data == new.data \
+                        and (table, row_uuid) not in self.weak_fixed:
+                    continue  # (as ovsdb-server, a change the weak-reference
+                    # clean-up undid still gives the row a new _version)
                 out.setdefault(table, {})[row_uuid] = (old, new)
         return out
 
@@ -120,8 +133,8 @@ class Transaction:
                     continue
                 # A committed row deleted by this transaction still counts as
                 # existing here: ovsdb-server reports it below as "cannot delete".
-                if (self.get(target_table, target) is None
-                        and target not in self.db.tables[target_table]):
+                if not self._exists_here(target_table, target):
+                    target, target_table = self._first_dangling(tables[table], new, col)
                     raise OvsdbError(
                         "referential integrity violation",
                         f"Table {table} column {col} row {new.uuid} references "
@@ -136,6 +149,26 @@ class Transaction:
                             "referential integrity violation",
                             f"cannot delete {table} row {row_uuid} because of "
                             f"{n} remaining reference(s)")
+
+    def _exists_here(self, table: str, row_uuid: uuid.UUID) -> bool:
+        """A row of the transaction or a committed one (a committed row this
+        transaction deletes is reported as "cannot delete" instead)."""
+        return self.get(table, row_uuid) is not None or row_uuid in self.db.tables[table]
+
+    def _first_dangling(self, ts: TableSchema, row: Row, column: str
+                        ) -> tuple[uuid.UUID, str]:
+        """The missing target ovsdb-server names: it checks a column's keys,
+        then its values, in the datum's (sorted) order."""
+        col = ts.columns[column]
+        pairs = sorted(row.data[column].values.items(), key=lambda kv: _atom_order(kv[0]))
+        for base, pick in ((col.type.key, 0), (col.type.value, 1)):
+            if base is None or not base.is_strong_ref():
+                continue
+            for pair in pairs:
+                target = pair[pick].value
+                if not self._exists_here(base.ref_table_name, target):
+                    return target, base.ref_table_name
+        raise AssertionError("no dangling reference")
 
     def _collect_garbage(self, tables: dict[str, TableSchema]) -> None:
         while True:
@@ -192,6 +225,7 @@ class Transaction:
                 fixed = self._without_dangling(ts, row, weak_cols)
                 if fixed is not None:
                     self.put(table, fixed)
+                    self.weak_fixed.add((table, row.uuid))
 
     def _without_dangling(self, ts: TableSchema, row: Row, weak_cols: list) -> Row | None:
         new_data = None
@@ -207,29 +241,32 @@ class Transaction:
                     continue
                 keep[k] = v
             if len(keep) != len(datum.values):
-                if not keep and col.type.n_min:
-                    where = " (inserted within this transaction)" \
-                        if row.uuid not in self.db.tables[ts.name] else ""
-                    raise OvsdbError(
-                        "constraint violation",
-                        f"Deletion of {len(datum.values)} weak reference(s) to deleted (or "
-                        f"never-existing) rows from column \"{col.name}\" in \"{ts.name}\" "
-                        f"row {row.uuid}{where} caused this column to become empty, but "
-                        "constraints on this column disallow an empty column.")
                 if len(keep) < col.type.n_min:
-                    raise OvsdbError(
-                        "constraint violation",
-                        f"Deletion of {len(datum.values) - len(keep)} weak reference(s) to "
-                        f"deleted (or never-existing) rows from column \"{col.name}\" in "
-                        f"\"{ts.name}\" row {row.uuid} caused this column to have "
-                        f"{len(keep)} element(s), less than the minimum of "
-                        f"{col.type.n_min}.")
+                    raise OvsdbError("constraint violation",
+                                     self._weak_min_message(ts, row, col, datum, keep))
                 if new_data is None:
                     new_data = dict(row.data)
                 new_data[col.name] = Datum(datum.type, keep)
         if new_data is None:
             return None
         return Row(row.uuid, row.version, new_data)
+
+    def _weak_min_message(self, ts: TableSchema, row: Row, col: Any, datum: Datum,
+                          keep: dict) -> str:
+        """ovsdb-server's words for a weak reference column left below its
+        minimum, naming the all-zeros uuid (a default) in a new row."""
+        new_row = row.uuid not in self.db.tables[ts.name]
+        if new_row and _dangling_zero(col, datum, keep):
+            return (f'Weak reference column "{col.name}" in "{ts.name}" row {row.uuid} '
+                    "(inserted within this transaction) contained all-zeros UUID "
+                    "(probably as the default value for this column) but deleting this "
+                    "value caused a constraint volation because this column is not "
+                    "allowed to be empty.")
+        where = " (inserted within this transaction)" if new_row else ""
+        return (f"Deletion of {len(datum.values) - len(keep)} weak reference(s) to deleted "
+                f'(or never-existing) rows from column "{col.name}" in "{ts.name}" '
+                f"row {row.uuid}{where} caused this column to become empty, but "
+                "constraints on this column disallow an empty column.")
 
     def _check_indexes(self, tables: dict[str, TableSchema], changes: ChangeSet) -> None:
         """Uniqueness of every index, looking only at the rows this transaction
@@ -271,13 +308,34 @@ class Transaction:
 
     def _provenance(self, table: str, row: Row, names: list[str]) -> str:
         old = self.db.tables[table].get(row.uuid)
-        if row.uuid in self.inserted or old is None:
+        if old is None:
             return "was inserted by this transaction"
-        if index_key(old, names) == index_key(row, names):
+        if (old is row or old.data == row.data) and (table, row.uuid) not in self.weak_fixed:
             return "existed in the database before this transaction and was not modified " \
                    "by the transaction"
+        if index_key(old, names) == index_key(row, names):
+            return "existed in the database before this transaction, which modified some " \
+                   "of the row's columns but not any columns in this index"
         before = _english_list([_datum_text(old.data[n]) for n in names])
         return f"had the following index values before the transaction: {before}"
+
+
+def _atom_order(atom: Any) -> Any:
+    """An atom's place in a datum, as OVS sorts them (a uuid by its value)."""
+    value = atom.value
+    return value.int if isinstance(value, uuid.UUID) else value
+
+
+def _dangling_zero(col: Any, datum: Datum, keep: dict) -> bool:
+    """Whether a weak reference dropped from datum was the all-zeros uuid."""
+    zero = uuid.UUID(int=0)
+    for k, v in datum.values.items():
+        if k in keep:
+            continue
+        if (col.type.key.is_weak_ref() and k.value == zero) or (
+                v is not None and col.type.value.is_weak_ref() and v.value == zero):
+            return True
+    return False
 
 
 def _english_list(items: list[str]) -> str:

@@ -37,7 +37,13 @@ def _outcome(parse, t, value):
 @pytest.mark.parametrize("value", VALUES)
 def test_ovsdb_cpu_string_parse_is_python_ovs(type_name, value):
     t = TYPES[type_name]
-    assert _outcome(datum_from_json, t, value) == _outcome(Datum.from_json, t, value)
+    expected = _outcome(Datum.from_json, t, value)
+    if value is None and expected[0] == "error":
+        # One deliberate difference: python-ovs tags a null atom "ovsdb error"
+        # (it cannot tell null from no JSON), ovsdb-server "syntax error"
+        # (test_ovsdb_differential_more, null_atom_is_syntax_error).
+        expected = ("error", expected[1].replace("ovsdb error", "syntax error"))
+    assert _outcome(datum_from_json, t, value) == expected
 
 
 def test_ovsdb_cpu_string_fast_path_makes_a_datum_of_the_column_type():

@@ -684,6 +684,40 @@ VS: dict[str, list] = {
         T(dele("Open_vSwitch")),
     ],
     "monitor_cancel_wrong_count": [call("monitor_cancel", [])],
+    "wait_without_columns_compares_uuid_and_version": [
+        SETUP,
+        T({"op": "wait", "table": "Bridge", "where": [], "until": "!=", "rows": [{}],
+           "timeout": 0}),
+        T({"op": "wait", "table": "Bridge", "where": [], "until": "==",
+           "rows": [{"name": "br0"}], "timeout": 0}),
+    ],
+    "wait_on_uuid_column": [
+        T(
+            ROOT,
+            ins("Bridge", {"name": "u"}, uuid="1bad0000-0000-4000-8000-000000000017"),
+            mut("Open_vSwitch",
+                [["bridges", "insert", ["uuid", "1bad0000-0000-4000-8000-000000000017"]]]),
+        ),
+        T(wait("Bridge", [{"_uuid": ["uuid", "1bad0000-0000-4000-8000-000000000017"]}],
+               columns=["_uuid"], timeout=0)),
+        T(wait("Bridge", [{"_uuid": ["uuid", "1bad0000-0000-4000-8000-000000000017"]}],
+               columns=["_uuid"], until="!=", timeout=0)),
+    ],
+    "mutate_constraints_checked_after_every_element": [
+        SETUP,
+        T(upd("Bridge", {"flood_vlans": ["set", [4000, 3000]]}),
+          mut("Bridge", [["flood_vlans", "*=", 2]])),
+    ],
+    "where_ordering_on_optional_integer": [
+        SETUP_PORT,
+        T(
+            upd("Port", {"tag": 5}),
+            sel("Port", [["tag", "<", 10]], ["name"]),
+            sel("Port", [["tag", ">", 10]], ["name"]),
+            sel("Interface", [["ofport", ">=", 0]], ["name"]),
+            sel("Port", [["tag", "<", ["set", []]]], ["name"]),
+        ),
+    ],
     "monitor_two_clients": [
         call("monitor", [DB, 1, {"Open_vSwitch": {"columns": ["next_cfg"]}}], c=2),
         SETUP,
@@ -788,6 +822,206 @@ CS: dict[str, list] = {
         CSETUP,
         CT(upd("Root", {"fans": ["uuid", "1bad0000-0000-4000-8000-00000000000c"]})),
         CT(sel("Root", columns=["fans"])),
+    ],
+    # found by the differential fuzzer (test_ovsdb_differential_fuzz)
+    "where_eq_empty_on_required": [CSETUP, CT(sel("Root", [["hero", "==", ["set", []]]]))],
+    "where_includes_keeps_max": [
+        CT(sel("Kid", [["pairs", "includes", ["map", [[1, "x"], [2, "y"], [3, "x"]]]]]))
+    ],
+    "where_scalar_includes_empty": [CT(sel("Kid", [["size", "includes", ["set", []]]]))],
+    "where_scalar_excludes_two": [CT(sel("Kid", [["size", "excludes", ["set", [1, 2]]]]))],
+    "monitor_duplicate_column_before_where": [
+        call("monitor_cond", [CDB, 1, {"Root": [
+            {"columns": ["name"]}, {"columns": ["name"], "where": [["zz", "==", 1]]}]}])
+    ],
+    "named_uuid_not_an_id": [
+        CT(ins("Root", {"name": "x", "kids": ["named-uuid", "1bad"]})),
+        CT(ins("Root", {"name": "x", "kids": ["set", [ref("a"), ["named-uuid", "b-c"]]]})),
+    ],
+    "weak_default_zero_uuid": [CT(ins("Root", {"name": "z"}))],
+    "null_atom_is_syntax_error": [CSETUP, CT(upd("Kid", {"flags": None}))],
+    "monitor_since_id_checked_last": [
+        call("monitor_cond_since", [CDB, 1, {"Nope": [{}]}, "bad"])
+    ],
+    "monitor_requests_shape_before_id": [
+        call("monitor_cond", [CDB, 1, {}]),
+        call("monitor_cond", [CDB, 1, []]),
+    ],
+    "mutate_map_delete_bad_key_reported_as_keys": [
+        CSETUP,
+        CT(mut("Kid", [["pairs", "delete", ["map", [[1, "x"], ["1", "x"]]]]])),
+    ],
+    "mutate_map_delete_more_than_max": [
+        CSETUP,
+        CT(mut("Kid", [["pairs", "delete", ["map", [[1, "x"], [2, "y"], [3, "x"]]]]])),
+    ],
+    "duplicate_uuid_name_with_given_uuids": [
+        CT(ins("Kid", {**KID, "a": 7}, "k", uuid="1bad0000-0000-4000-8000-000000000011"),
+           ins("Kid", {**KID, "a": 8}, "k", uuid="1bad0000-0000-4000-8000-000000000012"))
+    ],
+    "select_distinct_without_uuid": [
+        CSETUP,
+        CT(
+            ins("Kid", {**KID, "a": 2}, "k"),
+            mut("Root", [["kids", "insert", ref("k")]]),
+            sel("Kid", columns=["color"]),
+            sel("Kid", columns=[]),
+            sel("Kid", columns=["_uuid", "color"]),
+        ),
+    ],
+    "monitor_cond_clauses_any": [
+        CSETUP,
+        CT(ins("Kid", {**KID, "a": 2}, "k"), mut("Root", [["kids", "insert", ref("k")]])),
+        call("monitor_cond", [CDB, 1, {"Kid": [{"columns": ["a"],
+                                                "where": [["a", "==", 1], ["a", "==", 2]]}]}]),
+        call("monitor_cond", [CDB, 2, {"Kid": [{"columns": ["a"], "where": [False, True]}]}]),
+        call("monitor_cond", [CDB, 3, {"Kid": [{"columns": ["a"], "where": [False]}]}]),
+    ],
+    "monitor_cond_first_request_decides": [
+        CSETUP,
+        CT(ins("Kid", {**KID, "a": 2}, "k"), mut("Root", [["kids", "insert", ref("k")]])),
+        call("monitor_cond", [CDB, 1, {"Kid": [{"columns": ["a"], "where": [["a", "==", 1]]},
+                                               {"columns": ["b"], "where": [["a", "==", 2]]}]}]),
+        call("monitor_cond", [CDB, 2, {"Kid": [{"columns": ["a"]},
+                                               {"columns": ["b"], "where": [["a", "==", 2]]}]}]),
+    ],
+    "monitor_cond_change_last_request_decides": [
+        CSETUP,
+        CT(ins("Kid", {**KID, "a": 2}, "k"), mut("Root", [["kids", "insert", ref("k")]])),
+        call("monitor_cond", [CDB, 1, {"Kid": [{"columns": ["a"], "where": [False]}]}]),
+        call("monitor_cond_change", [1, 1, {"Kid": [{"where": [["a", "==", 1]]},
+                                                    {"where": [["a", "==", 2]]}]}]),
+    ],
+    "monitor_cond_change_on_monitor_v1": [
+        CSETUP,
+        call("monitor", [CDB, 1, {"Kid": {"columns": ["a"]}}]),
+        call("monitor_cond_change", [1, 1, {"Kid": [{"where": [["zz", "==", 1]]}]}]),
+        call("monitor_cond_change", [1, 1, {"Kid": [{"where": [], "x": 1}]}]),
+    ],
+    "monitor_cond_change_errors": [
+        call("monitor_cond", [CDB, 1, {"Kid": [{"columns": ["a"]}]}]),
+        call("monitor_cond_change", [1, 1, {"Nope": [{"where": []}]}]),
+        call("monitor_cond_change", [1, 1, {"Root": [{"where": []}]}]),
+        call("monitor_cond_change", [1, 1, {"Kid": {"where": []}}]),
+        call("monitor_cond_change", [1, 1, 5]),
+        call("monitor_cond_change", [1, 1, {"Kid": [5]}]),
+        # ovsdb-server names the first in its hash order: here the first written
+        call("monitor_cond_change", [1, 1, {"Kid": [{"where": [], "y": 2, "x": 1}]}]),
+    ],
+    "monitor_select_per_column": [
+        CSETUP,
+        call("monitor_cond", [CDB, 1, {"Kid": [
+            {"columns": ["a"], "select": {"insert": False, "modify": False}},
+            {"columns": ["b", "tag"], "select": {"initial": False, "delete": False}}]}]),
+        call("monitor", [CDB, 2, {"Kid": [
+            {"columns": ["a"], "select": {"delete": False}},
+            {"columns": ["b"], "select": {"modify": False, "initial": False}}]}]),
+        CT(ins("Kid", {**KID, "a": 2, "b": "x"}, "k"), mut("Root", [["kids", "insert", ref("k")]])),
+        CT(mut("Kid", [["a", "+=", 10]])),
+        CT(upd("Kid", {"b": "y"})),
+        CT(upd("Kid", {"tag": "tt", "a": 5})),
+        CT(dele("Root")),
+    ],
+    "insert_members_in_order": [
+        CT({"op": "insert", "table": "Kid", "row": 5, "uuid-name": "1bad"}),
+        CT({"op": "insert", "table": "Kid", "row": 5, "uuid": 5}),
+    ],
+    "op_name_not_an_id": [CT({"op": "1x"})],
+    "server_commit_not_allowed": [
+        call("transact", ["_Server", {"op": "commit", "durable": False}]),
+        call("transact", ["_Server", ins("Database", {"nope": 1})]),
+    ],
+    "two_members_not_allowed": [
+        # ovsdb-server names the first in its hash order: here the first written
+        CT({"op": "comment", "comment": "x", "b": 2, "a": 1}),
+        CT({"op": "abort", "a": 1, "b": 2, "c": 3}),
+    ],
+    "select_where_before_columns": [CT(sel("Kid", [["zz", "==", 1]], ["nope"]))],
+    "update_immutable_after_values": [
+        CSETUP,
+        CT(upd("Kid", {"_uuid": ["uuid", "1bad0000-0000-4000-8000-000000000013"], "a": "x"})),
+    ],
+    "set_duplicate_after_bad_element": [
+        CSETUP,
+        CT(upd("Root", {"kids": ["set", [ref("h"), ["uuid", "1bad0000-0000-4000-8000-000000000014"],
+                                         ["uuid", "1bad0000-0000-4000-8000-000000000014"],
+                                         ["uuid", "zz"]]]})),
+    ],
+    "size_before_boolean": [
+        CT(sel("Kid", [["pairs", "includes", ["map", [[True, "x"], [1, "x"], [2, "y"]]]]]))
+    ],
+    "uuid_reused_after_insert_and_delete": [
+        CT(
+            ins("Kid", {**KID, "a": 3}, uuid="1bad0000-0000-4000-8000-000000000015"),
+            dele("Kid", [["_uuid", "==", ["uuid", "1bad0000-0000-4000-8000-000000000015"]]]),
+            ins("Kid", {**KID, "a": 4}, uuid="1bad0000-0000-4000-8000-000000000015"),
+            sel("Kid", [["_uuid", "==", ["uuid", "1bad0000-0000-4000-8000-000000000015"]]],
+                ["a"]),
+        )
+    ],
+    "wait_answered_after_the_commit_it_waited_for": [
+        CSETUP,
+        ("send", 1, "transact", [CDB, wait("Root", [{"name": "r"}], until="!=", timeout=5000)]),
+        CT(upd("Root", {"name": "q"})),
+        ("drain", 1),
+    ],
+    "index_provenance_other_columns_modified": [
+        CSETUP,
+        CT(
+            upd("Kid", {"tag": "tt"}, [["a", "==", 1]]),
+            ins("Kid", {**KID, "a": 1}, "k"),
+            mut("Root", [["kids", "insert", ref("k")]]),
+        ),
+    ],
+    "index_provenance_change_undone_by_weak_cleanup": [
+        CSETUP,
+        CT(
+            ins("Kid", {**KID, "a": 5}, "k"),
+            mut("Root", [["fans", "insert", ["uuid", "1bad0000-0000-4000-8000-000000000016"]]]),
+            ins("Root", {"name": "r", "hero": ref("k"), "kids": ref("k")}),
+        ),
+    ],
+    "boolean_number_after_earlier_bad_element": [
+        CT(sel("Kid", [["pairs", "includes", ["map", [[1, "zz"], [True, "x"]]]]])),
+        CT(sel("Root", [["ratio", "includes", ["set", [9.5, False]]]])),
+    ],
+    "range_error_names_a_big_value": [
+        CSETUP,
+        CT(upd("Kid", {"size": 4611686018427387904})),
+        CT(upd("Kid", {"size": 9223372036854775807})),
+    ],
+    "steal_from_a_stealer": [
+        call("steal", ["S"], c=2),
+        call("steal", ["S"]),
+        ("drain", 2),
+        call("unlock", ["S"]),
+        ("drain", 2),
+        call("lock", ["S"], c=2),
+        call("unlock", ["S"], c=2),
+        call("lock", ["S"], c=2),
+    ],
+    "steal_from_a_stealer_then_disconnect": [
+        call("steal", ["S"], c=2),
+        call("steal", ["S"]),
+        ("close", 1),
+        ("drain", 2),
+        call("steal", ["S"], c=2),
+    ],
+    "version_changes_when_weak_cleanup_undoes_the_change": [
+        CSETUP,
+        call("monitor_cond", [CDB, 1, {"Root": [{"columns": ["name", "_version"]}]}]),
+        call("monitor_cond", [CDB, 2, {"Root": [{"columns": ["name"]}]}]),
+        CT(upd("Root", {"fans": ["uuid", "1bad0000-0000-4000-8000-000000000019"]})),
+    ],
+    "mutate_multiply_overflow_test": [
+        CSETUP,
+        CT(upd("Kid", {"size": 1}), mut("Kid", [["size", "*=", 4611686018427387904]])),
+        CT(upd("Kid", {"size": 2}), mut("Kid", [["size", "*=", 4611686018427387903]])),
+        CT(upd("Kid", {"a": -2}), mut("Kid", [["a", "*=", 4611686018427387904]])),
+        CT(upd("Kid", {"a": 3}), mut("Kid", [["a", "*=", -3074457345618258603]])),
+    ],
+    "null_key_after_duplicate": [
+        CT(sel("Kid", [["pairs", "excludes", ["map", [[1, "x"], [1, "y"], [None, "x"]]]]]))
     ],
     "monitor_cond_real_where": [
         CSETUP,
