@@ -23,7 +23,7 @@ import ovs.db.error
 
 from .database import Database, Row, default_data
 from .datum_json import datum_from_json, datum_to_json
-from .errors import OvsdbError
+from .errors import OvsdbError, c_style_message
 from .schema import Schema
 from .storage import Storage
 from .transaction import Transaction
@@ -46,7 +46,9 @@ def parse_new_schema(schema_json: Any, db_name: str) -> Schema:
     try:
         schema = Schema.from_json(schema_json)
     except ovs.db.error.Error as e:
-        raise OvsdbError.from_ovs(e) from None
+        # A schema error names its JSON only when it has one.
+        raise OvsdbError(e.tag, c_style_message(e.msg), e.json,
+                         has_syntax=e.json is not None) from None
     if schema.name != db_name:
         raise OvsdbError("invalid parameters", f"new schema name ({schema.name}) does not "
                          f"match database name ({db_name})")
