@@ -117,7 +117,7 @@ class XlateBridge(Protocol):
     mac: MacLearning
     groups: GroupTable
     meters: MeterTable
-    fail_open_active: bool
+    fail_open_rule: Rule | None  # OVS's hidden fail-open rule, while it is in place
 
     def packet_in_cookie(self, spec: PacketInSpec) -> int: ...
 
@@ -205,17 +205,17 @@ class Xlate:
         _XLATE_ACTIONS.inc()
         if self._input_blocked():
             return self._finish()
-        if getattr(self.bridge, "fail_open_active", False):
-            # OVS's fail-open rule: above every flow, NORMAL for everything.
+        rule = getattr(self.bridge, "fail_open_rule", None)
+        if rule is not None:
+            # OVS's fail-open rule: above every flow, NORMAL for everything,
+            # counted like a table-0 rule (bridge/dump-flows shows it).
             self._note("fail-open: no controller for too long, acting as a learning switch")
-            rule = getattr(self.bridge, "fail_open_rule", None)
-            if rule is not None:  # counted like a table-0 rule (bridge/dump-flows shows it)
-                self.result.tables.append(0)
-                self.result.rules.append(rule)
-                if self.side_effects:
-                    table = self.bridge.pipeline.tables[0]
-                    table.lookup_count += 1
-                    table.matched_count += 1
+            self.result.tables.append(0)
+            self.result.rules.append(rule)
+            if self.side_effects:
+                table = self.bridge.pipeline.tables[0]
+                table.lookup_count += 1
+                table.matched_count += 1
             self._normal()
             return self._finish()
         self._run_pipeline(0)
