@@ -352,10 +352,9 @@ class Session(asyncio.Protocol):
                 self.server.commit(handle, outcome, retry_waits=False)
             except OSError as e:
                 outcome.results.append({"error": "I/O error", "details": str(e)})
-            self.send(jsonrpc.reply(msg_id, outcome.results))
-            self.server.retry_waits(handle)
-            return
         self.send(jsonrpc.reply(msg_id, outcome.results))
+        if outcome.changes:  # the waits it satisfies are answered after it
+            self.server.retry_waits(handle)
 
     def _monitor(self, msg_id: Any, params: list, method: str, version: int) -> Any:
         handle = self._db(method, params)
