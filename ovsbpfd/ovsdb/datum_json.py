@@ -168,7 +168,8 @@ def _has_boolean_number(t: Type, value: Any) -> bool:
 
 
 _ATOMS: dict[str, Atom] = {}
-_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: an <id> of RFC 7047 (a named-uuid, a uuid-name, an operation name)
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _uuid_atoms(elements: list, symtab: dict | None) -> dict | None:
@@ -194,7 +195,7 @@ def _uuid_atoms(elements: list, symtab: dict | None) -> dict | None:
                 if len(remembered) >= _UUID_CACHE_SIZE:
                     remembered.clear()
                 atom = remembered[text] = Atom(UuidType, row_uuid)
-        elif kind == "named-uuid" and symtab and _ID.match(text):
+        elif kind == "named-uuid" and symtab and IDENTIFIER.match(text):
             # As python-ovs: a name not defined (yet) gets a fresh uuid, which
             # a later insert with that uuid-name then takes.  A name that is
             # not an <id> is left to python-ovs and the symbol table's check.

@@ -12,7 +12,6 @@ column defaults break their own constraints is worked out once per table.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from ovs.db.schema import TableSchema
 from .columns import IMPLICIT, column_value, parse_column_list
 from .condition import parse_condition
 from .database import Database, Row, default_data, default_datum
-from .datum_json import datum_from_json
+from .datum_json import IDENTIFIER, datum_from_json
 from .errors import OvsdbError, raise_unused_members, syntax_error
 from .hash_order import ovs_order
 from .mutation import parse_mutation
@@ -33,7 +32,6 @@ from .schema import SERVER_DB_NAME
 from .transaction import ChangeSet, Transaction
 from .wait_check import holding_waits_end, only_uuid_equality, row_matches_json
 
-_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MISSING = object()
 
 
@@ -52,7 +50,7 @@ class SymbolTable(dict):
         return True
 
     def __contains__(self, name: object) -> bool:
-        if isinstance(name, str) and not _ID.match(name):
+        if isinstance(name, str) and not IDENTIFIER.match(name):
             raise ovs.db.error.Error("named-uuid string is not a valid <id>",
                                      ["named-uuid", name])
         return super().__contains__(name)
@@ -93,7 +91,7 @@ class OpParser:
             raise self.fail(f"Required '{name}' member is missing.")
         value = self.op[name]
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-        if ok and ident and not _ID.match(value):
+        if ok and ident and not IDENTIFIER.match(value):
             ok = False
         if not ok:
             raise self.fail(f"Type mismatch for member '{name}'.")
