@@ -130,12 +130,8 @@ def parse_mutation(table: TableSchema, mutation: Any, symtab: Any = None) -> Mut
         if ctype.key.type not in (IntegerType, RealType) or ctype.value is not None \
                 or (mutator == "%=" and ctype.key.type == RealType):
             raise syntax_error(mutation, _mismatch(mutator, name, ctype))
-        arg_type = Type(ctype.key.without_constraints())
-        try:
-            arg = datum_from_json(arg_type, value, symtab)
-        except ovs.db.error.Error as e:
-            raise OvsdbError.from_ovs(e) from None
-        return Mutation(col, mutator, arg)
+        return Mutation(col, mutator,
+                        _argument(Type(ctype.key.without_constraints()), value, symtab))
     if mutator in ("insert", "delete"):
         if not (ctype.is_set() or ctype.is_map()) or ctype.n_max == 1 and ctype.n_min == 1:
             raise syntax_error(mutation, _mismatch(mutator, name, ctype))
@@ -144,16 +140,21 @@ def parse_mutation(table: TableSchema, mutation: Any, symtab: Any = None) -> Mut
         # of keys, and then its error is the one reported (as ovsdb-server).
         n_max = ctype.n_max if mutator == "insert" else max(ctype.n_max, 1 << 62)
         try:
-            arg = datum_from_json(resized(ctype, 0, n_max), value, symtab)
-        except ovs.db.error.Error as e:
+            arg = _argument(resized(ctype, 0, n_max), value, symtab)
+        except OvsdbError:
             if not (ctype.is_map() and mutator == "delete"):
-                raise OvsdbError.from_ovs(e) from None
-            try:
-                arg = datum_from_json(Type(ctype.key, None, 0, n_max), value, symtab)
-            except ovs.db.error.Error as e:
-                raise OvsdbError.from_ovs(e) from None
+                raise
+            arg = _argument(Type(ctype.key, None, 0, n_max), value, symtab)
         return Mutation(col, mutator, arg)
     raise OvsdbError("unknown mutator", f"No mutator named {mutator}.")
+
+
+def _argument(t: Type, value: Any, symtab: Any) -> Datum:
+    """A mutation's argument parsed as t; OvsdbError as ovsdb-server words it."""
+    try:
+        return datum_from_json(t, value, symtab)
+    except ovs.db.error.Error as e:
+        raise OvsdbError.from_ovs(e) from None
 
 
 def _mismatch(mutator: str, name: str, ctype: Type) -> str:
