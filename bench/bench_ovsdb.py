@@ -281,18 +281,15 @@ SERVERS = (("ovsdb-server", debian_server), ("ovsbpfd", ovsbpfd_server))
 
 def run_all(servers: dict[str, tuple[str, int]], args: argparse.Namespace) -> dict:
     res: dict[str, dict[str, float]] = {name: {} for name in servers}
-    say(f"vsctl: {args.vsctl} x ovs-vsctl add-port on each server, alternating")
-    for name, (wall, cpu) in bench_vsctl(servers, args.vsctl).items():
-        res[name]["vsctl"], res[name]["vsctl_cpu"] = wall, cpu
-    say(f"set: {args.small} x ovs-vsctl set Port (one column), alternating")
-    for name, (wall, cpu) in bench_vsctl_set(servers, args.small).items():
-        res[name]["vsctl_set"], res[name]["vsctl_set_cpu"] = wall, cpu
-    say(f"show: {args.small} x ovs-vsctl show, alternating")
-    for name, (wall, cpu) in bench_vsctl_show(servers, args.small).items():
-        res[name]["vsctl_show"], res[name]["vsctl_show_cpu"] = wall, cpu
-    say(f"durable: {args.durable} x add-port replayed with a durable commit, alternating")
-    for name, (wall, cpu) in bench_durable(servers, args.durable).items():
-        res[name]["durable"], res[name]["durable_cpu"] = wall, cpu
+    loops = [("vsctl", bench_vsctl, args.vsctl, "ovs-vsctl add-port"),
+             ("vsctl_set", bench_vsctl_set, args.small, "ovs-vsctl set Port (one column)"),
+             ("vsctl_show", bench_vsctl_show, args.small, "ovs-vsctl show"),
+             ("durable", bench_durable, args.durable,
+              "add-port replayed with a durable commit")]
+    for key, bench, n, what in loops:  # in this order: each builds on the one before
+        say(f"{key}: {n} x {what} on each server, alternating")
+        for name, (wall, cpu) in bench(servers, n).items():
+            res[name][key], res[name][f"{key}_cpu"] = wall, cpu
     for name, (sock, pid) in servers.items():
         say(f"bulk: [{name}] one Idl transaction inserting {args.ports} ports")
         cpu = cpu_seconds(pid)
